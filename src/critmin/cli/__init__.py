@@ -1,0 +1,1 @@
+"""Command line: thin Typer adapters over :mod:`critmin.workflows`."""

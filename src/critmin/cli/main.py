@@ -1,0 +1,195 @@
+"""``critmin`` command line. Each command is a few lines calling workflows; errors exit with code 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from critmin.errors import CritminError
+
+app = typer.Typer(help="critmin: allied critical-minerals supply security.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="The reference dataset: build, inspect, export.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+out_console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Folder with your own production.csv, trade.csv, "
+                                                             "governance.csv, prices.csv (README: Bring your own data)")]
+ImporterOpt = Annotated[str, typer.Option("--importer", help="USA, JPN, a bloc USA+JPN, a group (g7, quad, msp, "
+                                                             "eu27, usa-jpn) or a comma list")]
+FormatOpt = Annotated[str, typer.Option("--format", help="table | csv | json | parquet | xlsx")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Write to this file (default: standard output)")]
+
+
+def handled(fn):
+    """Turn a CritminError into a clear message and exit code 2 (nothing written)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CritminError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def emit(frame, fmt: str, out: Path | None, sources: list[dict], title: str = "") -> None:
+    from critmin.report.export import FORMATS, render_bytes, write_atomic
+    from critmin.cli.tables import print_table
+
+    if fmt not in FORMATS:
+        raise CritminError(f"unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt == "table":
+        if out is not None:
+            data = frame.to_string(index=False).encode("utf-8") + b"\n"
+            write_atomic(data, out)
+        else:
+            print_table(out_console, frame, title=title)
+        return
+    data = render_bytes(frame, fmt, sources)
+    if out is None:
+        if fmt in ("parquet", "xlsx"):
+            raise CritminError(f"--format {fmt} needs --out FILE")
+        sys.stdout.write(data.decode("utf-8"))
+    else:
+        write_atomic(data, out)
+        err_console.print(f"wrote {out}")
+
+
+@app.command()
+@handled
+def assess(
+    method: Annotated[str, typer.Option("--method", help="geopolrisk | eu-sr | usgs | hhi")] = "geopolrisk",
+    importer: ImporterOpt = "USA,JPN,USA+JPN",
+    year: Annotated[int | None, typer.Option("--year", help="Data year (default: latest with production and trade)")] = None,
+    stage: Annotated[str, typer.Option("--stage", help="mine | refine | metal | component")] = "mine",
+    data: DataOpt = None,
+    params: Annotated[Path | None, typer.Option("--params", help="YAML overriding method parameters")] = None,
+    groups: Annotated[Path | None, typer.Option("--groups", help="YAML with extra country groups")] = None,
+    fmt: FormatOpt = "table",
+    out: OutOpt = None,
+) -> None:
+    """Criticality of every commodity for the importers: GeoPolRisk, EU supply risk, USGS-style, HHI."""
+    from critmin import workflows
+    from critmin.reference.catalog import Catalog
+
+    cat = Catalog(data)
+    ds = workflows.assess(method, importer, year, stage, data, params, groups, catalog=cat)
+    frame = workflows.tidy(ds)
+    if fmt == "table":
+        from critmin.cli.tables import assessment_view
+
+        frame = assessment_view(frame, method)
+    emit(frame, fmt, out, cat.sources(ds.attrs["sources"]),
+         title=f"{method} · stage {stage} · year {int(ds['year'].values[0])} · {ds.attrs.get('citation', '')}")
+    for note in ds.attrs.get("notes", []):
+        err_console.print(f"[dim]note: {note}[/]")
+
+
+@app.command()
+@handled
+def priorities(
+    importer: ImporterOpt = "USA,JPN,USA+JPN",
+    year: Annotated[int | None, typer.Option("--year")] = None,
+    data: DataOpt = None,
+    params: Annotated[Path | None, typer.Option("--params")] = None,
+    groups: Annotated[Path | None, typer.Option("--groups")] = None,
+    allies: Annotated[str, typer.Option("--allies", help="Group whose suppliers count as allied")] = "msp",
+    top: Annotated[int, typer.Option("--top", help="Rows per importer in the table view")] = 10,
+    fmt: FormatOpt = "table",
+    out: OutOpt = None,
+) -> None:
+    """Priority minerals per importer, with the thresholds used and the reason for each rank."""
+    from critmin import workflows
+    from critmin.reference.catalog import Catalog
+
+    cat = Catalog(data)
+    table, meta = workflows.priorities(importer, year, data, params, groups, allies, catalog=cat)
+    if fmt == "table":
+        from critmin.cli.tables import print_priorities
+
+        print_priorities(out_console, table, meta, top=top)
+        if out is None:
+            return
+    emit(table, "csv" if fmt == "table" else fmt, out, cat.sources(meta["sources"]))
+
+
+@data_app.command("build")
+@handled
+def data_build(
+    raw: Annotated[Path, typer.Option("--raw", help="Folder of the raw public files")] = Path("../shared/data"),
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: the package's bundled dataset)")] = None,
+) -> None:
+    """Build the bundled dataset from the raw public files (deterministic)."""
+    from critmin.reference.build import build
+
+    result = build(raw, out, console=err_console)
+    out_console.print(f"built {len(result['tables'])} tables into {result['out']}")
+
+
+@data_app.command("verify")
+@handled
+def data_verify(
+    raw: Annotated[Path, typer.Option("--raw", help="Folder of the raw public files")] = Path("../shared/data"),
+) -> None:
+    """Rebuild from the raw files into a temporary folder and compare with the shipped dataset."""
+    from critmin.reference.build import verify
+
+    diffs = verify(raw, console=err_console)
+    if diffs:
+        for d in diffs:
+            err_console.print(f"[red]differs:[/] {d}")
+        raise typer.Exit(1)
+    out_console.print("the shipped dataset is identical to a rebuild from the raw files")
+
+
+@data_app.command("info")
+@handled
+def data_info(data: DataOpt = None) -> None:
+    """Every source with publisher, licence, years and rows."""
+    from critmin.cli.tables import print_sources
+    from critmin.reference.catalog import Catalog
+
+    print_sources(out_console, Catalog(data))
+
+
+@data_app.command("show")
+@handled
+def data_show(
+    table: Annotated[str, typer.Argument(help="production, reserves, trade, us_salient, import_sources, governance, "
+                                               "prices, deposits, processing_shares, export_controls, projects, "
+                                               "stockpile_programs, demand_parameters, cross_checks")],
+    where: Annotated[list[str] | None, typer.Option("--where", "-w", help="Filter COLUMN=VALUE (repeatable; "
+                                                                          "VALUE may be a,b,c)")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Max rows in the table view (0 = all)")] = 50,
+    data: DataOpt = None,
+    fmt: FormatOpt = "table",
+    out: OutOpt = None,
+) -> None:
+    """Print or export rows of a table, filtered by column values."""
+    from critmin.reference.catalog import Catalog
+    from critmin.reference.query import filter_rows
+
+    cat = Catalog(data)
+    frame = filter_rows(cat.table(table), where or [])
+    shown = frame.head(limit) if (fmt == "table" and limit and out is None) else frame
+    ids = frame["source"].astype(str).unique().tolist() if "source" in frame else []
+    emit(shown, fmt, out, cat.sources(ids), title=f"{table}: {len(frame)} rows"
+         + (f" (first {len(shown)})" if len(shown) < len(frame) else ""))
+
+
+def main() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":
+    main()

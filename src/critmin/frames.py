@@ -1,0 +1,64 @@
+"""The one seam between long tables and labelled arrays (units and provenance carried across)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+
+def to_array(frame: pd.DataFrame, dims: Sequence[str], value: str = "value", *, fill: float = 0.0,
+             coords: dict[str, Sequence] | None = None, units: str | None = None) -> xr.DataArray:
+    """Pivot a long table to a dense DataArray over ``dims`` (duplicates summed).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Long table holding ``dims`` and ``value`` columns.
+    dims : sequence of str
+        Columns that become dimensions, in order.
+    fill : float
+        Value for combinations absent from the table (0 for flows; NaN for indicators).
+    coords : dict, optional
+        Force the labels of some dimensions (absent labels are filled with ``fill``).
+    units : str, optional
+        Stored in ``attrs["units"]``.
+    """
+    dims = list(dims)
+    grouped = frame.groupby(dims, observed=True, sort=True)[value].sum(min_count=1)
+    labels = {d: (list(coords[d]) if coords and d in coords else
+                  sorted(pd.unique(frame[d].astype(object)).tolist())) for d in dims}
+    shape = tuple(len(labels[d]) for d in dims)
+    data = np.full(shape, fill, dtype=float)
+    if len(grouped):
+        codes = []
+        keep = np.ones(len(grouped), dtype=bool)
+        for i, d in enumerate(dims):
+            level = grouped.index.get_level_values(i) if len(dims) > 1 else grouped.index
+            pos = pd.Index(labels[d]).get_indexer(level)
+            keep &= pos >= 0
+            codes.append(pos)
+        idx = tuple(c[keep] for c in codes)
+        vals = grouped.to_numpy(dtype=float)[keep]
+        data[idx] = np.where(np.isnan(vals), fill, vals)
+    da = xr.DataArray(data, dims=dims, coords={d: labels[d] for d in dims})
+    if units:
+        da.attrs["units"] = units
+    if "source" in frame:
+        da.attrs["sources"] = sorted(pd.unique(frame["source"].astype(str)).tolist())
+    return da
+
+
+def to_long(ds: xr.Dataset | xr.DataArray, value: str = "value") -> pd.DataFrame:
+    """Flatten to a tidy long table (one row per label combination and variable)."""
+    if isinstance(ds, xr.DataArray):
+        ds = ds.to_dataset(name=ds.name or value)
+    frames = []
+    for name, da in ds.data_vars.items():
+        df = da.to_dataframe(name=value).reset_index()
+        df.insert(0, "indicator", name)
+        df["unit"] = da.attrs.get("units", "")
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

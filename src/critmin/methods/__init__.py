@@ -1,0 +1,1 @@
+"""Named, cited criticality methods and the priority list."""

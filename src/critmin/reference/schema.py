@@ -1,0 +1,81 @@
+"""Column contracts of the bundled long tables.
+
+Every table carries ``source`` (a source id listed in the MANIFEST) so that each
+figure can be traced to its publisher and licence. Parsers in ``sources/`` return
+frames with exactly these columns (in this order); ``build`` checks them.
+"""
+
+from __future__ import annotations
+
+# column name -> (pandas dtype, meaning)
+TABLES: dict[str, dict[str, tuple[str, str]]] = {
+    "production": {
+        "commodity": ("string", "critmin commodity id, e.g. rare-earths"),
+        "stage": ("string", "mine | refine | metal | component"),
+        "country": ("string", "ISO3; ROW for 'Other countries', WLD for 'World total'"),
+        "row_type": ("string", "country | residual | total"),
+        "year": ("int64", "calendar year"),
+        "value": ("float64", "quantity in `unit`"),
+        "unit": ("string", "t, kg, ... (always in SI mass units after harmonisation)"),
+        "basis": ("string", "what the tonne is of: contained metal, REO equivalent, gross weight, Li content, ..."),
+        "estimated": ("bool", "the source marks the figure as an estimate"),
+        "series": ("string", "the source's own series label (e.g. MCS 'Mine production')"),
+        "source": ("string", "source id (MANIFEST)"),
+    },
+    "reserves": {
+        "commodity": ("string", ""), "country": ("string", ""), "row_type": ("string", ""),
+        "year": ("int64", "year the reserves estimate refers to"), "value": ("float64", ""),
+        "unit": ("string", ""), "basis": ("string", ""), "qualifier": ("string", "'', '>' or '<' as published"),
+        "series": ("string", ""), "source": ("string", ""),
+    },
+    "trade": {
+        "commodity": ("string", "critmin commodity id of the HS6 code"),
+        "stage": ("string", "stage of the traded product"),
+        "hs6": ("string", "HS 1992 six-digit code"),
+        "exporter": ("string", "ISO3 (XNA for BACI non-country areas)"),
+        "importer": ("string", "ISO3"),
+        "year": ("int64", ""),
+        "quantity": ("float64", "gross weight of the traded product"),
+        "unit": ("string", "t"),
+        "value_usd": ("float64", "FOB value, current USD"),
+        "source": ("string", ""),
+    },
+    "us_salient": {
+        "commodity": ("string", ""), "year": ("int64", ""),
+        "statistic": ("string", "production | imports | exports | apparent_consumption | net_import_reliance | price | stocks | employment | other"),
+        "detail": ("string", "the source's own variable label"),
+        "value": ("float64", "best numeric reading (NaN when withheld / not available)"),
+        "value_low": ("float64", "lower bound implied by the published code (e.g. '>95' -> 95)"),
+        "value_high": ("float64", "upper bound implied by the published code (e.g. '>95' -> 100)"),
+        "code": ("string", "published text code: '', '>95', 'E' (net exporter), 'W' (withheld), 'NA', ..."),
+        "unit": ("string", ""), "source": ("string", ""),
+    },
+    "import_sources": {
+        "commodity": ("string", ""), "partner": ("string", "ISO3 or ROW"),
+        "period": ("string", "e.g. 2021-24"), "share": ("float64", "fraction 0-1 of US imports"),
+        "detail": ("string", ""), "source": ("string", ""),
+    },
+    "governance": {
+        "country": ("string", "ISO3"), "year": ("int64", ""),
+        "indicator": ("string", "va | pv | ge | rq | rl | cc"),
+        "value": ("float64", "WGI estimate, standard-normal units (about -2.5 .. 2.5)"),
+        "source": ("string", ""),
+    },
+    "prices": {
+        "commodity": ("string", ""), "series": ("string", "source series code"),
+        "period": ("string", "YYYY-MM for monthly, YYYY for annual"),
+        "frequency": ("string", "monthly | annual"), "value": ("float64", ""),
+        "unit": ("string", "e.g. USD/t, USD/kg"), "source": ("string", ""),
+    },
+    "deposits": {
+        "deposit_id": ("string", "dataset-prefixed id"), "name": ("string", ""),
+        "country": ("string", "ISO3"), "lat": ("float64", ""), "lon": ("float64", ""),
+        "commodities": ("string", "';'-joined critmin commodity ids"),
+        "deposit_type": ("string", ""), "dataset": ("string", "pp1802 | major | lithium-us"),
+        "source": ("string", ""),
+    },
+}
+
+#: The cited curated tables are carried with their own columns (plus normalised
+#: ``country`` ISO3 and ``commodity`` ids where they name one) and their citations.
+CURATED_TABLES = ("processing_shares", "export_controls", "projects", "stockpile_programs", "demand_parameters")

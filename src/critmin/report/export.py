@@ -1,0 +1,56 @@
+"""Write tables atomically (nothing half-written): CSV, JSON, Parquet, XLSX (with a Sources sheet)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from critmin.errors import ConfigError
+
+FORMATS = ("table", "csv", "json", "parquet", "xlsx")
+
+
+def render_bytes(frame: pd.DataFrame, fmt: str, sources: list[dict] | None = None) -> bytes:
+    """Serialise ``frame`` in ``fmt`` (not ``table``)."""
+    if fmt == "csv":
+        return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    if fmt == "json":
+        records = json.loads(frame.to_json(orient="records", double_precision=17))
+        return (json.dumps({"rows": records, "sources": sources or []}, indent=1, ensure_ascii=False)
+                + "\n").encode("utf-8")
+    if fmt == "parquet":
+        import io
+
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        return buf.getvalue()
+    if fmt == "xlsx":
+        import io
+
+        buf = io.BytesIO()
+        with pd.ExcelWriter(buf, engine="openpyxl") as xw:
+            frame.to_excel(xw, sheet_name="data", index=False)
+            pd.DataFrame(sources or [], columns=["id", "publisher", "title", "licence", "url"]).to_excel(
+                xw, sheet_name="Sources", index=False)
+        return buf.getvalue()
+    raise ConfigError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def write_atomic(data: bytes, out: str | Path) -> Path:
+    """Write ``data`` to ``out`` via a temporary file in the same folder, then rename."""
+    path = Path(out)
+    if path.parent and not path.parent.exists():
+        raise ConfigError(f"output folder {str(path.parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,40 @@
+"""Unit handling at the boundary (pint). Kernels never branch on unit strings."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pint
+
+from critmin.errors import UnitError
+
+
+@cache
+def registry() -> pint.UnitRegistry:
+    return pint.UnitRegistry()
+
+
+_SPELLINGS = {
+    "t": "tonne", "tonne": "tonne", "tonnes": "tonne", "metric ton": "tonne", "metric tons": "tonne",
+    "kt": "kilotonne", "thousand metric tons": "kilotonne", "mt": "megatonne", "Mt": "megatonne",
+    "kg": "kilogram", "kilograms": "kilogram", "g": "gram", "lb": "pound", "lbs": "pound",
+}
+
+
+@cache
+def mass_factor(unit: str, to: str = "tonne") -> float:
+    """Multiplier that converts a mass quantity in ``unit`` to ``to`` (default metric tonnes).
+
+    Raises
+    ------
+    UnitError
+        If ``unit`` is not a mass unit.
+    """
+    name = _SPELLINGS.get(unit.strip(), _SPELLINGS.get(unit.strip().lower(), unit.strip()))
+    ureg = registry()
+    try:
+        q = ureg.Quantity(1.0, name)
+        return float(q.to(to).magnitude)
+    except (pint.errors.UndefinedUnitError, pint.errors.DimensionalityError, AttributeError,
+            ValueError, TypeError) as exc:
+        raise UnitError(f"unit {unit!r} is not a mass unit (expected t, kg, kt, lb, ...)") from exc

@@ -1,0 +1,85 @@
+"""Bad --data input: a clear error naming file, line and column; exit code 2; nothing written."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from critmin.cli.main import app
+from critmin.errors import DataError
+from critmin.reference.userdata import read_table
+
+GOOD_PROD = "commodity,stage,country,year,value,unit\nnickel,mine,USA,2022,17500,t\nnickel,mine,IDN,2022,1.6,Mt\n"
+runner = CliRunner()
+
+
+def _err(tmp_path, name, text, table):
+    p = tmp_path / name
+    p.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    with pytest.raises(DataError) as exc:
+        read_table(p, table)
+    return exc.value
+
+
+def test_good_table_converts_units(tmp_path):
+    p = tmp_path / "production.csv"
+    p.write_text(GOOD_PROD)
+    f = read_table(p, "production")
+    assert f.loc[f.country == "IDN", "value"].item() == pytest.approx(1.6e6)
+    assert set(f.unit) == {"t"}
+    assert set(f.row_type) == {"country"}
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "words"),
+    [
+        ("commodity,stage,country,year,unit\nnickel,mine,USA,2022,t\n", 1, "value", "missing required column"),
+        ("commodity,stage,country,year,value,unit\nnickel,mine,XYZ,2022,1,t\n", 2, "country", "unknown country code"),
+        ("commodity,stage,country,year,value,unit\nnickel,mine,USA,2022,1,t\nnickel,mine,CHN,2022,-5,t\n", 3,
+         "value", "negative"),
+        ("commodity,stage,country,year,value,unit\nnickel,mine,USA,2022,lots,t\n", 2, "value", "not a number"),
+        ("commodity,stage,country,year,value,unit\nnickel,mine,USA,20x2,1,t\n", 2, "year", "not a year"),
+        ("commodity,stage,country,year,value,unit\nnickel,smelt,USA,2022,1,t\n", 2, "stage", "unknown stage"),
+        ("commodity,stage,country,year,value,unit\nnickel,mine,USA,2022,1,USD\n", 2, "unit", "not a mass unit"),
+        ("commodity,stage,country,year,value,unit\nnickel,mine,USA,2022,1,t,extra\n", 2, None, "expected 6 fields"),
+        ("commodity,stage,country,year,value,unit\nnickel,mine,USA,2022,1,t\nnickel,mine,USA,2022,2,t\n", 3, None,
+         "duplicate row"),
+    ],
+)
+def test_bad_production_rows(tmp_path, text, line, column, words):
+    e = _err(tmp_path, "production.csv", text, "production")
+    assert e.file == "production.csv"
+    assert e.row == line
+    assert e.column == column
+    assert words in str(e)
+
+
+def test_wrong_encoding_names_line(tmp_path):
+    text = "commodity,stage,country,year,value,unit\nnickel,mine,USA,2022,1,t\nn\xefckel,mine,CHN,2022,1,t\n"
+    e = _err(tmp_path, "production.csv", text.encode("latin-1"), "production")
+    assert e.row == 3 and "UTF-8" in str(e)
+
+
+def test_trade_negative_quantity_and_unknown_indicator(tmp_path):
+    e = _err(tmp_path, "trade.csv", "commodity,exporter,importer,year,quantity,unit,value_usd\n"
+             "nickel,CAN,USA,2022,-1,t,5\n", "trade")
+    assert (e.row, e.column) == (2, "quantity")
+    e = _err(tmp_path, "governance.csv", "country,year,indicator,value\nCHN,2022,xx,0.1\n", "governance")
+    assert (e.row, e.column) == (2, "indicator")
+
+
+def test_cli_bad_data_exit_2_and_nothing_written(tmp_path):
+    (tmp_path / "production.csv").write_text("commodity,stage,country,year,value,unit\nnickel,mine,USA,2022,abc,t\n")
+    out = tmp_path / "out.csv"
+    res = runner.invoke(app, ["assess", "--data", str(tmp_path), "--importer", "USA", "--year", "2022",
+                              "--format", "csv", "--out", str(out)])
+    assert res.exit_code == 2
+    assert "production.csv" in res.output and "line 2" in res.output and "'value'" in res.output
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.csv*"))
+
+
+def test_cli_unknown_importer_exit_2():
+    res = runner.invoke(app, ["assess", "--importer", "USA+ZZZ"])
+    assert res.exit_code == 2
+    assert "unknown importer" in res.output
