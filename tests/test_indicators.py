@@ -9,10 +9,10 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from critmin.methods.geopolrisk import geopolrisk
-from critmin.methods.inputs import build_inputs
 from critmin.importers import parse_importers
 from critmin.indicators import allied_share, hhi, import_reliance, shares, top_k_share
+from critmin.methods.geopolrisk import geopolrisk
+from critmin.methods.inputs import build_inputs
 
 
 def _arr(values, countries=None):

@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from critmin.constants import COMMODITY, COUNTRY, IMPORTER, STAGES, YEAR
+from critmin.errors import ConfigError, CritminError
+from critmin.importers import Importer, groups, parse_importers
+from critmin.indicators import allied_share, hhi, shares, top_k_share
 from critmin.methods.eu_sr import eu_supply_risk
 from critmin.methods.geopolrisk import geopolrisk
 from critmin.methods.inputs import Inputs, build_inputs
 from critmin.methods.registry import load_params
 from critmin.methods.usgs import usgs_supply_risk
-from critmin.constants import COMMODITY, COUNTRY, IMPORTER, STAGES, YEAR
-from critmin.errors import ConfigError, CritminError
-from critmin.importers import Importer, groups, parse_importers
-from critmin.indicators import allied_share, hhi, shares, top_k_share
 from critmin.reference.catalog import Catalog
 
 METHODS = ("geopolrisk", "eu-sr", "usgs", "hhi")
@@ -125,11 +125,13 @@ def concentration(inp: Inputs, allied: dict[str, Importer]) -> xr.Dataset:
         "top_supplier_share": s.where(named, 0.0).max(COUNTRY).where(s.notnull().any(COUNTRY)).assign_attrs(
             units="1"),
     }
+    data["own_share"] = xr.dot(s.fillna(0.0), inp.membership, dim=COUNTRY).where(s.notnull().any(COUNTRY)).assign_attrs(
+        units="1", long_name="share of supply from the importer's own members")
     for label, imp in allied.items():
         mask = xr.DataArray([c in imp.members for c in s[COUNTRY].values], dims=[COUNTRY],
                             coords={COUNTRY: s[COUNTRY].values})
-        data[f"allied_share_{label}"] = allied_share(s, mask)
-    ds = xr.Dataset(data)
+        data[f"allied_share_{label.lower()}"] = allied_share(s, mask)
+    ds = xr.Dataset(data).transpose(COMMODITY, IMPORTER, YEAR)
     ds.attrs.update(method="hhi", stage=inp.stage,
                     top_supplier={(c, int(y)): str(s[COUNTRY].values[int(top_idx.sel(commodity=c, year=y))])
                                   for c in s[COMMODITY].values for y in s[YEAR].values})
@@ -161,9 +163,8 @@ def assess(method: str = "geopolrisk", importer: str | list[str] = DEFAULT_IMPOR
         ds = usgs_supply_risk(inp, ev=_per_commodity(prm["usgs"]["economic_vulnerability"], comm),
                               published_nir=_published_nir(cat, inp))
     else:
-        allied = {"USA+JPN": parse_importers("USA+JPN")[0], "MSP": parse_importers("msp")[0]}
-        for imp in importers:
-            allied.setdefault(imp.label, imp)
+        allied = {"usa+jpn": parse_importers("USA+JPN")[0], "msp": parse_importers("msp")[0],
+                  "g7": parse_importers("g7")[0], "quad": parse_importers("quad")[0]}
         ds = concentration(inp, allied)
     ds.attrs["sources"] = inp.sources
     ds.attrs["notes"] = inp.notes
@@ -220,8 +221,8 @@ def priorities(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | None =
     prm = load_params(params)
     importers = parse_importers(importer, groups_file)
     y = int(year) if year is not None else default_year(cat, "mine")
-    kw = dict(importer=[i.label for i in importers], year=y, stage="mine", data=None, params=params,
-              groups_file=groups_file, catalog=cat)
+    kw = {"importer": [i.label for i in importers], "year": y, "stage": "mine", "data": None, "params": params,
+              "groups_file": groups_file, "catalog": cat}
     gpr = tidy(assess("geopolrisk", **kw))
     eu = tidy(assess("eu-sr", **kw))
     us = tidy(assess("usgs", **kw))

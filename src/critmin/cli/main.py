@@ -43,8 +43,8 @@ def handled(fn):
 
 
 def emit(frame, fmt: str, out: Path | None, sources: list[dict], title: str = "") -> None:
-    from critmin.report.export import FORMATS, render_bytes, write_atomic
     from critmin.cli.tables import print_table
+    from critmin.report.export import FORMATS, render_bytes, write_atomic
 
     if fmt not in FORMATS:
         raise CritminError(f"unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}")

@@ -39,8 +39,10 @@ def _fmt(v) -> str:
             return "–"
         if v == 0:
             return "0"
-        if abs(v) >= 1e5 or abs(v) < 1e-3:
+        if abs(v) >= 1e15 or abs(v) < 1e-3:
             return f"{v:.3e}"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
         return f"{v:.4g}"
     return str(v)
 
@@ -57,9 +59,11 @@ def print_table(console: Console, frame: pd.DataFrame, title: str = "") -> None:
 def print_priorities(console: Console, table: pd.DataFrame, meta: dict, top: int = 10) -> None:
     th = meta["thresholds"]
     console.print(f"[bold]Priority minerals[/] · data year {meta['year']} (trade {meta['import_year']}) · "
-                  f"priority if EU SR ≥ {th['eu_sr']} or a non-allied ({meta['allies']}) supplier holds ≥ "
-                  f"{100 * float(th['single_supplier_share']):.0f}% of a stage · ranked by mean percentile of "
-                  "GeoPolRisk, EU SR, USGS-style SR")
+                  f"priority (●) if a non-allied ({meta['allies']}) supplier holds ≥ "
+                  f"{100 * float(th['single_supplier_share']):.0f}% of a stage, or import reliance ≥ "
+                  f"{100 * float(th['single_supplier_share']):.0f}% with one non-allied partner ≥ that share of "
+                  "imports · ranked by mean percentile of GeoPolRisk, EU SR, USGS-style SR and the non-allied "
+                  "stage share")
     for imp, grp in table.groupby("importer", sort=False):
         t = Table(title=f"{imp}", title_justify="left", show_lines=True)
         for c, j in (("#", "right"), ("commodity", "left"), ("priority", "center"), ("GeoPolRisk", "right"),

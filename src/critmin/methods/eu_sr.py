@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import xarray as xr
 
-from critmin.methods.inputs import DEST, Inputs
 from critmin.constants import COUNTRY, EXPORTER, IMPORTER, WGI_INDICATORS
 from critmin.indicators import eu_wgi_scale, hhi, import_reliance, shares, wgi_weighted_hhi
+from critmin.methods.inputs import DEST, Inputs
 
 CITATION = "Blengini et al. (2017) EU CRM methodology guidelines, JRC, doi:10.2760/73303"
 
@@ -46,7 +46,7 @@ def eu_supply_risk(inp: Inputs, *, t: xr.DataArray, eol_rir: xr.DataArray | floa
     exports = xr.dot(inp.trade_q, inp.membership_as(EXPORTER), dim=EXPORTER)          # from members ...
     exports = (exports * (1.0 - inp.membership_as(DEST))).sum(DEST)                     # ... to non-members
     domestic = domestic_by_c.sum(COUNTRY)
-    ir = import_reliance(domestic, imports.sum(EXPORTER), exports)
+    ir = import_reliance(domestic, imports.sum(EXPORTER), exports).where(inp.has_trade)
     sr = (gs * ir / 2 + src * (1 - ir / 2)) * (1 - eol_rir) * substitution
     ds = xr.Dataset({
         "hhi": hhi(s, dim=COUNTRY, named=inp.named).assign_attrs(units="1"),

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import xarray as xr
 
-from critmin.methods.inputs import DEST, Inputs
 from critmin.constants import COUNTRY, EXPORTER, GEOPOLRISK_CU_REFERENCE, IMPORTER
 from critmin.indicators import geopolrisk_g, governance_weighted_import_risk, hhi, shares
+from critmin.methods.inputs import DEST, Inputs
 
 CITATION = ("Gemechu et al. (2016) J. Ind. Ecol. 20(1); Koyamparambath et al., geopolrisk-py, "
             "JOSS doi:10.21105/joss.09600")
@@ -43,7 +43,7 @@ def geopolrisk(inp: Inputs) -> xr.Dataset:
     domestic = xr.dot(inp.production, inp.membership, dim=COUNTRY)
     numerator = (imports * g_imp).sum(EXPORTER)
     total = imports.sum(EXPORTER)
-    risk = governance_weighted_import_risk(imports, g_imp, domestic, dim=EXPORTER)
+    risk = governance_weighted_import_risk(imports, g_imp, domestic, dim=EXPORTER).where(inp.has_trade)
     score = h * risk
     price = values.sum(EXPORTER) / (total * 1000.0).where(total > 0)   # USD per kg
     midpoint = score * price

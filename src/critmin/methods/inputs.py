@@ -12,8 +12,18 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from critmin.constants import (COMMODITY, COUNTRY, EXPORTER, IMPORTER, INDICATOR, PSEUDO_COUNTRIES, RESIDUAL,
-                               ROW_TOTAL, WGI_INDICATORS, YEAR)
+from critmin.constants import (
+    COMMODITY,
+    COUNTRY,
+    EXPORTER,
+    IMPORTER,
+    INDICATOR,
+    PSEUDO_COUNTRIES,
+    RESIDUAL,
+    ROW_TOTAL,
+    WGI_INDICATORS,
+    YEAR,
+)
 from critmin.errors import ConfigError, DataError
 from critmin.frames import to_array
 from critmin.importers import Importer
@@ -48,6 +58,11 @@ class Inputs:
     governance_year: dict[int, int] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_trade(self) -> xr.DataArray:
+        """(commodity, year) True where any bilateral flow exists at this stage (else trade terms are NaN)."""
+        return (self.trade_q.sum([EXPORTER, DEST]) > 0) | (self.trade_v.sum([EXPORTER, DEST]) > 0)
 
     def membership_as(self, dim: str) -> xr.DataArray:
         return self.membership.rename({COUNTRY: dim})
@@ -112,6 +127,9 @@ def build_inputs(production: pd.DataFrame, trade: pd.DataFrame, governance: pd.D
                      dims=[IMPORTER, COUNTRY], coords={IMPORTER: [i.label for i in importers], COUNTRY: countries})
     named = xr.DataArray(np.array([c not in PSEUDO_COUNTRIES for c in countries]), dims=[COUNTRY],
                          coords={COUNTRY: countries})
+    no_trade = sorted(set(prod["commodity"]) - set(tr["commodity"]))
+    if no_trade:
+        notes.append(f"no {stage}-stage trade data for {', '.join(no_trade)}: trade-based terms are NaN")
     sources = sorted(set(prod.get("source", pd.Series(dtype=str)).astype(str))
                      | set(tr.get("source", pd.Series(dtype=str)).astype(str))
                      | set(gov.get("source", pd.Series(dtype=str)).astype(str)))

@@ -1,9 +1,9 @@
 """Priority minerals: combine the methods into a ranked list with reasons.
 
-Rule (declared in params.yml, ``priorities``): a commodity is a priority for an importer when its
-EU-style supply risk reaches the EU threshold or when one supplier outside the allied group controls at
-least the threshold share of a stage (mining from USGS, refining from the cited processing-shares
-table). Ranking: mean percentile rank of GeoPolRisk score, EU SR and USGS-style SR.
+Rule (declared in params.yml, ``priorities``): a commodity is a priority for an importer when one
+supplier outside the allied group controls at least the threshold share of a stage (mining from USGS,
+refining from the cited processing-shares table), or when the importer relies on imports for at least
+that share and one non-allied partner supplies at least that share of them. Ranking: mean percentile rank of GeoPolRisk score, EU SR, USGS-style SR and the largest non-allied stage share.
 """
 
 from __future__ import annotations
@@ -28,11 +28,17 @@ def combine(table: pd.DataFrame, *, eu_threshold: float, share_threshold: float,
     out = []
     for _imp, grp in table.groupby("importer", sort=False):
         g = grp.copy()
-        ranks = pd.concat([percentile_rank(g[c]) for c in ("geopolrisk_score", "eu_sr", "usgs_sr")], axis=1)
+        mine_na = g["top_mine_share"].where(~g["top_mine_supplier"].isin(allies))
+        ref_na = g["top_refine_share"].where(~g["top_refine_supplier"].isin(allies))
+        g["non_allied_stage_share"] = pd.concat([mine_na, ref_na], axis=1).max(axis=1, skipna=True)
+        ranks = pd.concat([percentile_rank(g[c]) for c in
+                           ("geopolrisk_score", "eu_sr", "usgs_sr", "non_allied_stage_share")], axis=1)
         g["composite"] = ranks.mean(axis=1, skipna=True)
-        mine_flag = (g["top_mine_share"] >= share_threshold) & ~g["top_mine_supplier"].isin(allies)
-        ref_flag = (g["top_refine_share"] >= share_threshold) & ~g["top_refine_supplier"].isin(allies)
-        g["priority"] = (g["eu_sr"] >= eu_threshold) | mine_flag.fillna(False) | ref_flag.fillna(False)
+        mine_flag = mine_na >= share_threshold
+        ref_flag = ref_na >= share_threshold
+        import_flag = ((g["import_reliance"] >= share_threshold) & (g["top_import_share"] >= share_threshold)
+                       & ~g["top_import_partner"].isin(allies))
+        g["priority"] = mine_flag.fillna(False) | ref_flag.fillna(False) | import_flag.fillna(False)
         g = g.sort_values(["priority", "composite", "commodity"], ascending=[False, False, True],
                           na_position="last")
         g["rank"] = np.arange(1, len(g) + 1)
@@ -56,6 +62,5 @@ def _reason(r, eu_threshold: float, share_threshold: float, allies: set[str]) ->
         parts.append(f"imports: {country_name(r.top_import_partner)} {_pct(r.top_import_share)} of "
                      f"{r.importer}'s imports by value ({int(r.import_year)})")
     if pd.notna(r.eu_sr):
-        flag = " ≥ threshold" if r.eu_sr >= eu_threshold else ""
-        parts.append(f"EU SR {r.eu_sr:.2f}{flag}")
+        parts.append(f"EU SR {r.eu_sr:.2f}")
     return "; ".join(parts)

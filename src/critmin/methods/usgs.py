@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import xarray as xr
 
-from critmin.methods.inputs import DEST, Inputs
 from critmin.constants import COUNTRY, EXPORTER, IMPORTER, WGI_INDICATORS
 from critmin.indicators import import_reliance, shares
+from critmin.methods.inputs import DEST, Inputs
 
 CITATION = ("Nassar et al. (2020) Sci. Adv. 6:eaay8647; Nassar & Fortier (2021) USGS OFR 2021-1045 "
             "(structure: DP × TE × EV)")
@@ -44,7 +44,7 @@ def usgs_supply_risk(inp: Inputs, *, ev: xr.DataArray | float = 1.0,
     imports = (xr.dot(inp.trade_q, inp.membership_as(DEST), dim=DEST) * (1.0 - m_exp)).sum(EXPORTER)
     exports = (xr.dot(inp.trade_q, m_exp, dim=EXPORTER) * (1.0 - inp.membership_as(DEST))).sum(DEST)
     domestic = xr.dot(inp.production, inp.membership, dim=COUNTRY)
-    te = import_reliance(domestic, imports, exports)
+    te = import_reliance(domestic, imports, exports).where(inp.has_trade)
     te_source = xr.zeros_like(te)
     if published_nir is not None:
         pub = published_nir.reindex_like(te)

@@ -23,7 +23,7 @@ def bundled_dir() -> Path:
     return Path(str(resources.files("critmin.reference").joinpath("data")))
 
 
-ALL_TABLES = tuple(TABLES) + CURATED_TABLES
+ALL_TABLES = tuple(TABLES) + CURATED_TABLES + ("cross_checks",)
 
 
 class Catalog:

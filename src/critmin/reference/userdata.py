@@ -176,7 +176,7 @@ def _check_duplicates(frame: pd.DataFrame, table: str, path: Path) -> None:
     dup = frame.duplicated(keys, keep="first")
     if dup.any():
         first = frame.loc[dup].iloc[0]
-        raise DataError(f"duplicate row for {dict((k, first[k]) for k in keys)}",
+        raise DataError(f"duplicate row for { {k: first[k] for k in keys} }",
                         file=path.name, row=int(first["_line"]))
 
 

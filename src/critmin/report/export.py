@@ -19,8 +19,9 @@ def render_bytes(frame: pd.DataFrame, fmt: str, sources: list[dict] | None = Non
     if fmt == "csv":
         return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
     if fmt == "json":
-        records = json.loads(frame.to_json(orient="records", double_precision=17))
-        return (json.dumps({"rows": records, "sources": sources or []}, indent=1, ensure_ascii=False)
+        records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+        return (json.dumps({"rows": records, "sources": sources or []}, indent=1, ensure_ascii=False,
+                           default=_json_default)
                 + "\n").encode("utf-8")
     if fmt == "parquet":
         import io
@@ -38,6 +39,13 @@ def render_bytes(frame: pd.DataFrame, fmt: str, sources: list[dict] | None = Non
                 xw, sheet_name="Sources", index=False)
         return buf.getvalue()
     raise ConfigError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def _json_default(value):
+    """numpy scalars and other non-JSON types (full float precision is kept by json for Python floats)."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
 
 
 def write_atomic(data: bytes, out: str | Path) -> Path:
