@@ -75,9 +75,20 @@ def to_iso3(label: str, *, source: str = "") -> str:
                        + "; add it to critmin/reference/mappings/country_aliases.csv")
 
 
+#: Short display names where the ISO name is long or formal.
+DISPLAY_NAMES = {
+    "COD": "DR Congo", "COG": "Congo (Brazzaville)", "KOR": "South Korea", "PRK": "North Korea",
+    "RUS": "Russia", "IRN": "Iran", "TWN": "Taiwan", "VNM": "Vietnam", "LAO": "Laos", "BOL": "Bolivia",
+    "TZA": "Tanzania", "VEN": "Venezuela", "MDA": "Moldova", "SYR": "Syria", "USA": "United States",
+    "GBR": "United Kingdom",
+}
+
+
 @cache
 def country_name(code: str) -> str:
     """Display name of an ISO alpha-3 code (or the code itself if unknown)."""
+    if code in DISPLAY_NAMES:
+        return DISPLAY_NAMES[code]
     if code in EXTRA_CODES:
         return EXTRA_CODES[code]
     names = {"ROW": "Other countries", "WLD": "World", "XNA": "Not allocated"}
