@@ -129,3 +129,10 @@ def test_deposits_have_coordinates():
     assert located["lat"].between(-90, 90).all() and located["lon"].between(-180, 180).all()
     assert set(dep["dataset"]) >= {"pp1802", "major", "lithium-us"}
     assert not dep.empty and isinstance(dep, pd.DataFrame)
+
+
+def test_prices_include_usgs_ndpr_unit_value():
+    # USGS MCS 2026, RARE EARTHS salient statistics: NdPr oxide (99 % minimum), average price 2024, 55 $/kg.
+    prices = cat.table("prices")
+    ndpr = prices[(prices.commodity == "rare-earths") & prices.series.str.contains("NdPr") & (prices.period == "2024")]
+    assert ndpr["value"].tolist() == [55.0] and ndpr["unit"].tolist() == ["USD/kg"]

@@ -87,6 +87,25 @@ def parse_all(raw: Path, console=None) -> tuple[dict[str, pd.DataFrame], list[di
     return merged, sources, diagnostics
 
 
+_PRICE_UNITS = {"dollars per pound": "USD/lb", "dollars per kilogram": "USD/kg", "dollars per metric ton": "USD/t",
+                "dollars per troy ounce": "USD/troy oz", "dollars per short ton": "USD/short ton"}
+
+
+def salient_prices(us_salient: pd.DataFrame) -> pd.DataFrame:
+    """USGS MCS price rows (annual averages and unit values) in the ``prices`` table's format.
+
+    They stay in ``us_salient`` too; here they join the World Bank and USGS series so that price
+    analysis has one table. Units are normalised (``dollars per pound`` → ``USD/lb``), values unchanged.
+    """
+    p = us_salient[(us_salient["statistic"] == "price") & us_salient["value"].notna()]
+    return pd.DataFrame({
+        "commodity": p["commodity"], "series": "mcs: " + p["detail"].astype(str),
+        "period": p["year"].astype(int).astype(str), "frequency": "annual", "value": p["value"],
+        "unit": p["unit"].astype(str).map(lambda u: _PRICE_UNITS.get(u.strip().lower(), u)),
+        "source": p["source"],
+    }).sort_values(["commodity", "series", "period"], kind="stable")
+
+
 def build(raw: str | Path, out: str | Path | None = None, console=None) -> dict:
     """Build the dataset from ``raw`` into ``out`` (default: the package's bundled folder).
 
@@ -101,6 +120,7 @@ def build(raw: str | Path, out: str | Path | None = None, console=None) -> dict:
     missing = sorted(expected - set(tables))
     if missing:
         raise DataError(f"no parser produced table(s) {missing}")
+    tables["prices"] = pd.concat([tables["prices"], salient_prices(tables["us_salient"])], ignore_index=True)
     tables = {name: _conform(name, frame) for name, frame in sorted(tables.items())}
     tables.update({k: v.reset_index(drop=True) for k, v in diagnostics.items()})
     # Per-source rows and years.
