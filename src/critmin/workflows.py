@@ -286,3 +286,63 @@ def priorities(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | None =
             "allies": allies, "rule": pp["reason"], "sources": sorted(set(conc_ds.attrs["sources"])),
             "notes": conc_ds.attrs.get("notes", [])}
     return ranked, meta
+
+
+def stage_vulnerabilities(cat: Catalog, year: int, allies: set[str], commodities: list[str] | None = None
+                          ) -> pd.DataFrame:
+    """Who controls each stage: top supplier, its share, allied share and HHI per commodity × stage.
+
+    Mining, refining and metal come from USGS production where it reports the stage (shares of country rows
+    plus the residual), otherwise from the cited processing-shares table (latest year <= ``year``, no
+    projections; one basis per commodity and stage). Returns one row per commodity × stage with ``source``.
+    """
+    rows = []
+    prod = cat.table("production")
+    prod = prod[(prod["year"] == year) & (prod["row_type"] != "total")]
+    for (c, st), grp in prod.groupby(["commodity", "stage"], observed=True):
+        basis = grp["basis"].value_counts().index[0]
+        g = grp[grp["basis"] == basis]
+        rows.append(_stage_row(c, st, year, basis, g["country"], g["value"], g["row_type"] == "residual",
+                               allies, ";".join(sorted(set(g["source"].astype(str))))))
+    done = {(r["commodity"], r["stage"]) for r in rows}
+    try:
+        ps = cat.table("processing_shares")
+    except CritminError:
+        ps = pd.DataFrame(columns=["commodity", "stage_id", "country", "year", "share", "basis", "source"])
+    ps = ps.assign(year=pd.to_numeric(ps["year"], errors="coerce"), share=pd.to_numeric(ps["share"], errors="coerce"))
+    ps = ps[(ps["year"] <= year) & ps["stage_id"].isin(STAGES)]
+    for (c, st), grp in ps.groupby(["commodity", "stage_id"], observed=True):
+        if (c, st) in done:
+            continue
+        latest = grp[grp["year"] == grp["year"].max()]
+        basis = latest["basis"].value_counts().index[0]
+        g = latest[latest["basis"] == basis]
+        rows.append(_stage_row(c, st, int(g["year"].iloc[0]), basis, g["country"], g["share"],
+                               g["country"] == "ROW", allies, "processing_shares: " + "; ".join(
+                                   sorted(set(g["citation"].astype(str)))) if "citation" in g else "processing_shares",
+                               shares_given=True))
+    out = pd.DataFrame(rows)
+    if commodities is not None and len(out):
+        out = out[out["commodity"].isin(commodities)]
+    order = {s: i for i, s in enumerate(STAGES)}
+    return out.sort_values(["commodity", "stage"], key=lambda s: s.map(order) if s.name == "stage" else s,
+                           kind="stable").reset_index(drop=True)
+
+
+def _stage_row(commodity, stage, year, basis, countries, values, residual, allies, source, *,
+               shares_given: bool = False) -> dict:
+    values = pd.to_numeric(values, errors="coerce").fillna(0.0).to_numpy(float)
+    countries = countries.astype(str).to_numpy()
+    residual = residual.to_numpy(bool)
+    # Published shares are used as published (a table listing only "China > 95 %" must not become 100 %).
+    total = max(values.sum(), 1.0) if shares_given else values.sum()
+    share = values / total if total > 0 else np.full_like(values, np.nan)
+    named = ~residual
+    top = int(np.argmax(np.where(named, share, -1.0))) if named.any() else None
+    allied = np.isin(countries, list(allies)) & named
+    return {"commodity": commodity, "stage": stage, "year": int(year), "basis": basis,
+            "top_supplier": countries[top] if top is not None else "",
+            "top_share": float(share[top]) if top is not None else np.nan,
+            "allied_share": float(share[allied].sum()) if total > 0 else np.nan,
+            "hhi": float((share[named] ** 2).sum()) if total > 0 else np.nan,
+            "countries_reported": int(named.sum()), "source": source}

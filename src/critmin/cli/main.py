@@ -123,6 +123,40 @@ def priorities(
     emit(table, "csv" if fmt == "table" else fmt, out, cat.sources(meta["sources"]))
 
 
+@app.command()
+@handled
+def brief(
+    importer: ImporterOpt = "USA,JPN,USA+JPN",
+    year: Annotated[int | None, typer.Option("--year")] = None,
+    data: DataOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder (index.html, tables/, tables.xlsx)")] = Path("brief"),
+    monitor: Annotated[Path | None, typer.Option("--monitor", help="Folder with new data to check for alerts "
+                                                                    "(see critmin monitor)")] = None,
+    params: Annotated[Path | None, typer.Option("--params")] = None,
+    groups: Annotated[Path | None, typer.Option("--groups")] = None,
+    allies: Annotated[str, typer.Option("--allies")] = "msp",
+) -> None:
+    """The Rapid Response brief: an offline HTML report and the tables behind every number."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from critmin.report.brief import build_brief, write_brief
+
+    steps = ["priorities", "criticality matrix", "vulnerabilities by stage", "method geopolrisk", "method eu-sr",
+             "method usgs", "monitoring", "resource map", "writing"]
+    with Progress(TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(), console=err_console,
+                  transient=False) as bar:
+        task = bar.add_task("brief", total=len(steps))
+
+        def advance(msg: str) -> None:
+            bar.update(task, description=msg, completed=steps.index(msg) if msg in steps else None)
+
+        b = build_brief(importer, year, data, params, groups, allies, monitor, progress=advance)
+        advance("writing")
+        path = write_brief(b, out)
+        bar.update(task, completed=len(steps), description="done")
+    out_console.print(f"brief written to {path}/index.html (tables in {path}/tables/, {path}/tables.xlsx)")
+
+
 @data_app.command("build")
 @handled
 def data_build(

@@ -74,6 +74,20 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "deposit_type": ("string", ""), "dataset": ("string", "pp1802 | major | lithium-us"),
         "source": ("string", ""),
     },
+    "us_trade": {
+        "flow": ("string", "import (imports for consumption) | export (domestic exports)"),
+        "hts4": ("string", "HTS 4-digit heading as text, e.g. 2846"),
+        "commodity": ("string", "critmin commodity id of the heading (mappings/hts4.csv; headings mix products)"),
+        "stage": ("string", "stage of the heading's products: mine | refine | metal | component"),
+        "partner": ("string", "ISO3 of the partner country (only the 18 queried partners; no world total)"),
+        "period": ("string", "YYYY for a calendar year; YYYY-YTDmm for January..month mm year-to-date (2026-YTD04)"),
+        "months": ("int64", "months covered by the period: 12 for a year, mm for YYYY-YTDmm"),
+        "value_usd": ("float64", "current USD: customs value (imports) or FAS value (exports)"),
+        "quantity": ("float64", "first unit of quantity in quantity_unit; NaN when suppressed or not collected"),
+        "quantity_unit": ("string", "t for gross mass (kg, metric tons, grams converted); else as published "
+                                    "(number, component kilograms, ...)"),
+        "source": ("string", ""),
+    },
 }
 
 #: The cited curated tables are carried with their own columns (plus normalised

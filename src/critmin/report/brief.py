@@ -1,0 +1,242 @@
+"""The Rapid Response brief: one offline HTML report plus the tables behind every number.
+
+``build_brief`` computes (pure calls into workflows), ``write_brief`` renders and writes the folder
+atomically: ``index.html`` (self-contained: Plotly's JavaScript inlined, no network at view time),
+``tables/*.csv`` and ``tables.xlsx`` (every table plus a Sources sheet).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from critmin import __version__, workflows
+from critmin.errors import ConfigError
+from critmin.importers import groups, parse_importers
+from critmin.methods.registry import load_params
+from critmin.reference.catalog import Catalog
+from critmin.reference.countries import country_name
+
+#: Sections of the brief in reading order; those of later issues say plainly they are not available yet.
+PENDING = {
+    "scenarios": "Scenario results for the preset China export controls and the Monte Carlo risk are not yet "
+                 "available in this version of critmin: the supply-chain model has not been built yet.",
+    "stockpile": "A recommended complementary stockpile is not yet available: it needs the shortfall "
+                 "ensemble of the supply-chain model.",
+    "finance": "A finance shortlist (shortfall avoided per dollar) and the cost of pricing measures are not "
+               "yet available.",
+    "delivery": "Permitting timelines and the delivery-acceleration plan are not yet available.",
+}
+
+
+@dataclass
+class Brief:
+    """Everything the brief shows; every number in the summary points at one of ``tables``."""
+
+    importers: list[str]
+    year: int
+    tables: dict[str, pd.DataFrame]
+    summary: dict
+    figures: dict = field(default_factory=dict)
+    sources: list[dict] = field(default_factory=list)
+    assumptions: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+
+def _importance(cat: Catalog, importers, year: int) -> pd.DataFrame:
+    """Import value (USD) of all traded forms of each commodity, from outside each importer."""
+    trade = cat.table("trade")
+    ty = year if year in set(trade["year"]) else int(trade["year"].max())
+    rows = []
+    for imp in importers:
+        t = trade[(trade["year"] == ty) & trade["importer"].isin(imp.members) & ~trade["exporter"].isin(imp.members)]
+        agg = t.groupby("commodity", observed=True)["value_usd"].sum().reset_index(name="importance_usd")
+        rows.append(agg.assign(importer=imp.label, trade_year=ty))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _pct(x: float) -> str:
+    return "n/a" if pd.isna(x) else f"{100 * x:.0f}%"
+
+
+def urgent_vulnerabilities(prio: pd.DataFrame, stages: pd.DataFrame, importer: str, n: int = 3) -> list[dict]:
+    """The ``n`` most urgent vulnerabilities for ``importer``: priority minerals with the most concentrated,
+    least allied stage, in plain words with the numbers and the table each number comes from."""
+    p = prio[(prio["importer"] == importer) & prio["priority"]].sort_values("composite", ascending=False)
+    out = []
+    for r in p.itertuples(index=False):
+        st = stages[stages["commodity"] == r.commodity]
+        if st.empty:
+            continue
+        worst = st.assign(gap=st["top_share"] - st["allied_share"].fillna(0)).sort_values("gap", ascending=False).iloc[0]
+        text = (f"{r.commodity}: {country_name(worst.top_supplier)} holds {_pct(worst.top_share)} of the "
+                f"{worst.stage} stage ({worst.year}, {worst.basis}); allied suppliers hold "
+                f"{_pct(worst.allied_share)}.")
+        if pd.notna(r.top_import_share):
+            text += (f" {country_name(r.top_import_partner)} supplies {_pct(r.top_import_share)} of {importer}'s "
+                     f"imports by value ({int(r.import_year)}).")
+        out.append({"commodity": r.commodity, "stage": worst.stage, "text": text,
+                    "tables": "stage_vulnerabilities.csv; priorities.csv"})
+        if len(out) == n:
+            break
+    return out
+
+
+def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data: str | Path | None = None,
+                params: str | Path | None = None, groups_file: str | Path | None = None, allies: str = "msp",
+                monitor_dir: str | Path | None = None,
+                progress: Callable[[str], None] | None = None) -> Brief:
+    """Compute every section of the brief (no files written)."""
+    step = progress or (lambda _msg: None)
+    cat = Catalog(data)
+    imps = parse_importers(importer, groups_file)
+    step("priorities")
+    prio, meta = workflows.priorities([i.label for i in imps], year, None, params, groups_file, allies, catalog=cat)
+    y = meta["year"]
+    allied = set(groups(groups_file)[allies.lower()]["members"]) if allies.lower() in groups(groups_file) \
+        else set(parse_importers(allies)[0].members)
+    step("criticality matrix")
+    imp_val = _importance(cat, imps, y)
+    matrix = prio[["importer", "commodity", "composite", "priority"]].rename(columns={"composite": "supply_risk"})
+    matrix = matrix.merge(imp_val, on=["importer", "commodity"], how="left")
+    step("vulnerabilities by stage")
+    priority_commodities = sorted(set(prio.loc[prio["priority"], "commodity"]))
+    stages = workflows.stage_vulnerabilities(cat, y, allied, priority_commodities)
+    tables = {"priorities": prio, "criticality_matrix": matrix, "stage_vulnerabilities": stages}
+    for method in ("geopolrisk", "eu-sr", "usgs"):
+        step(f"method {method}")
+        ds = workflows.assess(method, [i.label for i in imps], y, "mine", None, params, groups_file, catalog=cat)
+        tables[f"assess_{method.replace('-', '_')}"] = workflows.tidy(ds)
+    alerts = None
+    if monitor_dir is not None:
+        step("monitoring")
+        from critmin.monitor.workflow import run_monitor
+
+        alerts, _ = run_monitor(monitor_dir, catalog=cat, priority_commodities=set(priority_commodities))
+        tables["alerts"] = alerts
+    step("resource map")
+    map_fig = None
+    try:
+        from critmin.geo import workflow as geo_workflow
+    except ImportError:  # the map module is optional until it lands
+        geo_workflow = None
+    if geo_workflow is not None:
+        layers, map_fig = geo_workflow.brief_map(cat, priority_commodities)
+        tables.update(layers)
+    summary = {
+        "priorities": {imp.label: prio[(prio["importer"] == imp.label) & prio["priority"]]
+                       .sort_values("rank")["commodity"].head(8).tolist() for imp in imps},
+        "urgent": urgent_vulnerabilities(prio, stages, imps[-1].label if len(imps) else "", 3),
+        "urgent_importer": imps[-1].label if len(imps) else "",
+        "alerts": 0 if alerts is None else len(alerts),
+    }
+    prm = load_params(params)
+    assumptions = [
+        {"name": "priority rule", "value": f"single-supplier share ≥ {meta['thresholds']['single_supplier_share']}",
+         "reason": prm["priorities"]["reason"]},
+        {"name": "allied group", "value": allies, "reason": groups(groups_file).get(allies.lower(), {}).get("source", "")},
+        {"name": "EU SR: EoL-RIR", "value": prm["eu_sr"]["eol_rir"]["default"], "reason": prm["eu_sr"]["eol_rir"]["reason"]},
+        {"name": "EU SR: substitution index", "value": prm["eu_sr"]["substitution_index"]["default"],
+         "reason": prm["eu_sr"]["substitution_index"]["reason"]},
+        {"name": "EU SR: export-restriction t", "value": "ban 1.2 · quota/licensing/tax 1.1",
+         "reason": prm["eu_sr"]["export_restriction_t"]["reason"]},
+        {"name": "USGS-style EV", "value": prm["usgs"]["economic_vulnerability"]["default"],
+         "reason": prm["usgs"]["economic_vulnerability"]["reason"]},
+        {"name": "importance (matrix x-axis)", "value": "import value, USD",
+         "reason": "Value of all traded forms of the commodity imported from outside the importer (CEPII BACI); "
+                   "a proxy for economic importance, which needs input-output data critmin does not bundle."},
+        {"name": "random seeds", "value": "none", "reason": "No stochastic analysis in this brief yet."},
+    ]
+    from critmin.report import figures
+
+    figs = {"matrix": figures.criticality_matrix(matrix.dropna(subset=["importance_usd"]), [i.label for i in imps]),
+            "stages": figures.stage_shares(stages)}
+    if map_fig is not None:
+        figs["map"] = map_fig
+    sources = cat.sources(meta["sources"] + [f"curated-{t}" for t in ("processing_shares", "export_controls")]
+                          + ["usgs-mcs-2026"])
+    return Brief(importers=[i.label for i in imps], year=y, tables=tables, summary=summary, figures=figs,
+                 sources=sources, assumptions=assumptions, notes=meta.get("notes", []),
+                 meta={**meta, "data": str(data) if data else "bundled", "version": __version__,
+                       "generated": dt.date.today().isoformat()})
+
+
+def _table_html(frame: pd.DataFrame, max_rows: int = 40, cols: list[str] | None = None) -> str:
+    f = frame[cols] if cols else frame
+    f = f.head(max_rows)
+    return f.to_html(index=False, classes="data", border=0, na_rep="–", float_format=lambda v: f"{v:.3g}",
+                     escape=True)
+
+
+def render_html(brief: Brief) -> str:
+    """Render the brief to one self-contained HTML string (Plotly JS inlined once)."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+    from plotly.offline import get_plotlyjs
+
+    env = Environment(loader=PackageLoader("critmin.report", "templates"), autoescape=select_autoescape(["html"]))
+    fig_html = {k: f.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{k}",
+                             config={"displaylogo": False, "topojsonURL": "", "responsive": True})
+                for k, f in brief.figures.items()}
+    prio_cols = ["importer", "rank", "commodity", "priority", "geopolrisk_score", "eu_sr", "usgs_sr",
+                 "non_allied_stage_share", "reason"]
+    stage_cols = ["commodity", "stage", "year", "basis", "top_supplier", "top_share", "allied_share", "hhi"]
+    t = brief.tables
+    return env.get_template("brief.html.j2").render(
+        b=brief, plotlyjs=get_plotlyjs(), fig=fig_html, pending=PENDING,
+        prio_html={imp: _table_html(t["priorities"][t["priorities"]["importer"] == imp], 15, prio_cols)
+                   for imp in brief.importers},
+        stage_html=_table_html(t["stage_vulnerabilities"], 80, stage_cols),
+        matrix_html=_table_html(t["criticality_matrix"].sort_values(["importer", "supply_risk"],
+                                                                      ascending=[True, False]), 30),
+        alerts_html=_table_html(t["alerts"], 50) if "alerts" in t else None,
+        map_table_html=_table_html(t["map_facilities"], 40) if "map_facilities" in t else None,
+        country_name=country_name, esc=html.escape)
+
+
+def write_brief(brief: Brief, out_dir: str | Path) -> Path:
+    """Write ``index.html``, ``tables/*.csv`` and ``tables.xlsx`` into ``out_dir`` (atomically)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} exists and is not a folder")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.exists():
+        raise ConfigError(f"folder {str(parent)!r} does not exist")
+    text = render_html(brief)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the brief is meant to be shared
+    try:
+        (tmp / "tables").mkdir()
+        for name, frame in brief.tables.items():
+            frame.to_csv(tmp / "tables" / f"{name}.csv", index=False, lineterminator="\n")
+        with pd.ExcelWriter(tmp / "tables.xlsx", engine="openpyxl") as xw:
+            for name, frame in brief.tables.items():
+                frame.to_excel(xw, sheet_name=name[:31], index=False)
+            pd.DataFrame(brief.sources, columns=["id", "publisher", "title", "licence", "url"]).to_excel(
+                xw, sheet_name="Sources", index=False)
+            pd.DataFrame(brief.assumptions).to_excel(xw, sheet_name="Assumptions", index=False)
+        (tmp / "index.html").write_text(text, "utf-8")
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=parent))
+            os.replace(out, old / "prev")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def template_text() -> str:  # for tests: the template ships with the package
+    return resources.files("critmin.report").joinpath("templates/brief.html.j2").read_text("utf-8")

@@ -1,0 +1,82 @@
+"""The Rapid Response brief on the bundled data: sections, tables, traceable numbers, offline HTML."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from critmin.cli.main import app
+from critmin.report.brief import PENDING, build_brief, write_brief
+
+SECTIONS = ["summary", "criticality", "stages", "scenarios", "stockpile", "finance", "delivery", "map",
+            "monitoring", "sources"]
+
+
+@pytest.fixture(scope="module")
+def brief_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("brief") / "brief"
+    res = CliRunner().invoke(app, ["brief", "--importer", "USA,JPN,USA+JPN", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_brief_writes_html_and_tables(brief_dir):
+    html = (brief_dir / "index.html").read_text("utf-8")
+    for s in SECTIONS:
+        assert f'id="{s}"' in html
+    for name in ("priorities", "criticality_matrix", "stage_vulnerabilities", "assess_geopolrisk"):
+        assert (brief_dir / "tables" / f"{name}.csv").is_file()
+    xl = pd.read_excel(brief_dir / "tables.xlsx", sheet_name=None)
+    assert {"priorities", "Sources", "Assumptions"} <= set(xl)
+
+
+def test_brief_is_self_contained(brief_dir):
+    html = (brief_dir / "index.html").read_text("utf-8")
+    # no external script, stylesheet, font or image references: every resource is inline
+    assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', html)
+    assert "@import" not in html and "fonts.googleapis" not in html
+    assert '"topojsonURL": ""' in html or "topojsonURL" in html
+
+
+def test_pending_sections_say_so_plainly(brief_dir):
+    html = (brief_dir / "index.html").read_text("utf-8")
+    for text in PENDING.values():
+        assert text in html
+
+
+def test_summary_numbers_trace_to_tables():
+    b = build_brief("USA,JPN,USA+JPN")
+    stages = b.tables["stage_vulnerabilities"]
+    prio = b.tables["priorities"]
+    assert b.summary["urgent"], "expected at least one urgent vulnerability on the bundled data"
+    for u in b.summary["urgent"]:
+        row = stages[(stages.commodity == u["commodity"]) & (stages.stage == u["stage"])].iloc[0]
+        assert f"{100 * row.top_share:.0f}%" in u["text"]
+        assert f"{100 * row.allied_share:.0f}%" in u["text"]
+        assert str(row.year) in u["text"]
+    for imp, items in b.summary["priorities"].items():
+        listed = prio[(prio.importer == imp) & prio.priority].sort_values("rank")["commodity"].head(8).tolist()
+        assert items == listed
+
+
+def test_brief_bad_data_exit_2_and_nothing_written(tmp_path):
+    (tmp_path / "trade.csv").write_text("commodity,exporter,importer,year,quantity,unit,value_usd\n"
+                                        "nickel,CAN,USA,2022,5,t,-1\n")
+    out = tmp_path / "brief"
+    res = CliRunner().invoke(app, ["brief", "--data", str(tmp_path), "--out", str(out)])
+    assert res.exit_code == 2
+    assert "trade.csv" in res.output and "line 2" in res.output and "value_usd" in res.output
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".brief")]
+
+
+def test_write_brief_replaces_existing_folder(tmp_path):
+    b = build_brief("USA")
+    out = tmp_path / "b"
+    write_brief(b, out)
+    (out / "stale.txt").write_text("old")
+    write_brief(b, out)
+    assert not (out / "stale.txt").exists() and (out / "index.html").is_file()
