@@ -197,7 +197,7 @@ def test_series_mapping_is_exhaustive_and_checked(monkeypatch):
     full = usgs_mcs._series_map()
     key = next(k for k, v in full.items() if k[0] == "usgs-mcs-2023" and v["commodity"] == "lithium")
     monkeypatch.setattr(usgs_mcs, "_series_map", lambda: {k: v for k, v in full.items() if k != key})
-    with pytest.raises(MappingError, match="mcs2023-lithi_world.csv"):
+    with pytest.raises(MappingError, match=r"mcs2023-lithi_world\.csv"):
         usgs_mcs.parse(RAW)
 
 

@@ -3,7 +3,8 @@
 Rule (declared in params.yml, ``priorities``): a commodity is a priority for an importer when one
 supplier outside the allied group controls at least the threshold share of a stage (mining from USGS,
 refining from the cited processing-shares table), or when the importer relies on imports for at least
-that share and one non-allied partner supplies at least that share of them. Ranking: mean percentile rank of GeoPolRisk score, EU SR, USGS-style SR and the largest non-allied stage share.
+that share and one non-allied partner supplies at least that share of them. Ranking: mean percentile
+rank of GeoPolRisk score, EU SR, USGS-style SR and the largest non-allied stage share.
 """
 
 from __future__ import annotations

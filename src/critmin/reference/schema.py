@@ -42,7 +42,8 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
     },
     "us_salient": {
         "commodity": ("string", ""), "year": ("int64", ""),
-        "statistic": ("string", "production | imports | exports | apparent_consumption | net_import_reliance | price | stocks | employment | other"),
+        "statistic": ("string", "production | imports | exports | apparent_consumption | net_import_reliance | "
+                                "price | stocks | employment | other"),
         "detail": ("string", "the source's own variable label"),
         "value": ("float64", "best numeric reading (NaN when withheld / not available)"),
         "value_low": ("float64", "lower bound implied by the published code (e.g. '>95' -> 95)"),

@@ -224,7 +224,8 @@ def _explain(f: Field, v: str, exc: Exception) -> str:
     shown = repr(v)
     match f.kind:
         case "country":
-            return f"unknown country code {shown} (expected ISO 3166 alpha-3 such as USA, JPN, CHN; ROW/WLD for residual/total)"
+            return (f"unknown country code {shown} (expected ISO 3166 alpha-3 such as USA, JPN, CHN; "
+                    "ROW/WLD for residual/total)")
         case "stage":
             return f"unknown stage {shown} (expected one of {', '.join(STAGES)})"
         case "year":

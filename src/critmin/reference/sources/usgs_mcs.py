@@ -628,7 +628,7 @@ def _us_salient(raw: pd.DataFrame) -> pd.DataFrame:
         rows.append((commodity, int(r["Year"]), statistic, f"{prefix}: {detail}" if prefix else detail,
                      value * factor, low * factor, high * factor, code, "t" if unit in _TO_TONNES else unit,
                      sid, file, line))
-    df = pd.DataFrame.from_records(rows, columns=list(TABLES["us_salient"]) + ["file", "line"])
+    df = pd.DataFrame.from_records(rows, columns=[*list(TABLES["us_salient"]), "file", "line"])
     _check_unique(df, ["commodity", "year", "statistic", "detail", "unit"], "us_salient")
     return _finish(df, "us_salient", ["commodity", "statistic", "detail", "unit", "year"])
 
@@ -655,7 +655,7 @@ def _import_sources(raw: pd.DataFrame) -> pd.DataFrame:
         detail = _ws(r["Statistics_detail"])
         rows.append((commodity, c[0], _ws(r["Year"]).replace("–", "-"), pct / 100,
                      f"{prefix}: {detail}" if prefix else detail, sid, file, line))
-    df = pd.DataFrame.from_records(rows, columns=list(TABLES["import_sources"]) + ["file", "line"])
+    df = pd.DataFrame.from_records(rows, columns=[*list(TABLES["import_sources"]), "file", "line"])
     _check_unique(df, ["commodity", "detail", "partner", "period"], "import_sources")
     return _finish(df, "import_sources", ["commodity", "detail", "period", "partner"])
 
@@ -719,7 +719,7 @@ def cross_check(production: pd.DataFrame, tolerance: float = 0.05) -> pd.DataFra
         least one country/residual row and differs by more than ``tolerance``.
     """
     keys = ["commodity", "stage", "year", "basis", "source"]
-    cols = keys + ["country_sum", "world_total", "rel_diff"]
+    cols = [*keys, "country_sum", "world_total", "rel_diff"]
     parts = production[production["row_type"] != ROW_TOTAL].groupby(keys)["value"].sum().rename("country_sum")
     totals = production[production["row_type"] == ROW_TOTAL].groupby(keys)["value"].sum().rename("world_total")
     both = pd.concat([parts, totals], axis=1, join="inner").reset_index()
