@@ -221,6 +221,15 @@ def data_show(
          + (f" (first {len(shown)})" if len(shown) < len(frame) else ""))
 
 
+def _register_extensions() -> None:
+    from critmin.cli import monitor_cmd
+
+    monitor_cmd.register(app)
+
+
+_register_extensions()
+
+
 def main() -> None:  # console-script entry point
     app()
 
