@@ -49,9 +49,12 @@ def test_brief_renders_offline_in_chromium(tmp_path):
             "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
 
+        page_url = (out / "index.html").as_uri()
+
         def on_request(route):
             url = route.request.url
-            if url.startswith(("file:", "data:", "blob:", "about:")):
+            # only the brief itself may be loaded; any other file (e.g. a topojson) or host is a failure
+            if url == page_url or url.startswith(("data:", "blob:", "about:")):
                 return route.continue_()
             external.append(url)
             return route.abort()

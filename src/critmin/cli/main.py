@@ -222,8 +222,9 @@ def data_show(
 
 
 def _register_extensions() -> None:
-    from critmin.cli import monitor_cmd
+    from critmin.cli import map_cmd, monitor_cmd
 
+    map_cmd.register(app)
     monitor_cmd.register(app)
 
 

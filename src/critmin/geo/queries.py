@@ -52,7 +52,7 @@ def coordinates(layer: pd.DataFrame, name: str = "layer") -> tuple[np.ndarray, n
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             rid = layer["id"].iloc[i] if "id" in layer.columns else layer.index[i]
-            raise ConfigError(f"{name}: row {rid!r} has {col} = {arr[i]!r}; expected a number in "
+            raise ConfigError(f"{name}: row {rid!r} has {col} = {float(arr[i])!r}; expected a number in "
                               f"-{lim:g}..{lim:g} degrees")
     return lat, lon
 

@@ -178,6 +178,15 @@ def _table_html(frame: pd.DataFrame, max_rows: int = 40, cols: list[str] | None 
                      escape=True)
 
 
+def _geo_script() -> str:
+    """Registers an empty base topology so Plotly's geo code never fetches one (see critmin.geo.figure)."""
+    try:
+        from critmin.geo.figure import offline_geo_script
+    except ImportError:
+        return ""
+    return offline_geo_script()
+
+
 def render_html(brief: Brief) -> str:
     """Render the brief to one self-contained HTML string (Plotly JS inlined once)."""
     from jinja2 import Environment, PackageLoader, select_autoescape
@@ -192,7 +201,7 @@ def render_html(brief: Brief) -> str:
     stage_cols = ["commodity", "stage", "year", "basis", "top_supplier", "top_share", "allied_share", "hhi"]
     t = brief.tables
     return env.get_template("brief.html.j2").render(
-        b=brief, plotlyjs=get_plotlyjs(), fig=fig_html, pending=PENDING,
+        b=brief, plotlyjs=get_plotlyjs(), fig=fig_html, pending=PENDING, geo_script=_geo_script(),
         prio_html={imp: _table_html(t["priorities"][t["priorities"]["importer"] == imp], 15, prio_cols)
                    for imp in brief.importers},
         stage_html=_table_html(t["stage_vulnerabilities"], 80, stage_cols),

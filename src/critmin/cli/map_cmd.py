@@ -1,0 +1,38 @@
+"""``critmin map``: the resource map as one offline HTML file, with optional GeoJSON / GeoPackage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``map`` command to ``app`` (the main ``critmin`` app or a test app)."""
+    # Imported here, not at module level: critmin.cli.main imports this module to register it.
+    from critmin.cli.main import err_console, handled
+
+    @app.command("map")
+    @handled
+    def map_command(
+        commodity: Annotated[str | None, typer.Option("--commodity", help="Commodity ids, e.g. "
+                                                      "lithium,graphite (default: all)")] = None,
+        stage: Annotated[str | None, typer.Option("--stage", help="Project stages: mine, refine, "
+                                                  "metal, component (comma list)")] = None,
+        data: Annotated[Path | None, typer.Option("--data", help="Folder with your own tables")] = None,
+        out: Annotated[Path, typer.Option("--out", help="HTML map to write (self-contained, offline)")]
+        = Path("map.html"),
+        geojson: Annotated[Path | None, typer.Option("--geojson", help="Also write the points as GeoJSON")]
+        = None,
+        gpkg: Annotated[Path | None, typer.Option("--gpkg", help="Also write a GeoPackage "
+                                                  "(tables deposits, projects)")] = None,
+    ) -> None:
+        """Map deposits and projects by commodity over allied / other countries (offline HTML)."""
+        from critmin.geo.workflow import build_map
+
+        result = build_map(commodity, stage, data, out, geojson, gpkg)
+        for path in result.written:
+            err_console.print(f"wrote {path}")
+        for note in result.notes:
+            err_console.print(f"[dim]note: {note}[/]")
