@@ -113,9 +113,9 @@ def export_peer_inputs(lib: Path, year: int, out: Path) -> dict:
     wmd, baci = _ro(lib / "world_mining_data.db"), _ro(lib / "baci.db")
     cc = pd.read_sql("SELECT country_code, country_name, country_iso3 FROM country_codes_V202401b", baci)
     iso_of = {}
-    for code, iso in zip(cc.country_code.astype(int), cc.country_iso3):
+    for code, iso in zip(cc.country_code.astype(int), cc.country_iso3, strict=False):
         iso_of[code] = "XNA" if code in NON_COUNTRIES else ISO_OVERRIDES.get(code, iso)
-    names = dict(zip(cc.country_code.astype(int), cc.country_name))
+    names = dict(zip(cc.country_code.astype(int), cc.country_name, strict=False))
 
     # materials: the peer's Mapping() / default_rmlist()
     hsmap = pd.read_sql('SELECT * FROM "HS Code Map"', wmd)
@@ -142,7 +142,7 @@ def export_peer_inputs(lib: Path, year: int, out: Path) -> dict:
         if unit not in ("kg", "metr. t"):
             notes.append(f"{ref}: production unit {unit!r} is used as tonnes by the peer (no conversion); exported so")
         seen = set()
-        for country, code, value in zip(t["Country"], t["Country_Code"].astype(int), t[str(year)].fillna(0.0)):
+        for country, code, value in zip(t["Country"], t["Country_Code"].astype(int), t[str(year)].fillna(0.0), strict=False):
             iso = iso_of.get(code)
             if (m["sheet"], country) in DUPLICATE_CODE_FIXES:
                 iso = DUPLICATE_CODE_FIXES[(m["sheet"], country)]
@@ -167,7 +167,7 @@ def export_peer_inputs(lib: Path, year: int, out: Path) -> dict:
     for col in ("qty", "val"):
         raw[col] = raw[col].map(lambda x: 0.0 if x is None or pd.isna(x) or str(x).strip() in ("", "NA") else float(x))
     trade_parts = []
-    for ref, m in materials.items():
+    for m in materials.values():
         sub = raw[raw.k.isin(m["hs"])]
         if sub.empty:
             continue
@@ -295,7 +295,7 @@ def compare(peer: pd.DataFrame, crit: pd.DataFrame, tol: float) -> dict:
         b = merged.get(f"{ind}_critmin", pd.Series(float("nan"), index=merged.index)).astype(float)
         fa, fb = a.map(math.isfinite), b.map(math.isfinite)
         both = fa & fb
-        d = pd.Series([rel_diff(x, y) for x, y in zip(a[both], b[both])], index=a[both].index, dtype=float)
+        d = pd.Series([rel_diff(x, y) for x, y in zip(a[both], b[both], strict=False)], index=a[both].index, dtype=float)
         bad = d[d > tol]
         one = fa != fb
         mx = float(d.max()) if len(d) else float("nan")
@@ -322,7 +322,7 @@ def compare(peer: pd.DataFrame, crit: pd.DataFrame, tol: float) -> dict:
         rest_max = 0.0
         for ind in INDICATORS.values():
             if f"{ind}_peer" in rest and f"{ind}_critmin" in rest:
-                for x, y in zip(rest[f"{ind}_peer"].astype(float), rest[f"{ind}_critmin"].astype(float)):
+                for x, y in zip(rest[f"{ind}_peer"].astype(float), rest[f"{ind}_critmin"].astype(float), strict=False):
                     if math.isfinite(x) and math.isfinite(y):
                         rest_max = max(rest_max, rel_diff(x, y))
         print(f"max relative difference over the other {merged.commodity.nunique() - len(by_material)} "
@@ -416,8 +416,8 @@ def main() -> int:
 
         # critmin: whole process
         out = tmp / "critmin.csv"
-        cmd = critmin_command() + ["assess", "--method", "geopolrisk", "--importer", ",".join(isos),
-                                   "--year", str(args.year), "--data", str(data), "--format", "csv", "--out", str(out)]
+        cmd = [*critmin_command(), "assess", "--method", "geopolrisk", "--importer", ",".join(isos),
+               "--year", str(args.year), "--data", str(data), "--format", "csv", "--out", str(out)]
         print("running critmin assess ...", flush=True)
         t_crit, rc = run_timed(cmd, cwd=tmp, log=tmp / "critmin.log")
         if rc != 0 or not out.exists():
