@@ -1,0 +1,1 @@
+"""Multi-stage supply-chain model: network, scenarios, propagation, Monte Carlo ensemble."""
