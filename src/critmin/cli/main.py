@@ -222,10 +222,11 @@ def data_show(
 
 
 def _register_extensions() -> None:
-    from critmin.cli import map_cmd, monitor_cmd
+    from critmin.cli import map_cmd, monitor_cmd, policy_cmd
 
     map_cmd.register(app)
     monitor_cmd.register(app)
+    policy_cmd.register(app)
 
 
 _register_extensions()
