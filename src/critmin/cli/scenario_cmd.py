@@ -1,0 +1,86 @@
+"""``critmin scenario list | show | run``: supply-disruption scenarios on the multi-stage network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``scenario`` sub-app (list, show, run) to ``app``."""
+    # Imported here, not at module level: critmin.cli.main imports this module to register it.
+    from critmin.cli.main import emit, err_console, handled, out_console
+
+    sub = typer.Typer(help="Supply-disruption scenarios: presets from the export-controls catalogue or your YAML.",
+                      no_args_is_help=True)
+    app.add_typer(sub, name="scenario")
+
+    @sub.command("list")
+    @handled
+    def list_command() -> None:
+        """The shipped presets with their first sentence."""
+        import pandas as pd
+
+        from critmin.supplychain.presets import list_presets, load_preset
+
+        rows = []
+        for name in list_presets():
+            sc = load_preset(name)
+            rows.append({"preset": name, "commodities": ", ".join(sc.commodities),
+                         "what": sc.description.split(". ")[0][:110]})
+        emit(pd.DataFrame(rows), "table", None, [], title="Scenario presets (critmin scenario show NAME)")
+
+    @sub.command("show")
+    @handled
+    def show_command(name: Annotated[str, typer.Argument(help="Preset name or YAML file")]) -> None:
+        """Print a preset's YAML, or validate a scenario file and print what it holds."""
+        from critmin.supplychain.presets import list_presets, preset_text
+        from critmin.supplychain.scenario import load_scenario
+
+        if name in list_presets():
+            out_console.print(preset_text(name), markup=False, highlight=False)
+            return
+        sc = load_scenario(Path(name))
+        out_console.print(f"{sc.name}: {len(sc.events)} event(s) on {', '.join(sc.commodities)}, "
+                          f"{sc.horizon_months} months — valid", highlight=False)
+
+    @sub.command("run")
+    @handled
+    def run_command(
+        name: Annotated[str, typer.Argument(help="Preset name or YAML file")],
+        importer: Annotated[str, typer.Option("--importer", help="USA, JPN, ROW and blocs of them (USA+JPN)")]
+        = "USA,JPN,USA+JPN",
+        fmt: Annotated[str, typer.Option("--format", help="table | csv | json | parquet | xlsx")] = "table",
+        out: Annotated[Path | None, typer.Option("--out", help="Write to this file (default: standard output)")]
+        = None,
+    ) -> None:
+        """Run a scenario: shortfall, price, unmet demand per importer × commodity × stage."""
+        from critmin.reference.catalog import Catalog
+        from critmin.supplychain.run import resolve, run_scenario
+
+        cat = Catalog()
+        scenario = resolve(name)
+        ds, summary = run_scenario(scenario, catalog=cat, importers=importer)
+        sources = cat.sources(ds.attrs.get("source_ids", []))
+        if fmt == "table" and out is None:
+            err_console.print(f"[bold]{scenario.name}[/] · data year {ds.attrs['data_year']} · "
+                              f"{scenario.description}", highlight=False, soft_wrap=True)
+        frame = summary
+        if fmt == "table":
+            # presentation only: fewer, rounded columns for the terminal; csv/json/parquet/xlsx keep all
+            frame = summary.assign(unmet_value_musd=summary.unmet_value_usd / 1e6).rename(columns={
+                "demand_t_per_month": "demand t/mo", "peak_shortfall_t": "peak short t/mo",
+                "peak_shortfall_pct": "peak %", "cumulative_unmet_t": "unmet t",
+                "unmet_value_musd": "unmet USD M", "peak_price_multiple": "price ×",
+                "months_with_shortfall": "months short", "recovery_month": "recovered (month)",
+                "days_of_cover_end": "cover d (end)"})
+            frame = frame[["consumer", "commodity", "stage", "demand t/mo", "peak short t/mo", "peak %", "unmet t",
+                           "unmet USD M", "price ×", "months short", "recovered (month)", "cover d (end)"]].round(1)
+        emit(frame, fmt, out, sources, title=f"Scenario {scenario.name}")
+        if fmt == "table" and out is None:
+            notes = [a for a in ds.attrs.get("assumptions", [])
+                     if any(a.startswith(c) for c in scenario.commodities)]
+            for note in notes:
+                err_console.print(f"[dim]assumption: {note}[/]", highlight=False, soft_wrap=True)
