@@ -197,4 +197,4 @@ def simulate(base: Baseline, cut: xr.DataArray, responses: Responses, *, months:
     return ds.transpose(..., COMMODITY, STAGE, CONSUMER, MONTH)
 
 
-__all__ = ["CONSUMER", "COMMODITY", "MONTH", "STAGE", "SUPPLIER", "Baseline", "Responses", "simulate"]
+__all__ = ["COMMODITY", "CONSUMER", "MONTH", "STAGE", "SUPPLIER", "Baseline", "Responses", "simulate"]
