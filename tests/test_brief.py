@@ -27,7 +27,8 @@ def test_brief_writes_html_and_tables(brief_dir):
     html = (brief_dir / "index.html").read_text("utf-8")
     for s in SECTIONS:
         assert f'id="{s}"' in html
-    for name in ("priorities", "criticality_matrix", "stage_vulnerabilities", "assess_geopolrisk"):
+    for name in ("priorities", "criticality_matrix", "stage_vulnerabilities", "assess_geopolrisk",
+                 "scenario_results", "risk"):
         assert (brief_dir / "tables" / f"{name}.csv").is_file()
     xl = pd.read_excel(brief_dir / "tables.xlsx", sheet_name=None)
     assert {"priorities", "Sources", "Assumptions"} <= set(xl)
@@ -47,8 +48,16 @@ def test_pending_sections_say_so_plainly(brief_dir):
         assert text in html
 
 
+def test_risk_section_records_seed_and_draws(brief_dir):
+    risk = pd.read_csv(brief_dir / "tables" / "risk.csv")
+    assert set(risk["seed"]) == {20251030} and set(risk["n_draws"]) == {200_000}
+    assert (risk["cvar_99_t"] >= risk["var_99_t"] - 1e-9).all()
+    html = (brief_dir / "index.html").read_text("utf-8")
+    assert "seed 20251030" in html
+
+
 def test_summary_numbers_trace_to_tables():
-    b = build_brief("USA,JPN,USA+JPN")
+    b = build_brief("USA,JPN,USA+JPN", risk_draws=2000)
     stages = b.tables["stage_vulnerabilities"]
     prio = b.tables["priorities"]
     assert b.summary["urgent"], "expected at least one urgent vulnerability on the bundled data"
@@ -74,7 +83,7 @@ def test_brief_bad_data_exit_2_and_nothing_written(tmp_path):
 
 
 def test_write_brief_replaces_existing_folder(tmp_path):
-    b = build_brief("USA")
+    b = build_brief("USA", risk_draws=2000)
     out = tmp_path / "b"
     write_brief(b, out)
     (out / "stale.txt").write_text("old")

@@ -65,17 +65,23 @@ def test_brief_renders_offline_in_chromium(tmp_path):
         page.goto((out / "index.html").as_uri(), wait_until="load")
         page.wait_for_selector("#fig-matrix .main-svg", timeout=30_000)
         page.wait_for_selector("#fig-stages .main-svg", timeout=30_000)
+        page.wait_for_selector("#fig-scenarios .main-svg", timeout=30_000)
+        page.wait_for_selector("#fig-risk .main-svg", timeout=30_000)
         for sid in ("summary", "criticality", "stages", "scenarios", "map", "monitoring", "sources"):
             assert page.locator(f"section#{sid}").count() == 1
         # markers drawn in the matrix and bars in the stage chart
         assert page.locator("#fig-matrix .scatterlayer .point").count() > 5
         assert page.locator("#fig-stages .barlayer .point").count() > 5
+        assert page.locator("#fig-scenarios .scatterlayer .trace").count() >= 1
+        assert page.locator("#fig-risk .barlayer .point").count() > 5
         if page.locator("#fig-map").count():
             page.wait_for_selector("#fig-map .main-svg", timeout=30_000)
             assert page.locator("#fig-map .geo").count() >= 1
             page.locator("#map").screenshot(path=str(ARTIFACTS / "brief-map.png"))
         page.screenshot(path=str(ARTIFACTS / "brief-top.png"))
+        page.add_style_tag(content="nav { position: static !important; }")  # keep the sticky bar out of shots
         page.locator("#stages").screenshot(path=str(ARTIFACTS / "brief-stages.png"))
+        page.locator("#scenarios").screenshot(path=str(ARTIFACTS / "brief-scenarios.png"))
         page.screenshot(path=str(ARTIFACTS / "brief-full.png"), full_page=True)
         browser.close()
     assert external == [], f"requests left the machine: {external[:5]}"

@@ -28,8 +28,6 @@ from critmin.reference.countries import country_name
 
 #: Sections of the brief in reading order; those of later issues say plainly they are not available yet.
 PENDING = {
-    "scenarios": "Scenario results for the preset China export controls and the Monte Carlo risk are not yet "
-                 "available in this version of critmin: the supply-chain model has not been built yet.",
     "stockpile": "A recommended complementary stockpile is not yet available: it needs the shortfall "
                  "ensemble of the supply-chain model.",
     "finance": "A finance shortlist (shortfall avoided per dollar) and the cost of pricing measures are not "
@@ -50,6 +48,7 @@ class Brief:
     sources: list[dict] = field(default_factory=list)
     assumptions: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    notes_model: list[str] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
 
 
@@ -92,10 +91,51 @@ def urgent_vulnerabilities(prio: pd.DataFrame, stages: pd.DataFrame, importer: s
     return out
 
 
+#: Default ensemble of the brief: enough draws for stable 99 % tails, quick enough for the 60 s budget.
+RISK_DRAWS, RISK_SEED = 200_000, 20251030
+
+
+def _scenarios(cat: Catalog, priority: list[str], importers: list[str]) -> tuple[dict, dict, dict]:
+    """Run every preset that touches a priority mineral on one network; summary and paths per preset."""
+    from critmin.supplychain.network import build_network
+    from critmin.supplychain.presets import list_presets, load_preset
+    from critmin.supplychain.run import run_scenario
+
+    consumers = [c for c in ("USA", "JPN") if any(c in i.split("+") for i in importers)] or ["USA", "JPN"]
+    chosen = [p for p in list_presets()
+              if set(load_preset(p).commodities) & set(priority)]
+    net = build_network(cat, consumers=(*consumers, "ROW"))
+    wanted = ",".join([i for i in importers if all(m in consumers for m in i.split("+"))])
+    summaries, paths = [], {}
+    for name in chosen:
+        ds, summary = run_scenario(name, catalog=cat, importers=wanted, network=net)
+        summaries.append(summary)
+        focus = importers[-1] if importers[-1] in ds["consumer"].values else str(ds["consumer"].values[0])
+        sel = ds.sel(consumer=focus)
+        dem = sel["demand"].where(sel["demand"] > 0)
+        frame = (100 * sel["shortfall"] / dem).to_dataframe(name="shortfall_pct").reset_index()
+        frame = frame.dropna(subset=["shortfall_pct"])
+        keep = frame.groupby(["commodity", "stage"])["shortfall_pct"].transform("max") > 0
+        paths[name] = frame[keep][["commodity", "stage", "month", "shortfall_pct"]]
+    table = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
+    # most severe preset first (largest peak shortfall share for the focus consumer)
+    paths = dict(sorted(paths.items(), key=lambda kv: -(kv[1]["shortfall_pct"].max() if len(kv[1]) else 0.0)))
+    return {"scenario_results": table}, paths, {"presets": chosen, "assumptions": net.assumptions}
+
+
+def _risk(cat: Catalog, importers: list[str], draws: int, seed: int) -> tuple[pd.DataFrame, dict]:
+    from critmin.supplychain.risk import assess_risk
+
+    labels = ",".join([i for i in importers if all(m.isalpha() and len(m) == 3 for m in i.split("+"))])
+    _ds, frame, meta = assess_risk(labels, draws=draws, seed=seed, catalog=cat)
+    return frame, meta
+
+
 def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data: str | Path | None = None,
                 params: str | Path | None = None, groups_file: str | Path | None = None, allies: str = "msp",
                 monitor_dir: str | Path | None = None,
-                progress: Callable[[str], None] | None = None) -> Brief:
+                progress: Callable[[str], None] | None = None, risk_draws: int = RISK_DRAWS,
+                risk_seed: int = RISK_SEED) -> Brief:
     """Compute every section of the brief (no files written)."""
     step = progress or (lambda _msg: None)
     cat = Catalog(data)
@@ -124,6 +164,12 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
 
         alerts, _ = run_monitor(monitor_dir, catalog=cat, priority_commodities=set(priority_commodities))
         tables["alerts"] = alerts
+    step("scenarios")
+    scen_tables, scen_paths, scen_meta = _scenarios(cat, priority_commodities, [i.label for i in imps])
+    tables.update(scen_tables)
+    step("Monte Carlo risk")
+    risk_table, risk_meta = _risk(cat, [i.label for i in imps], risk_draws, risk_seed)
+    tables["risk"] = risk_table
     step("resource map")
     map_fig = None
     try:
@@ -155,7 +201,12 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
         {"name": "importance (matrix x-axis)", "value": "import value, USD",
          "reason": "Value of all traded forms of the commodity imported from outside the importer (CEPII BACI); "
                    "a proxy for economic importance, which needs input-output data critmin does not bundle."},
-        {"name": "random seeds", "value": "none", "reason": "No stochastic analysis in this brief yet."},
+        {"name": "Monte Carlo", "value": f"{risk_draws:,} draws, seed {risk_seed}, 12 months",
+         "reason": "Disruptions drawn from the cited export-control catalogue (Jeffreys-prior rates, Kaplan-Meier "
+                   "durations, magnitudes by measure); same seed, same numbers. " + " ".join(risk_meta["notes"][:1])},
+        {"name": "scenario presets", "value": ", ".join(scen_meta["presets"]),
+         "reason": "Every preset that touches a priority mineral, replayed on the latest data year; each preset "
+                   "cites its catalogue events."},
     ]
     from critmin.report import figures
 
@@ -163,12 +214,20 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
             "stages": figures.stage_shares(stages)}
     if map_fig is not None:
         figs["map"] = map_fig
+    focus = [i.label for i in imps][-1]
+    if scen_paths:
+        figs["scenarios"] = figures.scenario_paths(scen_paths, focus)
+    if len(risk_table):
+        rfocus = focus if focus in set(risk_table["consumer"]) else str(risk_table["consumer"].iloc[0])
+        figs["risk"] = figures.risk_bars(risk_table, rfocus)
     sources = cat.sources(meta["sources"] + [f"curated-{t}" for t in ("processing_shares", "export_controls")]
                           + ["usgs-mcs-2026"])
     return Brief(importers=[i.label for i in imps], year=y, tables=tables, summary=summary, figures=figs,
                  sources=sources, assumptions=assumptions, notes=meta.get("notes", []),
+                 notes_model=scen_meta["assumptions"],
                  meta={**meta, "data": str(data) if data else "bundled", "version": __version__,
-                       "generated": dt.date.today().isoformat()})
+                       "generated": dt.date.today().isoformat(), "risk_draws": risk_draws, "risk_seed": risk_seed,
+                       "presets": scen_meta["presets"]})
 
 
 def _table_html(frame: pd.DataFrame, max_rows: int = 40, cols: list[str] | None = None) -> str:
@@ -209,6 +268,9 @@ def render_html(brief: Brief) -> str:
                                                                       ascending=[True, False]), 30),
         alerts_html=_table_html(t["alerts"], 50) if "alerts" in t else None,
         map_table_html=_table_html(t["map_facilities"], 40) if "map_facilities" in t else None,
+        scen_html=_table_html(t["scenario_results"].sort_values("cumulative_unmet_t", ascending=False), 40)
+        if len(t.get("scenario_results", [])) else None,
+        risk_html=_table_html(t["risk"], 60) if len(t.get("risk", [])) else None,
         country_name=country_name, esc=html.escape)
 
 

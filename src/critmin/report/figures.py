@@ -54,3 +54,51 @@ def stage_shares(stages: pd.DataFrame) -> go.Figure:
                       xaxis=dict(tickangle=-40), template="plotly_white", margin=dict(l=60, r=20, t=30, b=140),
                       legend=dict(orientation="h", y=1.08))
     return fig
+
+
+def scenario_paths(results: dict[str, pd.DataFrame], consumer: str) -> go.Figure:
+    """Shortfall (% of demand) and price multiple over time for one consumer, one preset per menu entry.
+
+    ``results``: preset → long frame with columns commodity, stage, month, shortfall_pct, price_multiple.
+    """
+    fig = go.Figure()
+    names = list(results)
+    vis_map = []
+    for i, name in enumerate(names):
+        f = results[name]
+        for (c, s), g in f.groupby(["commodity", "stage"], sort=True):
+            fig.add_trace(go.Scatter(x=g["month"], y=g["shortfall_pct"], mode="lines", name=f"{c} · {s}",
+                                     visible=(i == 0), legendgroup=name,
+                                     hovertemplate=f"{name}<br>{c} · {s}<br>%{{x}}: %{{y:.1f}}% of demand unmet"
+                                                   "<extra></extra>"))
+            vis_map.append(i)
+    buttons = [dict(label=name, method="update",
+                    args=[{"visible": [j == i for j in vis_map]},
+                          {"title.text": f"Unmet demand over time · {consumer} · {name}"}])
+               for i, name in enumerate(names)]
+    fig.update_layout(title=f"Unmet demand over time · {consumer} · {names[0] if names else ''}", height=460,
+                      xaxis=dict(title="month"), yaxis=dict(title="shortfall, % of demand", rangemode="tozero"),
+                      updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.17,
+                                        yanchor="top")],
+                      template="plotly_white", margin=dict(l=60, r=20, t=80, b=50))
+    return fig
+
+
+def risk_bars(risk: pd.DataFrame, consumer: str) -> go.Figure:
+    """Expected shortfall and CVaR 99 % of 12-month unmet demand as % of demand, per commodity · stage."""
+    r = risk[risk["consumer"] == consumer].copy()
+    r["label"] = r["commodity"] + " · " + r["stage"]
+    annual = r["demand_t"].where(r["demand_t"] > 0)
+    r = r.assign(es_pct=100 * r["expected_shortfall_t"] / annual, cvar_pct=100 * r["cvar_99_t"] / annual)
+    r = r.sort_values("cvar_pct", ascending=True)
+    fig = go.Figure([
+        go.Bar(y=r["label"], x=r["es_pct"], orientation="h", name="expected shortfall", marker_color="#1f4e79",
+               hovertemplate="%{y}: %{x:.2f}% of demand<extra>expected</extra>"),
+        go.Bar(y=r["label"], x=r["cvar_pct"], orientation="h", name="CVaR 99 %", marker_color="#c0392b",
+               customdata=r["p_shortfall"],
+               hovertemplate="%{y}: %{x:.1f}% of demand<br>P(any shortfall) %{customdata:.1%}<extra>CVaR 99%</extra>"),
+    ])
+    fig.update_layout(barmode="group", height=max(320, 40 * len(r) + 120), template="plotly_white",
+                      xaxis=dict(title="unmet demand over the horizon, % of demand"),
+                      legend=dict(orientation="h", y=1.08), margin=dict(l=200, r=20, t=40, b=50))
+    return fig
