@@ -222,13 +222,14 @@ def data_show(
 
 
 def _register_extensions() -> None:
-    from critmin.cli import map_cmd, monitor_cmd, policy_cmd, risk_cmd, scenario_cmd
+    from critmin.cli import map_cmd, monitor_cmd, optimize_cmd, policy_cmd, risk_cmd, scenario_cmd
 
     map_cmd.register(app)
     monitor_cmd.register(app)
     policy_cmd.register(app)
     scenario_cmd.register(app)
     risk_cmd.register(app)
+    optimize_cmd.register(app)
 
 
 _register_extensions()
