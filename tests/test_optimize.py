@@ -216,3 +216,164 @@ def test_eligibility_reports_reasons_and_csv_errors(tmp_path):
     with pytest.raises(DataError) as exc:
         read_candidates(f)
     assert "line 2" in str(exc.value) and "capacity_tpa" in str(exc.value)
+
+
+# ---------------------------------------------------------------------- portfolio: permitting and the re-run
+def _unmet(usa=(0.0, 10.0, 30.0, 100.0), jpn=(0.0, 0.0, 10.0, 0.0)) -> xr.DataArray:
+    """SYNTHETIC per-draw unmet demand (draw, commodity, stage, consumer), t over a 12-month horizon."""
+    arr = np.zeros((len(usa), 1, 1, 3))
+    arr[:, 0, 0, 0], arr[:, 0, 0, 1] = usa, jpn
+    arr[:, 0, 0, 2] = 1e6  # ROW is not a holder: never relieved
+    return xr.DataArray(arr, dims=["draw", "commodity", "stage", "consumer"],
+                        coords={"draw": range(len(usa)), "commodity": ["x"], "stage": ["refine"],
+                                "consumer": ["USA", "JPN", "ROW"]})
+
+
+def _cell(ids):
+    return pd.DataFrame({"project_id": ids, "commodity": "x", "capacity_stage": "refine"}).set_index("project_id")
+
+
+def test_rerun_hand_checked():
+    from critmin.optimize import rerun as rr
+
+    # pool L = USA + JPN = [0, 10, 40, 100] t; 360 t/yr for 1 month = 30 t each draw → after [0, 0, 10, 70]
+    cap = xr.DataArray([360.0], dims=["project"], coords={"project": ["P"]})
+    months = xr.DataArray(np.ones((4, 1)), dims=["draw", "project"], coords={"draw": range(4), "project": ["P"]})
+    supply = rr.added_supply(cap, months)
+    np.testing.assert_allclose(supply.values[:, 0], 30.0)
+    res = rr.rerun_portfolio(_unmet(), supply, _cell(["P"]), ["USA", "JPN"], alphas=(0.75,))
+    pool = res.cells.set_index("consumer").loc["USA+JPN"]
+    assert pool["expected_shortfall_before_t"] == pytest.approx(37.5)
+    assert pool["expected_shortfall_after_t"] == pytest.approx(20.0)
+    assert res.totals["expected_shortfall_avoided_t"] == pytest.approx(17.5)
+    # α = 0.75, n = 4: VaR = 3rd smallest; CVaR = VaR + Σ(L − VaR)⁺ / (0.25·4)
+    assert pool["var_75_before_t"] == pytest.approx(40.0) and pool["cvar_75_before_t"] == pytest.approx(100.0)
+    assert pool["var_75_after_t"] == pytest.approx(10.0) and pool["cvar_75_after_t"] == pytest.approx(70.0)
+    assert res.totals["cvar_75_avoided_t"] == pytest.approx(30.0)
+    # pro rata to the holders: draw 2 leaves 10 t of USA 30 / JPN 10 → USA 7.5; draw 3 leaves 70 t, all USA's
+    usa = res.cells.set_index("consumer").loc["USA"]
+    assert usa["expected_shortfall_after_t"] == pytest.approx((7.5 + 70.0) / 4)
+    assert float(res.after.sel(consumer="JPN").isel(draw=2).item()) == pytest.approx(2.5)
+    row = res.projects.iloc[0]
+    assert row["standalone_shortfall_avoided_t"] == pytest.approx(17.5) == row["marginal_shortfall_avoided_t"]
+
+
+def test_rerun_overlap_and_production_probability():
+    from critmin.optimize import rerun as rr
+
+    ids = ["A", "B"]
+    cap = xr.DataArray([360.0, 360.0], dims=["project"], coords={"project": ids})
+    always = xr.DataArray(np.ones((4, 2)), dims=["draw", "project"], coords={"draw": range(4), "project": ids})
+    res = rr.rerun_portfolio(_unmet(), rr.added_supply(cap, always), _cell(ids), ["USA", "JPN"])
+    # 60 t in each draw: after [0, 0, 0, 40] → 25 t avoided of 37.5; each alone avoids 17.5 (no double count)
+    assert res.totals["expected_shortfall_avoided_t"] == pytest.approx(27.5)
+    p = res.projects.set_index("project_id")
+    assert p.loc["A", "standalone_shortfall_avoided_t"] == pytest.approx(17.5)
+    assert p.loc["A", "marginal_shortfall_avoided_t"] == pytest.approx(27.5 - 17.5)
+    # production in half the draws (the ones that matter least and most): relief falls
+    half = always.copy(data=np.array([[1, 1], [0, 0], [1, 1], [0, 0]], dtype=float))
+    res_half = rr.rerun_portfolio(_unmet(), rr.added_supply(cap, half), _cell(ids), ["USA", "JPN"])
+    assert res_half.totals["expected_shortfall_avoided_t"] == pytest.approx(40.0 / 4)
+    assert res_half.totals["expected_shortfall_avoided_t"] < res.totals["expected_shortfall_avoided_t"]
+    # through permitting_draws: a user p (Bernoulli per draw) — lower p, less relief on the same draws
+    unmet = _unmet(usa=np.full(2000, 50.0), jpn=np.zeros(2000))
+    out = []
+    for pp in (1.0, 0.6, 0.2):
+        cand = pd.DataFrame({"project_id": ["A"], "country_iso3": ["AUS"], "commodity": ["x"], "stage_id": ["refine"],
+                             "status": ["construction"], "p_produces_within": [pp]})
+        info, months = rr.permitting_draws(cand, 12, track="ordinary", n=2000, seed=7, start_year=2026)
+        assert info.loc["A", "p_produces_within"] == pp
+        sup = rr.added_supply(cap.sel(project=["A"]), months)
+        out.append(rr.rerun_portfolio(unmet, sup, _cell(["A"]), ["USA", "JPN"]).totals["expected_shortfall_avoided_t"])
+    assert out[0] == pytest.approx(50.0) and out[0] > out[1] > out[2] > 0
+    assert out[1] == pytest.approx(0.6 * 50.0, rel=0.08) and out[2] == pytest.approx(0.2 * 50.0, rel=0.2)
+
+
+def test_var_cvar_is_the_risk_estimator():
+    from critmin.optimize.rerun import var_cvar
+    from critmin.reference.catalog import Catalog
+    from critmin.supplychain import risk
+    from critmin.supplychain.network import build_network
+
+    net = build_network(Catalog(), commodities=["rare-earths"])
+    hz = risk.estimate_hazards(Catalog().table("export_controls"))
+    n, seed = 3000, 11
+    ens = risk.run_ensemble(net, hz, n_draws=n, months=12, seed=seed, chunk=n)
+    # one chunk: run_ensemble's generator is default_rng(SeedSequence(seed).spawn(1)[0]) — same draws here
+    L = risk.simulate_unmet(net, hz, n_draws=n, months=12,
+                            rng=np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0]))
+    for a in (0.95, 0.99):
+        var, cvar = var_cvar(L, a)
+        ref = ens[f"cvar_{round(a * 100)}"].sel(consumer=list(L["consumer"].values))
+        np.testing.assert_allclose(cvar.transpose(*ref.dims).values, ref.values, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(var.transpose(*ref.dims).values,
+                                   ens[f"var_{round(a * 100)}"].sel(consumer=ref["consumer"]).values, atol=1e-9)
+
+
+def test_capacity_bases_and_permitting_feed():
+    from critmin.optimize import rerun as rr
+    from critmin.policy import permitting
+    from critmin.reference.catalog import Catalog
+    from critmin.supplychain.network import build_network
+
+    net = build_network(Catalog(), commodities=["rare-earths", "lithium"])
+    pr = pd.DataFrame({"project_id": ["ox", "li", "mag", "raw"], "commodity": ["rare-earths", "lithium", "rare-earths",
+                                                                             "rare-earths"],
+                       "stage_id": ["mine;refine", "mine;refine", "refine;metal;component", "refine"],
+                       "capacity_tpa": [4440.0, 40000.0, 10000.0, 100.0],
+                       "capacity_unit_basis": ["t/yr NdPr oxide", "t/yr Li2CO3", "t/yr NdFeB magnets", ""]})
+    cap = rr.capacity_in_network_basis(pr, net, "refine")
+    assert cap.loc["ox", "capacity_tpa_network"] == 4440.0
+    assert cap.loc["li", "capacity_tpa_network"] == pytest.approx(40000 * 2 * 6.941 / 73.891)
+    assert np.isnan(cap.loc["mag", "capacity_tpa_network"]) and "NdFeB" in cap.loc["mag", "basis_note"]
+    assert cap.loc["raw", "capacity_tpa_network"] == 100.0 and "taken to be" in cap.loc["raw", "basis_note"]
+    # p equals permitting.p_produces_within on the same generator; tracks apply by country only
+    row = Catalog().table("projects").set_index("project_id").loc[["AU-ILUKA-ENEABBA", "US-LAC-THACKER"]].reset_index()
+    info, months = rr.permitting_draws(row, 36, track="fast41", n=4000, seed=5, start_year=2026)
+    assert info.loc["AU-ILUKA-ENEABBA", "track_used"] == "ordinary" and info.loc["US-LAC-THACKER", "track_used"] == "fast41"
+    sub = int(info.loc["US-LAC-THACKER", "permitting_seed"].split(", ")[1].rstrip("])"))
+    ref = permitting.p_produces_within(row.iloc[1].to_dict(), 36, "fast41", 4000,
+                                       np.random.default_rng(np.random.SeedSequence([5, sub])))
+    assert info.loc["US-LAC-THACKER", "p_produces_within"] == ref
+    assert float((months.sel(project="US-LAC-THACKER") > 0).mean()) == pytest.approx(ref)
+    assert float(months.max()) <= 36.0 and float(months.min()) >= 0.0
+
+
+def test_invest_select_seeded_and_track_option():
+    from typer.testing import CliRunner
+
+    from critmin.cli.main import app
+    from critmin.optimize.workflow import invest_select
+    from critmin.reference.catalog import Catalog
+
+    kw = dict(candidates=None, budgets={"grant": 500.0, "loan": 3000.0}, draws=300, months=36, holders=["USA", "JPN"],
+              start_year=2026, max_country_share=1.0, instruments=None, certified_only=False,
+              commodities=["rare-earths"])
+    a = invest_select(Catalog(), seed=3, **kw)
+    b = invest_select(Catalog(), seed=3, **kw)
+    for name in a.tables:
+        pd.testing.assert_frame_equal(a.tables[name], b.tables[name])
+    assert a.attrs["seed"] == 3 and "same seed, same draws" in a.attrs["rerun_method"]
+    port = a.tables["portfolio"].set_index("project_id")
+    assert "p_produces_within" in port and port["p_produces_within"].between(0, 1).all()
+    assert port.loc["AU-ILUKA-ENEABBA", "p_source"].startswith("critmin.policy.permitting")
+    assert "US-USAR" in set(a.tables["ineligible"]["project_id"])   # NdFeB tonnes are not countable
+    c = invest_select(Catalog(), seed=4, **kw)
+    assert not c.tables["portfolio"]["p_produces_within"].equals(a.tables["portfolio"]["p_produces_within"])
+    res = CliRunner().invoke(app, ["invest", "select", "--budgets", "grant=1", "--track", "fast-41"])
+    assert res.exit_code == 2 and "track" in res.output
+
+
+def test_stockpile_plan_commodity_option():
+    from typer.testing import CliRunner
+
+    from critmin.cli.main import app
+
+    res = CliRunner().invoke(app, ["stockpile", "plan", "--commodity", "gallium", "--draws", "100", "--seed", "1",
+                                   "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    body = res.stdout[res.stdout.index("commodity,holder"):]
+    plan = pd.read_csv(__import__("io").StringIO(body))
+    assert set(plan["commodity"]) == {"gallium"}
+    bad = CliRunner().invoke(app, ["stockpile", "plan", "--commodity", "unobtainium", "--draws", "10"])
+    assert bad.exit_code == 2

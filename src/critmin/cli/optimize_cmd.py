@@ -13,6 +13,11 @@ Months = Annotated[int, typer.Option("--months", help="Horizon, months")]
 Seed = Annotated[int, typer.Option("--seed")]
 Fmt = Annotated[str, typer.Option("--format", help="table | csv | json | parquet | xlsx")]
 Out = Annotated[Path | None, typer.Option("--out", help="Write the main table to this file")]
+Commodity = Annotated[str, typer.Option("--commodity", help="Commodities of the ensemble, comma list (default all)")]
+
+
+def _commodities(text: str) -> list[str] | None:
+    return [c.strip() for c in text.split(",") if c.strip()] or None
 
 
 def _show(outcome, fmt: str, out: Path | None, main: str) -> None:
@@ -47,7 +52,7 @@ def register(app: typer.Typer) -> None:
              cvar_weight: Annotated[float, typer.Option("--cvar-weight")] = 0.0,
              min_days: Annotated[float | None, typer.Option("--min-days", help="Minimum stock, days")] = None,
              high_risk: Annotated[str, typer.Option("--high-risk", help="Commodities for the 180-day rule")] = "",
-             fmt: Fmt = "table", out: Out = None) -> None:
+             commodity: Commodity = "", fmt: Fmt = "table", out: Out = None) -> None:
         """Optimal stock per commodity × holder; vs stockpiling alone and rules of thumb."""
         from critmin.optimize.workflow import stockpile_plan
         from critmin.reference.catalog import Catalog
@@ -55,7 +60,7 @@ def register(app: typer.Typer) -> None:
         res = stockpile_plan(Catalog(), holders=holders.split(","), draws=draws, months=months, seed=seed,
                              budget=budget, joint_budget=joint_budget, share=share, cvar_alpha=cvar_alpha,
                              cvar_weight=cvar_weight, min_days=min_days,
-                             high_risk=[c for c in high_risk.split(",") if c])
+                             high_risk=[c for c in high_risk.split(",") if c], commodities=_commodities(commodity))
         _show(res, fmt, out, "plan")
 
     @stock_app.command("simulate")
@@ -80,13 +85,15 @@ def register(app: typer.Typer) -> None:
                start_year: Annotated[int, typer.Option("--start-year")] = 2026,
                max_country_share: Annotated[float, typer.Option("--max-country-share")] = 1.0,
                certified_only: Annotated[bool, typer.Option("--certified-only")] = False,
-               fmt: Fmt = "table", out: Out = None) -> None:
-        """Ranked portfolio of projects × instruments, shortfall avoided per dollar."""
+               track: Annotated[str, typer.Option("--track", help="Permitting track: ordinary | fast41 (US "
+                                                  "projects) | eu_crma (EU projects); ordinary elsewhere")] = "ordinary",
+               commodity: Commodity = "", fmt: Fmt = "table", out: Out = None) -> None:
+        """Ranked portfolio of projects × instruments, evaluated by re-running the ensemble with the new capacity."""
         from critmin.optimize.workflow import invest_select, parse_budgets
         from critmin.reference.catalog import Catalog
 
         res = invest_select(Catalog(), candidates=candidates, budgets=parse_budgets(budgets), draws=draws,
                             months=months, seed=seed, holders=holders.split(","), start_year=start_year,
                             max_country_share=max_country_share, instruments=instruments,
-                            certified_only=certified_only)
+                            certified_only=certified_only, track=track, commodities=_commodities(commodity))
         _show(res, fmt, out, "portfolio")

@@ -39,7 +39,10 @@ Birge, J. R. & Louveaux, F. (2011). Introduction to Stochastic Programming, 2nd 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -307,9 +310,29 @@ def _solve(model, options: dict) -> tuple[str, str]:
     level = log.level
     log.setLevel(logging.ERROR)
     try:
-        return model.solve(solver_name="highs", io_api="direct", progress=False, **opts)
+        with _stdout_to_stderr():
+            return model.solve(solver_name="highs", io_api="direct", progress=False, **opts)
     finally:
         log.setLevel(level)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send file descriptor 1 to 2 for the block: HiGHS prints its banner from C++ before ``output_flag`` is
+    read, which would corrupt ``--format csv|json`` written to standard output."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:          # no real stdout (embedded interpreter): nothing to protect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _label(con_name: str, coords: dict) -> str:

@@ -23,11 +23,13 @@ class Outcome:
     attrs: dict = field(default_factory=dict)
 
 
-def ensemble_inputs(catalog, *, draws: int, months: int, seed: int, holders: list[str],
-                    commodities: list[str] | None = None, stage: str = "refine") -> StockpileInputs:
-    """Run the supply-chain Monte Carlo (per-draw unmet demand) and adapt it to the stockpile contract.
+def run_ensemble_unmet(catalog, *, draws: int, months: int, seed: int,
+                       commodities: list[str] | None = None):
+    """The supply-chain network and its per-draw unmet demand (``risk.simulate_unmet``, ``default_rng(seed)``).
 
-    Shortfall t over ``months`` at ``stage`` per draw; demand t/yr and price USD/t from the network baseline.
+    Returns
+    -------
+    (network, unmet) : Network, DataArray (draw, commodity, stage, consumer) t over ``months``
     """
     from critmin.supplychain import risk
     from critmin.supplychain.network import build_network
@@ -35,6 +37,19 @@ def ensemble_inputs(catalog, *, draws: int, months: int, seed: int, holders: lis
     net = build_network(catalog, commodities=commodities)
     hz = risk.estimate_hazards(catalog.table("export_controls"))
     unmet = risk.simulate_unmet(net, hz, n_draws=draws, months=months, rng=np.random.default_rng(seed))
+    return net, unmet
+
+
+def ensemble_inputs(catalog, *, draws: int, months: int, seed: int, holders: list[str],
+                    commodities: list[str] | None = None, stage: str = "refine",
+                    ensemble: tuple | None = None) -> StockpileInputs:
+    """Run the supply-chain Monte Carlo (per-draw unmet demand) and adapt it to the stockpile contract.
+
+    Shortfall t over ``months`` at ``stage`` per draw; demand t/yr and price USD/t from the network baseline.
+    ``ensemble`` = ``(network, unmet)`` from :func:`run_ensemble_unmet` reuses a run (same seed and draws).
+    """
+    net, unmet = ensemble or run_ensemble_unmet(catalog, draws=draws, months=months, seed=seed,
+                                                commodities=commodities)
     ds = xr.Dataset({"shortfall": unmet, "demand": net.baseline.demand, "price0": net.baseline.price0})
     ds.attrs.update({"seed": seed, "n_draws": draws, "horizon_months": months, "stock_stage": stage})
     missing = [h for h in holders if h not in list(unmet["consumer"].values)]
@@ -119,26 +134,147 @@ def stockpile_simulate(catalog, *, plan_csv: Path, holders: list[str], draws: in
 
 def invest_select(catalog, *, candidates: Path | None, budgets: dict[str, float], draws: int, months: int,
                   seed: int, holders: list[str], start_year: int, max_country_share: float,
-                  instruments: Path | None, certified_only: bool) -> Outcome:
-    """Rank projects × instruments by expected shortfall avoided (MILP)."""
-    from critmin.optimize import portfolio as pf
+                  instruments: Path | None, certified_only: bool, track: str = "ordinary",
+                  commodities: list[str] | None = None, stage: str = "refine", allied_group: str = "msp") -> Outcome:
+    """Select projects × instruments (MILP), then evaluate the selection by re-running the ensemble's draws.
 
-    inp = ensemble_inputs(catalog, draws=draws, months=months, seed=seed, holders=holders)
+    Steps: (1) the supply-chain ensemble, ``draws`` draws over ``months`` with ``default_rng(seed)``;
+    (2) each candidate's time to first production from :mod:`critmin.policy.permitting` on ``track`` where it
+    applies by country (seeded per project, see :func:`critmin.optimize.rerun.permitting_draws`), giving
+    ``p_produces_within`` over the horizon — the expected-start-year rule only where permitting cannot model
+    the project; (3) capacity converted to the network's basis at the objective ``stage``
+    (:func:`critmin.optimize.rerun.capacity_in_network_basis`), projects whose basis cannot be converted are
+    ineligible with the reason; (4) the MILP (:class:`critmin.optimize.portfolio.PortfolioProblem`);
+    (5) the re-run (:func:`critmin.optimize.rerun.rerun_portfolio`): the same draws' unmet demand of the holders
+    less the selected projects' output in the draws where they produce; (6) allied (``allied_group``) share of
+    world output gained per stage.
+
+    Returns
+    -------
+    Outcome
+        Tables ``portfolio`` (ranked; p, t avoided, CVaR avoided, allied share gained, t per USD m),
+        ``rerun`` (expected shortfall, VaR, CVaR before/after per commodity × stage × holder and pool, t),
+        ``allied_share`` (per stage), ``ineligible``; ``attrs`` the totals with units in the keys.
+    """
+    from critmin.importers import groups
+    from critmin.optimize import portfolio as pf
+    from critmin.optimize import rerun as rr
+    from critmin.policy.permitting import TRACKS
+
+    if track not in TRACKS:   # checked before the ensemble runs: a typo costs nothing
+        raise ConfigError(f"unknown --track {track!r}; expected one of {', '.join(TRACKS)}")
+    if draws < 1 or months < 1:
+        raise ConfigError(f"--draws and --months must be ≥ 1 (got {draws}, {months})")
+    ens = run_ensemble_unmet(catalog, draws=draws, months=months, seed=seed, commodities=commodities)
+    inp = ensemble_inputs(catalog, draws=draws, months=months, seed=seed, holders=holders, stage=stage,
+                          ensemble=ens)
+    net, unmet = ens
     table = catalog.table("projects").copy()
     if candidates is not None:
         table = pd.concat([table, pf.read_candidates(candidates)], ignore_index=True)
     inst = pf.read_instruments(instruments) if instruments is not None else None
+    # every candidate (cheap: one timeline sample each), so no reason in 'ineligible' is an artefact of skipping
+    permit_info, producing = rr.permitting_draws(table, months, track=track, n=draws, seed=seed,
+                                                 start_year=start_year)
+    p_in = permit_info["p_produces_within"].dropna().to_dict()
     ok, bad = pf.eligibility(table, inp.commodities, start_year=start_year, horizon_years=inp.horizon_years,
-                             certified_only=certified_only)
-    notes = [f"{len(bad)} of {len(table)} projects not eligible (see table 'ineligible')"]
+                             p_produces_within=p_in, certified_only=certified_only)
+    notes = [f"ensemble: {draws} draws, {months} months, seed {seed} (risk.simulate_unmet, default_rng(seed)); "
+             f"objective stage {stage}; holders {'+'.join(holders)}",
+             f"permitting: track {track} where it applies by country (else ordinary), {draws} timeline draws per "
+             f"project, generator SeedSequence([{seed}, crc32(project_id)])"]
+    fallback = permit_info[permit_info["p_source"].str.startswith("fallback")]
+    notes += [f"p_produces_within of {pid} from the expected-start-year fallback: {r.p_source}"
+              for pid, r in fallback.iterrows()]
+    if not ok.empty:
+        cap = rr.capacity_in_network_basis(ok, net, stage)
+        ok = ok.join(cap, on="project_id")
+        uncountable = ok["capacity_tpa_network"].isna()
+        bad = pd.concat([bad, pd.DataFrame({"project_id": ok.loc[uncountable, "project_id"],
+                                            "name": ok.loc[uncountable, "name"],
+                                            "reason": "capacity not countable: " + ok.loc[uncountable, "basis_note"]})],
+                        ignore_index=True)
+        ok = ok[~uncountable].copy()
+        ok["capacity_stated_tpa"] = ok["capacity_tpa"].astype(float)
+        ok["capacity_tpa"] = ok["capacity_tpa_network"]
+    notes.insert(0, f"{len(bad)} of {len(table)} projects not eligible (see table 'ineligible')")
     if ok.empty:
-        return Outcome({"ineligible": bad}, [*notes, "no eligible project: nothing to select"])
+        return Outcome({"ineligible": bad}, [*notes, "no eligible project: nothing to select"],
+                       {"seed": seed, "n_draws": draws, "track": track})
     prob = pf.PortfolioProblem(ok, inp.shortfall, inp.unmet_value.mean(HOLDER), budgets, instruments=inst,
                                horizon_years=inp.horizon_years, max_country_share=max_country_share)
     prob.solve()
     ranked, totals = prob.assign()
+    ranked = ranked.rename(columns={"capacity_tpa": "capacity_tpa_network",
+                                    "standalone_relief_t": "milp_standalone_relief_t",
+                                    "marginal_relief_t": "milp_marginal_relief_t",
+                                    "relief_t_per_musd": "milp_relief_t_per_musd"})
+    extra = ok.set_index("project_id")[["capacity_stated_tpa", "capacity_stage", "network_basis", "basis_note"]]
+    ranked = ranked.join(extra, on="project_id")
+    ranked = ranked.join(permit_info[["track_used", "median_months_to_production", "p_source"]], on="project_id")
+    # ---- the re-run on the same draws, every eligible project (what it would add alone) and the portfolio
+    ids = ok["project_id"].astype(str).tolist()
+    cell = ok.set_index("project_id")[["commodity", "capacity_stage"]]
+    capn = xr.DataArray(ok["capacity_tpa_network"].to_numpy(float), dims=["project"], coords={"project": ids})
+    supply = rr.added_supply(capn, producing.sel(project=ids))
+    selected = ranked.loc[ranked["selected"], "project_id"].astype(str).tolist()
+    alone = rr.rerun_portfolio(unmet, supply, cell, holders)
+    port = rr.rerun_portfolio(unmet, supply.sel(project=selected), cell, holders) if selected else None
+    per = alone.projects.set_index("project_id")[["mean_added_supply_t", "p_producing_in_draws",
+                                                  "standalone_shortfall_avoided_t", "standalone_cvar_95_avoided_t"]]
+    if port is not None:
+        per = per.join(port.projects.set_index("project_id")[["marginal_shortfall_avoided_t",
+                                                              "marginal_cvar_95_avoided_t"]])
+    else:
+        per = per.assign(marginal_shortfall_avoided_t=np.nan, marginal_cvar_95_avoided_t=np.nan)
+    ranked = ranked.join(per, on="project_id")
+    for col in ("marginal_shortfall_avoided_t", "marginal_cvar_95_avoided_t"):
+        ranked[col] = ranked[col].where(ranked["selected"], 0.0)
+    # solver round-off (1e-12 USD m on unselected projects) is not money
+    money = [c for c in ranked.columns if c.endswith("_usd_m") and c != "financing_gap_usd_m"] + ["public_cost_usd"]
+    ranked[money] = ranked[money].where(ranked[money].abs() > 1e-6, 0.0)
+    cost_m = (ranked["public_cost_usd"] / 1e6).where(ranked["selected"] & (ranked["public_cost_usd"] > 0))
+    ranked["shortfall_avoided_t_per_musd"] = ranked["marginal_shortfall_avoided_t"] / cost_m
+    # ---- allied share per stage: each project alone (its row) and the portfolio (table)
+    allied = groups()[allied_group]["members"]
+    added = ok.assign(country=ok["country_iso3"].astype(str))[["project_id", "commodity", "capacity_stage",
+                                                               "capacity_tpa_network", "country"]]
+    solo = {pid: rr.allied_share_gain(net, added[added["project_id"] == pid], allied)["allied_share_gained"].iloc[0]
+            for pid in ids}
+    ranked["allied_share_gained"] = ranked["project_id"].map(solo)
+    share_tab = rr.allied_share_gain(net, added[added["project_id"].isin(selected)], allied)
+    cost_total = float(ranked["public_cost_usd"].sum())
+    rerun_totals = port.totals if port is not None else {"expected_shortfall_avoided_t": 0.0,
+                                                         "cvar_95_avoided_t": 0.0, "cvar_99_avoided_t": 0.0}
+    totals.update({
+        "rerun_expected_shortfall_before_t": port.totals["expected_shortfall_before_t"] if port else np.nan,
+        "rerun_expected_shortfall_after_t": port.totals["expected_shortfall_after_t"] if port else np.nan,
+        "rerun_expected_shortfall_avoided_t": rerun_totals["expected_shortfall_avoided_t"],
+        "rerun_cvar_95_avoided_t": rerun_totals["cvar_95_avoided_t"],
+        "rerun_cvar_99_avoided_t": rerun_totals["cvar_99_avoided_t"],
+        "rerun_shortfall_avoided_t_per_musd": (rerun_totals["expected_shortfall_avoided_t"] / (cost_total / 1e6)
+                                               if cost_total > 0 else np.nan),
+        "allied_share_gained_by_stage": {f"{r.commodity}:{r.stage}": round(float(r.allied_share_gained), 6)
+                                         for r in share_tab.itertuples()},
+        "seed": seed, "n_draws": draws, "months": months, "track": track, "rerun_method": rr.METHOD})
+    cols = ["rank", "project_id", "name", "country", "commodity", "selected", "capacity_stated_tpa",
+            "capacity_unit_basis", "capacity_stage", "capacity_tpa_network", "network_basis", "p_produces_within",
+            "track_used", "median_months_to_production", "financing_gap_usd_m",
+            *[c for c in ranked.columns if c.endswith("_usd_m") and c != "financing_gap_usd_m"], "public_cost_usd",
+            "mean_added_supply_t", "standalone_shortfall_avoided_t", "marginal_shortfall_avoided_t",
+            "standalone_cvar_95_avoided_t", "marginal_cvar_95_avoided_t", "allied_share_gained",
+            "shortfall_avoided_t_per_musd", "milp_standalone_relief_t", "milp_marginal_relief_t",
+            "milp_relief_t_per_musd", "basis_note", "p_source"]
+    # rank the selection by the re-run's shortfall avoided per USD m of public cost (the evaluation, not the
+    # MILP's linearised screen); unselected projects follow by what they would avoid alone
+    ranked = ranked.sort_values(["selected", "shortfall_avoided_t_per_musd", "standalone_shortfall_avoided_t"],
+                                ascending=[False, False, False], na_position="last")
+    ranked["rank"] = np.where(ranked["selected"], np.cumsum(ranked["selected"].to_numpy()), 0)
+    ranked = ranked[cols].reset_index(drop=True)
     notes += [f"{k}: {v}" for k, v in totals.items()]
-    return Outcome({"portfolio": ranked, "ineligible": bad}, notes, totals)
+    tables = {"portfolio": ranked, "rerun": port.cells if port is not None else pd.DataFrame(),
+              "allied_share": share_tab, "ineligible": bad}
+    return Outcome(tables, notes, totals)
 
 
 def parse_budgets(text: str) -> dict[str, float]:
@@ -153,4 +289,5 @@ def parse_budgets(text: str) -> dict[str, float]:
     return out
 
 
-__all__ = ["Outcome", "ensemble_inputs", "invest_select", "parse_budgets", "stockpile_plan", "stockpile_simulate"]
+__all__ = ["Outcome", "ensemble_inputs", "invest_select", "parse_budgets", "run_ensemble_unmet", "stockpile_plan",
+           "stockpile_simulate"]
