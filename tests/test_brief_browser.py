@@ -67,13 +67,16 @@ def test_brief_renders_offline_in_chromium(tmp_path):
         page.wait_for_selector("#fig-stages .main-svg", timeout=30_000)
         page.wait_for_selector("#fig-scenarios .main-svg", timeout=30_000)
         page.wait_for_selector("#fig-risk .main-svg", timeout=30_000)
-        for sid in ("summary", "criticality", "stages", "scenarios", "map", "monitoring", "sources"):
+        for sid in ("summary", "criticality", "stages", "scenarios", "stockpile", "finance", "delivery", "map",
+                    "monitoring", "sources"):
             assert page.locator(f"section#{sid}").count() == 1
         # markers drawn in the matrix and bars in the stage chart
         assert page.locator("#fig-matrix .scatterlayer .point").count() > 5
         assert page.locator("#fig-stages .barlayer .point").count() > 5
         assert page.locator("#fig-scenarios .scatterlayer .trace").count() >= 1
         assert page.locator("#fig-risk .barlayer .point").count() > 5
+        page.wait_for_selector("#fig-stockpile .main-svg", timeout=30_000)
+        page.wait_for_selector("#fig-delivery .main-svg", timeout=30_000)
         if page.locator("#fig-map").count():
             page.wait_for_selector("#fig-map .main-svg", timeout=30_000)
             assert page.locator("#fig-map .geo").count() >= 1

@@ -142,7 +142,8 @@ def brief(
     from critmin.report.brief import build_brief, write_brief
 
     steps = ["priorities", "criticality matrix", "vulnerabilities by stage", "method geopolrisk", "method eu-sr",
-             "method usgs", "monitoring", "scenarios", "Monte Carlo risk", "resource map", "writing"]
+             "method usgs", "monitoring", "scenarios", "Monte Carlo risk", "stockpile and finance", "resource map",
+             "writing"]
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(), console=err_console,
                   transient=False) as bar:
         task = bar.add_task("brief", total=len(steps))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from critmin import __version__, workflows
@@ -27,13 +28,13 @@ from critmin.reference.catalog import Catalog
 from critmin.reference.countries import country_name
 
 #: Sections of the brief in reading order; those of later issues say plainly they are not available yet.
-PENDING = {
-    "stockpile": "A recommended complementary stockpile is not yet available: it needs the shortfall "
-                 "ensemble of the supply-chain model.",
-    "finance": "A finance shortlist (shortfall avoided per dollar) and the cost of pricing measures are not "
-               "yet available.",
-    "delivery": "Permitting timelines and the delivery-acceleration plan are not yet available.",
-}
+PENDING: dict[str, str] = {}
+
+#: Illustrative public-finance envelope of the brief (USD m): an explicit input, not a programme figure;
+#: ``critmin invest select --budgets`` takes any other.
+BRIEF_BUDGETS = {"grant": 500.0, "loan": 3000.0}
+#: Ensemble size behind the stockpile LP and the portfolio (scenarios of the stochastic programmes).
+OPT_DRAWS, OPT_HORIZON_MONTHS = 2000, 36
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Brief:
     assumptions: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     notes_model: list[str] = field(default_factory=list)
+    notes_opt: list[str] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
 
 
@@ -131,6 +133,66 @@ def _risk(cat: Catalog, importers: list[str], draws: int, seed: int) -> tuple[pd
     return frame, meta
 
 
+def _stockpile(cat: Catalog, priority: list[str], seed: int) -> tuple[dict, list[str]]:
+    from critmin.optimize.workflow import stockpile_plan
+    from critmin.supplychain.risk import PRIORITY_COMMODITIES
+
+    comms = [c for c in PRIORITY_COMMODITIES if c in priority] or list(PRIORITY_COMMODITIES)
+    out = stockpile_plan(cat, holders=["USA", "JPN"], draws=OPT_DRAWS, months=12, seed=seed, budget=None,
+                         joint_budget=None, share=1.0, cvar_alpha=0.95, cvar_weight=0.0, min_days=None,
+                         high_risk=comms, commodities=comms)
+    return {f"stockpile_{k}": v for k, v in out.tables.items()}, out.notes
+
+
+def _finance(cat: Catalog, seed: int) -> tuple[dict, list[str]]:
+    import datetime as _dt
+
+    from critmin.optimize.workflow import invest_select
+
+    out = invest_select(cat, candidates=None, budgets=dict(BRIEF_BUDGETS), draws=OPT_DRAWS,
+                        months=OPT_HORIZON_MONTHS, seed=seed, holders=["USA", "JPN"],
+                        start_year=_dt.date.today().year, max_country_share=1.0, instruments=None,
+                        certified_only=False)
+    return {f"finance_{k}": v for k, v in out.tables.items()}, out.notes
+
+
+def _pricing(seed: int) -> tuple[dict, list[str]]:
+    from critmin.policy.workflow import evaluate_measure
+
+    frame, meta = evaluate_measure("floor", preset="dod_mp_ndpr_floor", volume_t=1000.0, paths=5000, seed=seed)
+    return {"pricing_floor": frame}, list(meta.get("notes", []))
+
+
+def _delivery(cat: Catalog, selected: set[str], seed: int, n: int = 5000) -> pd.DataFrame:
+    """Months to first production of every project the permitting model covers (tracks by country)."""
+    from critmin.errors import CritminError
+    from critmin.policy import permitting as PM
+
+    prm = PM.load_params()
+    eu = set(groups()["eu27"]["members"])
+    rows = []
+    for r in cat.table("projects").to_dict("records"):
+        country = str(r.get("country") or "")
+        track = "fast41" if country == "USA" else "eu_crma" if country in eu else "ordinary"
+        try:
+            t_ord = PM.time_to_first_production(r, "ordinary", n, np.random.default_rng(seed), prm)
+            t_tr = (t_ord if track == "ordinary"
+                    else PM.time_to_first_production(r, track, n, np.random.default_rng(seed), prm))
+        except CritminError:
+            continue  # frameworks, finance facilities: no production timeline
+        if float(np.max(t_ord)) == 0.0:
+            continue  # already producing
+        rows.append({"project_id": r["project_id"], "name": r.get("name", ""), "country": country,
+                     "commodity": r.get("commodity", ""), "stage": r.get("stage_id", ""),
+                     "status": r.get("status", ""), "capacity_tpa": r.get("capacity_tpa"),
+                     "selected": r["project_id"] in selected, "track": track,
+                     "median_months": float(np.median(t_tr)), "p5_months": float(np.percentile(t_tr, 5)),
+                     "p95_months": float(np.percentile(t_tr, 95)),
+                     "median_months_ordinary": float(np.median(t_ord)),
+                     "months_saved_by_track": float(np.median(t_ord) - np.median(t_tr))})
+    return pd.DataFrame(rows).sort_values("median_months").reset_index(drop=True) if rows else pd.DataFrame()
+
+
 def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data: str | Path | None = None,
                 params: str | Path | None = None, groups_file: str | Path | None = None, allies: str = "msp",
                 monitor_dir: str | Path | None = None,
@@ -170,6 +232,16 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
     step("Monte Carlo risk")
     risk_table, risk_meta = _risk(cat, [i.label for i in imps], risk_draws, risk_seed)
     tables["risk"] = risk_table
+    step("stockpile and finance")
+    sp_tables, sp_notes = _stockpile(cat, priority_commodities, risk_seed)
+    tables.update(sp_tables)
+    fin_tables, fin_notes = _finance(cat, risk_seed)
+    tables.update(fin_tables)
+    pr_tables, pr_notes = _pricing(risk_seed)
+    tables.update(pr_tables)
+    port = fin_tables.get("finance_portfolio", pd.DataFrame())
+    selected = set(port["project_id"]) if "project_id" in port else set()
+    tables["delivery_timeline"] = _delivery(cat, selected, risk_seed)
     step("resource map")
     map_fig = None
     try:
@@ -220,14 +292,19 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
     if len(risk_table):
         rfocus = focus if focus in set(risk_table["consumer"]) else str(risk_table["consumer"].iloc[0])
         figs["risk"] = figures.risk_bars(risk_table, rfocus)
+    if len(tables.get("stockpile_plan", [])):
+        figs["stockpile"] = figures.stockpile_days(tables["stockpile_plan"])
+    if len(tables.get("delivery_timeline", [])):
+        figs["delivery"] = figures.delivery_timeline(tables["delivery_timeline"])
     sources = cat.sources(meta["sources"] + [f"curated-{t}" for t in ("processing_shares", "export_controls")]
                           + ["usgs-mcs-2026"])
     return Brief(importers=[i.label for i in imps], year=y, tables=tables, summary=summary, figures=figs,
                  sources=sources, assumptions=assumptions, notes=meta.get("notes", []),
-                 notes_model=scen_meta["assumptions"],
+                 notes_model=scen_meta["assumptions"], notes_opt=[*sp_notes, *fin_notes, *pr_notes],
                  meta={**meta, "data": str(data) if data else "bundled", "version": __version__,
                        "generated": dt.date.today().isoformat(), "risk_draws": risk_draws, "risk_seed": risk_seed,
-                       "presets": scen_meta["presets"]})
+                       "presets": scen_meta["presets"], "opt_draws": OPT_DRAWS, "opt_horizon": OPT_HORIZON_MONTHS,
+                       "budgets": dict(BRIEF_BUDGETS)})
 
 
 def _table_html(frame: pd.DataFrame, max_rows: int = 40, cols: list[str] | None = None) -> str:
@@ -271,6 +348,10 @@ def render_html(brief: Brief) -> str:
         scen_html=_table_html(t["scenario_results"].sort_values("cumulative_unmet_t", ascending=False), 40)
         if len(t.get("scenario_results", [])) else None,
         risk_html=_table_html(t["risk"], 60) if len(t.get("risk", [])) else None,
+        opt_html={k: _table_html(t[k], 40) for k in ("stockpile_plan", "stockpile_holders", "stockpile_comparison",
+                                                      "finance_portfolio", "finance_rerun", "finance_allied_share",
+                                                      "finance_ineligible", "pricing_floor", "delivery_timeline")
+                  if len(t.get(k, []))},
         country_name=country_name, esc=html.escape)
 
 

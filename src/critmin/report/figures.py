@@ -102,3 +102,37 @@ def risk_bars(risk: pd.DataFrame, consumer: str) -> go.Figure:
                       xaxis=dict(title="unmet demand over the horizon, % of demand"),
                       legend=dict(orientation="h", y=1.08), margin=dict(l=200, r=20, t=40, b=50))
     return fig
+
+
+def stockpile_days(plan: pd.DataFrame) -> go.Figure:
+    """Optimal complementary stock in days of consumption per commodity × holder, with the 60/180-day rules."""
+    fig = go.Figure()
+    for holder, g in plan.groupby("holder", sort=False):
+        fig.add_trace(go.Bar(x=g["commodity"], y=g["days"], name=str(holder),
+                             customdata=np.c_[g["stock_t"], g["stock_usd"] / 1e6],
+                             hovertemplate="%{x}: %{y:.0f} days<br>%{customdata[0]:,.0f} t · "
+                                           "USD %{customdata[1]:,.1f} m<extra>" + str(holder) + "</extra>"))
+    for d, label in ((60, "JOGMEC 60 days"), (180, "high-risk 180 days")):
+        fig.add_hline(y=d, line_dash="dot", line_color="#7f8c8d", annotation_text=label,
+                      annotation_position="top left")
+    fig.update_layout(barmode="group", height=420, template="plotly_white",
+                      yaxis=dict(title="stock, days of consumption"), legend=dict(orientation="h", y=1.1),
+                      margin=dict(l=60, r=20, t=40, b=60))
+    return fig
+
+
+def delivery_timeline(timeline: pd.DataFrame) -> go.Figure:
+    """Months to first production per project (median, P5–P95), selected projects highlighted."""
+    t = timeline.sort_values("median_months", ascending=False)
+    colour = np.where(t["selected"], "#2e8b57", "#1f4e79")
+    label = t["name"].str.slice(0, 48) + " (" + t["commodity"].astype(str) + ")"
+    fig = go.Figure(go.Bar(
+        y=label, x=t["p95_months"] - t["p5_months"], base=t["p5_months"], orientation="h", marker_color=colour,
+        opacity=0.45, name="P5–P95", hovertemplate="%{y}<br>P5–P95 %{base:.0f}–%{x:.0f}+base months<extra></extra>"))
+    fig.add_trace(go.Scatter(y=label, x=t["median_months"], mode="markers", marker=dict(size=10, color=colour),
+                             name="median", customdata=t["track"],
+                             hovertemplate="%{y}<br>median %{x:.0f} months (%{customdata})<extra></extra>"))
+    fig.update_layout(height=max(300, 34 * len(t) + 120), template="plotly_white", showlegend=False,
+                      xaxis=dict(title="months from now to first production", rangemode="tozero"),
+                      margin=dict(l=330, r=20, t=30, b=50))
+    return fig
