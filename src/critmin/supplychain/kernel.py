@@ -20,7 +20,8 @@ Per commodity c, stage s, consumer k and month t (all quantities in tonnes per m
 ``m_t`` counts months since the scenario's response clock starts (``response_start``), the same for every
 cut magnitude, so a larger cut never lowers the shortfall. ``u[k]`` is the share of the consumer's stage
 supply produced domestically and ``f_up`` the unmet fraction of the consumer's upstream stage: a consumer's
-own refiners starve when its ore supply is cut. Identity checked by the tests:
+own refiners starve when its ore supply is cut; a stage where the consumer has no demand passes ``f_up`` on
+unchanged (a commodity without that stage, e.g. tungsten mine → metal). Identity checked by the tests:
 ``supply = domestic + imports + replaced + recycled + released`` and ``supply = demand − shortfall``.
 """
 
@@ -172,7 +173,9 @@ def simulate(base: Baseline, cut: xr.DataArray, responses: Responses, *, months:
         supply = demand - shortfall
         domestic = u * d_s - (lost - lost_direct)
         imports = imports_base.sel({STAGE: s}) - lost_direct
-        f_up_prev = (shortfall / demand.where(demand > 0)).fillna(0.0)
+        f_here = (shortfall / demand.where(demand > 0)).fillna(0.0)
+        # a stage with no demand (tungsten: mine → metal, refine empty) passes the upstream starvation on
+        f_up_prev = f_here if f_up_prev is None else xr.where(d_s > 0, f_here, f_up_prev)
         per_stage.append({"demand": demand, "supply": supply, "shortfall": shortfall, "domestic": domestic,
                           "imports": imports, "replaced": replaced,
                           "substituted": substituted, "recycled": recycled, "released": released,

@@ -151,6 +151,11 @@ class Network:
     parameters : long table of the response parameters used (commodity, parameter, value, unit, source).
     year : data year.
     assumptions : plain-English statements with the numbers used.
+    feed_mix : (commodity, stage, supplier, processor) fraction of processor country p's feed for its output at
+        ``stage`` coming from supplier j at the previous modelled stage (:func:`critmin.supplychain.indirect.
+        feed_mixes`); sums to 1 over ``supplier`` where p has a feed mix, else 0. ``processor`` has the labels of
+        ``supplier``.
+    feed_stage : (commodity, stage) int, position on the stage axis of the stage feeding each stage (−1: none).
     """
 
     baseline: Baseline
@@ -165,6 +170,8 @@ class Network:
     consumers: tuple[str, ...] = CONSUMERS_DEFAULT
     assumptions: list[str] = field(default_factory=list)
     source_ids: list[str] = field(default_factory=list)
+    feed_mix: xr.DataArray | None = None
+    feed_stage: xr.DataArray | None = None
 
     @property
     def commodities(self) -> list[str]:
@@ -280,6 +287,7 @@ def build_network(catalog, commodities: list[str] | None = None, year: int | Non
     stages: dict[str, list[str]] = {}
     basis: dict[tuple[str, str], str] = {}
     third = []
+    stage_info: dict[tuple[str, str], dict] = {}
     for c in commodities:
         stages[c] = []
         up_w, up_basis, up_demand = None, None, None
@@ -442,6 +450,11 @@ def build_network(catalog, commodities: list[str] | None = None, year: int | Non
             # ROW's "domestic" part is what its suppliers consume at home (not exported): only the exported
             # part can be withheld by an export restriction, and it is what the kernel books as imports.
             u_row = float((row_mix * (1.0 - eps)).sum())
+            # what the feed mixes of the next stage's processors need (indirect.feed_mixes): output by country,
+            # basis, BACI flows and stage-basis tonnes per BACI gross tonne (1 where both are gross weight)
+            k_feed = 1.0 if same_basis else (kappa if np.isfinite(kappa) and kappa > 0 else float("nan"))
+            stage_info[(c, s)] = {"world": world, "basis": b, "trade": t_cs[["exporter", "importer", "quantity"]],
+                                  "kappa": k_feed}
             recs.append({"commodity": c, "stage": s, "W": W, "D": {**Dn, RESIDUAL: d_row},
                          "known": {**known, RESIDUAL: known_row}, "u": {**u, RESIDUAL: u_row},
                          "mix": {**mixes, RESIDUAL: row_mix}, "eps": eps})
@@ -451,7 +464,7 @@ def build_network(catalog, commodities: list[str] | None = None, year: int | Non
         if not stages[c]:
             del stages[c]
 
-    net = _assemble(catalog, recs, stages, basis, third, year, consumers, notes)
+    net = _assemble(catalog, recs, stages, basis, third, year, consumers, notes, stage_info)
     prices = catalog.table("prices")
     net.source_ids = sorted(set(prod.source) | set(trade.source) | set(sal.source) | set(ps.source)
                             | set(catalog.table("demand_parameters").source)
@@ -459,8 +472,10 @@ def build_network(catalog, commodities: list[str] | None = None, year: int | Non
     return net
 
 
-def _assemble(catalog, recs, stages, basis, third, year, consumers, notes) -> Network:
+def _assemble(catalog, recs, stages, basis, third, year, consumers, notes, stage_info=None) -> Network:
     """Records → labelled arrays (one vectorised pivot per quantity)."""
+    from critmin.supplychain.indirect import PROCESSOR, feed_mixes, feed_stage_index
+
     commodities = list(stages)
     stage_axis = [s for s in STAGES if any(s in v for v in stages.values())]
     share_rows, eps_rows = [], []
@@ -471,8 +486,13 @@ def _assemble(catalog, recs, stages, basis, third, year, consumers, notes) -> Ne
         eps_rows.append(pd.DataFrame({"commodity": r["commodity"], "stage": r["stage"],
                                       "supplier": r["eps"].index, "value": r["eps"].to_numpy(float)}))
     shares = pd.concat(share_rows, ignore_index=True)
-    suppliers = sorted(set(shares.supplier))
-    coords = {COMMODITY: commodities, STAGE: stage_axis, SUPPLIER: suppliers, CONSUMER: list(consumers)}
+    # processors of a stage: every country supplying some consumer there; their feed mixes one stage up
+    pos = shares[shares.value > 0]
+    procs = {key: sorted(set(g.supplier)) for key, g in pos.groupby(["commodity", "stage"])}
+    feed, feed_notes = feed_mixes(stage_info or {}, {c: v for c, v in stages.items() if stage_info}, procs)
+    suppliers = sorted(set(shares.supplier) | set(feed.supplier) | set(feed.processor))
+    coords = {COMMODITY: commodities, STAGE: stage_axis, SUPPLIER: suppliers, CONSUMER: list(consumers),
+              PROCESSOR: suppliers}
 
     def arr(rows: pd.DataFrame, dims: list[str], fill: float) -> xr.DataArray:
         s = rows.groupby(dims).value.sum()
@@ -488,6 +508,19 @@ def _assemble(catalog, recs, stages, basis, third, year, consumers, notes) -> Ne
     known = arr(flat.assign(value=flat.known.astype(float)), [COMMODITY, STAGE, CONSUMER], 0.0) > 0
     eps = arr(pd.concat(eps_rows, ignore_index=True), [COMMODITY, STAGE, SUPPLIER], 1.0)
     demand.attrs["units"] = "t/month"
+    fm = (arr(feed, [COMMODITY, STAGE, SUPPLIER, PROCESSOR], 0.0) if len(feed) else
+          xr.DataArray(np.zeros((len(commodities), len(stage_axis), len(suppliers), len(suppliers))),
+                       dims=[COMMODITY, STAGE, SUPPLIER, PROCESSOR],
+                       coords={k: coords[k] for k in (COMMODITY, STAGE, SUPPLIER, PROCESSOR)}))
+    fm.attrs.update(units="1", long_name="fraction of a processor's feed from each supplier at the previous stage")
+    notes += feed_notes
+    notes.append("Indirect cuts: a processor country's output is cut in proportion to the share of its feed that "
+                 "its feeders withhold (carried down the chain, mine → refine → metal → component); processors do "
+                 "not re-source feed within the month (the consumers' ramp-up, substitution and recycling stand in "
+                 "for their responses); the loss is shared pro rata by the processor's customers; ROW is cut on "
+                 "the exported share ε only (its home use is starved by the kernel's own upstream term); a "
+                 "consumer's own processors are starved only by the kernel (u · f_up), so where its upstream "
+                 "demand is unknown (e.g. JPN cobalt mining) they are not starved.")
 
     params = response_parameters(catalog, commodities)
     pv = params.set_index(["commodity", "parameter"]).value
@@ -508,7 +541,8 @@ def _assemble(catalog, recs, stages, basis, third, year, consumers, notes) -> Ne
                  "between them are internal to the bloc.")
     return Network(baseline=base, suppliers=suppliers, stages=stages, basis=basis, known=known,
                    row_export_share=eps, third_exports=third_df, parameters=params, year=year,
-                   consumers=tuple(consumers), assumptions=notes)
+                   consumers=tuple(consumers), assumptions=notes, feed_mix=fm,
+                   feed_stage=feed_stage_index(stages, commodities, stage_axis))
 
 
 def with_bloc(ds: xr.Dataset, blocs: dict[str, list[str]] | None = None) -> xr.Dataset:

@@ -61,13 +61,23 @@ restriction withholds only the exported share ε of the supplier's flow (ROW inc
 country outside the named consumers hits ROW in proportion to the supplier's third-country exports going
 there (BACI, ``Network.third_exports``; 1 where there are none).
 
+*Indirect cuts.* Where the network has feed mixes (``Network.feed_mix``), a processor country's output is cut
+by the share of its feed its feeders withhold, carried down the chain (:mod:`critmin.supplychain.indirect`):
+the hazard rows acting on a feeder's flow to the processor (target ``all`` or the processor; a country's own
+restriction does not restrict itself, a physical disruption does) give, per draw and month,
+ind = min(1, Σ_j f_j · (d_j + ind_j − d_j · ind_j)), and every flow of the processor to a consumer k ≠ p gets
+1 − (1 − direct) · (1 − w · ind) (w = 1, or ε for ROW). :func:`sample_cuts` and the fast path compute the
+flows' cuts with the same functions (``_entry_losses``, ``_unit_flow_cut``), so the kernel sees the fast path's cuts.
+
 *Statistics.* L = cumulative unmet demand over the horizon (t, the stage's basis) per draw. VaR_α is the
 ⌈α·n⌉-th smallest L; CVaR_α = VaR_α + E[(L − VaR_α)⁺] / (1 − α) (Rockafellar & Uryasev 2002), exact for
 the empirical distribution; expected shortfall = E[L]; p_shortfall = P(L > 0). Blocs are sums of their
 members' L per draw. Contribution of supplier i: E[L · a_i] with a_i the supplier's share of the draw's
 disruption at that cell, a_i = x_i / Σ_j x_j, where x_i is the fraction of the cell's demand withheld
 by i summed over months, plus the same at upstream stages that feed the cell (the consumer's own processors,
-u > 0). The contributions add up to the expected shortfall (a per-draw pro-rata allocation, Euler-like
+u > 0, carried through stages where the consumer has no demand); an indirect cut is credited to the countries
+where it originates (the feeders that withhold, by their month-summed share f · d of the processor's loss), not
+to the processor. The contributions add up to the expected shortfall (a per-draw pro-rata allocation, Euler-like
 for this piecewise-linear model); a bloc's contribution is the sum of its members'.
 
 References
@@ -580,7 +590,15 @@ class _Plan:
     unit_w: np.ndarray                   # share · D · (1 − leak), t/month withheld at cut 1
     unit_frac: np.ndarray                # share · (1 − leak), fraction of demand withheld at cut 1
     unit_rows: list[list[tuple[int, float]]] = field(default_factory=list)   # (plan row, multiplier ε·τ)
-    chain: np.ndarray | None = None      # (C, S, K) bool: stage s feeds from stage s−1 (u > 0, both demands > 0)
+    chain: np.ndarray | None = None      # (C, S, K) bool: stage s feeds from the last stage before it with demand
+    # indirect cuts: processor entries (commodity, stage, processor) in upstream → downstream order, each a list of
+    # feed terms (feed share f, hazard rows on the feeder's flow to the processor, upstream entry or −1, feeder
+    # index in ``suppliers``); per unit (entry, weight w) or (−1, 0)
+    unit_ind: list[tuple[int, float]] = field(default_factory=list)
+    ent_c: np.ndarray | None = None
+    ent_s: np.ndarray | None = None      # entry → stage index
+    ent_alias: np.ndarray | None = None  # entry → first entry with the same feed terms (computed once)
+    ent_terms: list[list[tuple[float, list[tuple[int, float]], int, int]]] = field(default_factory=list)
 
 
 def _baseline(network: Any) -> Baseline:
@@ -674,26 +692,33 @@ def build_plan(network: Any, hazards: pd.DataFrame, responses: Responses | None 
     hz_stage = hz["stage"].to_numpy(str)
     hz_target = hz["target"].to_numpy(str)
     spec = (hz_country != WILD).astype(int) * 4 + (hz_comm != WILD).astype(int) * 2 + (hz_stage != WILD).astype(int)
+    def match_rows(ci: int, si: int, i: str) -> list[tuple[str, int, bool]]:
+        """(target, plan row, physical) of the hazard rows acting on supplier i at (commodity, stage)."""
+        c, s = commodities[ci], stages[si]
+        # the background row (country *) applies to countries, not to the ROW aggregate
+        match = (((hz_country == i) | ((hz_country == WILD) & (len(i) == 3) & (i != "ROW")))
+                 & ((hz_comm == c) | (hz_comm == WILD)) & ((hz_stage == s) | (hz_stage == WILD))
+                 & (p_h > 0))
+        out = []
+        for tgt in sorted(set(hz_target[match])):
+            cand = np.flatnonzero(match & (hz_target == tgt))
+            best = int(cand[np.argmax(spec[cand])])    # most specific row; ties: the first
+            # one coupling group per (country, commodity, target): stages share random numbers
+            key = (best, i, ci, tgt)
+            if key not in plan_rows:
+                plan_rows[key] = len(r_group)
+                r_group.append(groups.setdefault((i, ci, tgt), len(groups)))
+                r_comm.append(ci)
+                r_src.append(best)
+            out.append((tgt, plan_rows[key], bool(hz.at[best, "w_disruption"] >= 0.5)))
+        return out
+
     for ci, c in enumerate(commodities):
         for si, s in enumerate(stages):
             for ii, i in enumerate(suppliers_all):
                 if not np.any(sh[ci, si, ii] > 0):
                     continue
-                # the background row (country *) applies to countries, not to the ROW aggregate
-                match = (((hz_country == i) | ((hz_country == WILD) & (len(i) == 3) & (i != "ROW")))
-                         & ((hz_comm == c) | (hz_comm == WILD)) & ((hz_stage == s) | (hz_stage == WILD))
-                         & (p_h > 0))
-                for tgt in sorted(set(hz_target[match])):
-                    cand = np.flatnonzero(match & (hz_target == tgt))
-                    best = int(cand[np.argmax(spec[cand])])    # most specific row; ties: the first
-                    # one coupling group per (country, commodity, target): stages share random numbers
-                    key = (best, i, ci, tgt)
-                    if key not in plan_rows:
-                        plan_rows[key] = len(r_group)
-                        r_group.append(groups.setdefault((i, ci, tgt), len(groups)))
-                        r_comm.append(ci)
-                        r_src.append(best)
-                    physical = hz.at[best, "w_disruption"] >= 0.5
+                for tgt, row, physical in match_rows(ci, si, i):
                     for ki, k in enumerate(consumers):
                         if k == i or sh[ci, si, ii, ki] <= 0 or D[ci, si, ki] <= 0:
                             continue   # a country does not embargo itself; no flow, no loss
@@ -705,14 +730,19 @@ def build_plan(network: Any, hazards: pd.DataFrame, responses: Responses | None 
                             # restriction does not touch (ε); a physical disruption hits it too
                             mult = (1.0 if physical else eps(c, s, i)) * (1.0 if tgt == ALL else tau(c, s, i, tgt))
                         if mult > 0:
-                            units.setdefault((ci, si, ii, ki), []).append((plan_rows[key], mult))
+                            units.setdefault((ci, si, ii, ki), []).append((row, mult))
+    # indirect cuts (critmin.supplychain.indirect): processors whose feeders may withhold, upstream → downstream
+    entries, ent_terms, unit_ind, origins = _feed_entries(network, commodities, stages, suppliers_all, sh, D,
+                                                          match_rows, units)
     r_src_a = np.asarray(r_src, dtype=int)
-    sup_used = sorted({suppliers_all[key[2]] for key in units})
+    # contributions go to suppliers with a direct hazard and to the origins of indirect losses (a processor
+    # reached only indirectly is not credited: −1)
+    sup_used = sorted({suppliers_all[key[2]] for key, rows in units.items() if rows} | origins)
     keys = sorted(units)
     unit_c = np.array([k[0] for k in keys], dtype=int)
     unit_s = np.array([k[1] for k in keys], dtype=int)
     unit_k = np.array([k[3] for k in keys], dtype=int)
-    unit_i = np.array([sup_used.index(suppliers_all[k[2]]) for k in keys], dtype=int)
+    unit_i = np.array([sup_used.index(suppliers_all[k[2]]) if units[k] else -1 for k in keys], dtype=int)
     frac = np.array([sh[k[0], k[1], k[2], k[3]] * (1.0 - leak[k[0], k[3]]) for k in keys], dtype=float)
     # the kernel's order: (Σ_i share · cut) · D · (1 − leak); a unit carries share · D · (1 − leak)
     w = np.array([sh[k[0], k[1], k[2], k[3]] * D[k[0], k[1], k[3]] * (1.0 - leak[k[0], k[3]]) for k in keys],
@@ -727,8 +757,10 @@ def build_plan(network: Any, hazards: pd.DataFrame, responses: Responses | None 
         rhi = hz.loc[r_src_a, "magnitude_hi"].to_numpy(float)
         lo = np.where(np.isnan(rlo)[:, None], lo, rlo[:, None])
         hi = np.where(np.isnan(rhi)[:, None], hi, rhi[:, None])
+    # stage s feeds from the last stage before it with demand (the kernel carries f_up through empty stages)
     chain = np.zeros_like(D, dtype=bool)
-    chain[:, 1:, :] = (u[:, 1:, :] > 0) & (D[:, 1:, :] > 0) & (D[:, :-1, :] > 0)
+    upstream = np.cumsum(D > 0, axis=1) - (D > 0)                # stages before s with demand
+    chain[:, 1:, :] = (u[:, 1:, :] > 0) & (D[:, 1:, :] > 0) & (upstream[:, 1:, :] > 0)
     month_idx = np.arange(months)
     return _Plan(
         commodities=commodities, stages=stages, consumers=consumers, suppliers=sup_used, blocs=bloc_idx,
@@ -743,7 +775,165 @@ def build_plan(network: Any, hazards: pd.DataFrame, responses: Responses | None 
         km_t=np.asarray(km["months"], dtype=float), km_cdf=np.asarray(km["cdf"], dtype=float),
         unit_c=unit_c, unit_s=unit_s, unit_k=unit_k, unit_i=unit_i, unit_supplier=[suppliers_all[k[2]] for k in keys],
         unit_w=w, unit_frac=frac, unit_rows=[units[k] for k in keys], chain=chain,
+        unit_ind=[unit_ind.get(k, (-1, 0.0)) for k in keys],
+        ent_c=np.array([e[0] for e in entries], dtype=int), ent_s=np.array([e[1] for e in entries], dtype=int),
+        ent_alias=_aliases(entries, ent_terms),
+        ent_terms=[[(f, rows, up, sup_used.index(j) if j in sup_used else -1) for f, rows, up, j in t]
+                   for t in ent_terms],
     )
+
+
+def _aliases(entries: list[tuple[int, int, str]], terms: list[list[tuple]]) -> np.ndarray:
+    """Entry → the first entry of the same commodity and stage with identical feed terms (upstream aliased)."""
+    alias = np.arange(len(entries))
+    seen: dict[tuple, int] = {}
+    for e, ((ci, si, _), t) in enumerate(zip(entries, terms, strict=True)):
+        sig = (ci, si, tuple((f, tuple(rows), int(alias[up]) if up >= 0 else -1, j) for f, rows, up, j in t))
+        alias[e] = seen.setdefault(sig, e)
+    return alias
+
+
+def _feed_entries(network: Any, commodities: list[str], stages: list[str], suppliers: list[str], sh: np.ndarray,
+                  D: np.ndarray, match_rows: Callable[[int, int, str], list[tuple[str, int, bool]]],
+                  units: dict[tuple[int, int, int, int], list[tuple[int, float]]]):
+    """Processor entries of the indirect cuts and the flows they reach (adds units without a direct hazard).
+
+    An entry (commodity, stage s', processor p) exists where some feeder of p at the feed stage has a hazard
+    row on its flow to p (target ``all`` or p; p's own restriction on itself does not count, a physical
+    disruption does) or is itself an entry one stage up. Its flows p → k get weight 1 (named k ≠ p), ε_p (ROW)
+    or none (k = p), as :func:`critmin.supplychain.indirect.flow_weights`.
+    """
+    fm = getattr(network, "feed_mix", None)
+    fs = getattr(network, "feed_stage", None)
+    entries: list[tuple[int, int, str]] = []
+    terms: list[list[tuple[float, list[tuple[int, float]], int, str]]] = []
+    unit_ind: dict[tuple[int, int, int, int], tuple[int, float]] = {}
+    origins: set[str] = set()
+    if fm is None or fs is None:
+        return entries, terms, unit_ind, origins
+    from critmin.supplychain.indirect import PROCESSOR, flow_weights
+
+    fm = fm.reindex({COMMODITY: commodities, STAGE: stages}).fillna(0.0)
+    fm_v = fm.transpose(COMMODITY, STAGE, PROCESSOR, SUPPLIER).values
+    procs = [str(p) for p in fm[PROCESSOR].values]
+    feeders = [str(j) for j in fm[SUPPLIER].values]
+    prev = fs.reindex({COMMODITY: commodities, STAGE: stages}).fillna(-1).astype(int).values
+    base = _baseline(network)
+    wts = flow_weights(base.share, getattr(network, "row_export_share", None)).transpose(
+        COMMODITY, STAGE, SUPPLIER, CONSUMER).sel({COMMODITY: commodities, STAGE: stages,
+                                                   SUPPLIER: suppliers}).values
+    where: dict[tuple[int, int, str], int] = {}
+    for si in range(len(stages)):                    # upstream → downstream: feeders' entries exist first
+        for ci in range(len(commodities)):
+            sp = prev[ci, si]
+            if sp < 0:
+                continue
+            for pi, p in enumerate(procs):
+                row = fm_v[ci, si, pi]
+                t = []
+                for ji in np.flatnonzero(row > 0):
+                    j = feeders[ji]
+                    rows = [(r, 1.0) for tgt, r, physical in match_rows(ci, sp, j)
+                            if (tgt == ALL or tgt == p) and (j != p or physical)]
+                    up = where.get((ci, sp, j), -1)
+                    if rows or up >= 0:
+                        t.append((float(row[ji]), rows, up, j))
+                        origins.update([j] if rows else [])
+                if t:
+                    where[(ci, si, p)] = len(entries)
+                    entries.append((ci, si, p))
+                    terms.append(t)
+    for (ci, si, p), e in where.items():
+        if p not in suppliers:
+            continue
+        ii = suppliers.index(p)
+        for ki in range(D.shape[2]):
+            if wts[ci, si, ii, ki] > 0 and D[ci, si, ki] > 0:
+                units.setdefault((ci, si, ii, ki), [])
+                unit_ind[(ci, si, ii, ki)] = (e, float(wts[ci, si, ii, ki]))
+    # origins of a downstream entry are those of its upstream entries: already collected at their own stage
+    return entries, terms, unit_ind, origins
+
+
+def _entry_losses(plan: _Plan, c: int, cut_of: Callable[[int], np.ndarray], want_origins: bool = False
+                  ) -> tuple[dict[int, np.ndarray], dict[int, dict[int, np.ndarray]]]:
+    """Indirect loss of every processor entry of commodity c: ind = min(1, Σ f · (d + ind_up − d · ind_up)).
+
+    ``cut_of(row)`` gives a plan row's cut (T, n); d is the feeder's direct cut on its flow to the processor.
+    Entries with the same feed terms (e.g. every processor fed "as other countries") are computed once
+    (``plan.ent_alias``); so is each feeder's d and total loss.
+
+    Returns
+    -------
+    ind : canonical entry → (T, n) share of the processor's output lost
+    orig : canonical entry → {supplier index: (n,)} month-summed loss by origin country (linear weights for the
+        contribution split; with ``want_origins``)
+    """
+    ind: dict[int, np.ndarray] = {}
+    orig: dict[int, dict[int, np.ndarray]] = {}
+    if plan.ent_c is None or plan.ent_c.size == 0:
+        return ind, orig
+    d_cache: dict[tuple, np.ndarray] = {}
+    t_cache: dict[tuple, np.ndarray] = {}
+    canon = np.flatnonzero((plan.ent_c == c) & (plan.ent_alias == np.arange(plan.ent_c.size)))
+    ent_s = plan.ent_s[canon]
+    for si in np.unique(ent_s):           # stages upstream → downstream; entries of one stage are independent
+        group = canon[ent_s == si]
+        keys: dict[tuple, int] = {}       # distinct feeder losses (rows, upstream entry) of this stage
+        F_rows: list[dict[int, float]] = []
+        for e in group:
+            coef: dict[int, float] = {}
+            o_e: dict[int, np.ndarray] = {}
+            for f, rows, up, jx in plan.ent_terms[e]:
+                up = int(plan.ent_alias[up]) if up >= 0 else -1
+                key = (tuple(rows), up)
+                if key not in t_cache:
+                    d = None
+                    if rows:
+                        d = d_cache.get(key[0])
+                        if d is None:
+                            d = d_cache[key[0]] = _unit_cut(rows, cut_of)
+                    iu = ind.get(up) if up >= 0 else None
+                    if d is None and iu is None:
+                        continue
+                    t_cache[key] = d if iu is None else (iu if d is None else d + iu - d * iu)
+                q = keys.setdefault(key, len(keys))
+                coef[q] = coef.get(q, 0.0) + f
+                if want_origins:
+                    if rows:
+                        o_e[jx] = o_e.get(jx, 0.0) + f * d_cache[key[0]].sum(axis=0)
+                    for o, v in orig.get(up, {}).items():
+                        o_e[o] = o_e.get(o, 0.0) + f * v
+            F_rows.append(coef)
+            orig[int(e)] = o_e
+        if not keys:
+            continue
+        # Σ f · tot for every entry of the stage at once: one matrix product over the distinct feeder losses
+        tots = list(keys)
+        shape = t_cache[tots[0]].shape
+        stack = np.stack([t_cache[k] for k in tots]).reshape(len(tots), -1)
+        F = np.zeros((len(group), len(tots)))
+        for r, coef in enumerate(F_rows):
+            for q, f in coef.items():
+                F[r, q] = f
+        res = np.minimum(F @ stack, 1.0).reshape(len(group), *shape)
+        for r, e in enumerate(group):
+            if F_rows[r]:
+                ind[int(e)] = res[r]
+    return ind, orig
+
+
+def _unit_flow_cut(plan: _Plan, j: int, cut_of: Callable[[int], np.ndarray], ind: dict[int, np.ndarray]
+                   ) -> np.ndarray | None:
+    """Cut (T, n) of flow unit j: 1 − (1 − direct) · (1 − w · ind), the direct cut alone, or None (no cut)."""
+    rows = plan.unit_rows[j]
+    d = _unit_cut(rows, cut_of) if rows else None
+    e, w = plan.unit_ind[j] if plan.unit_ind else (-1, 0.0)
+    e = int(plan.ent_alias[e]) if e >= 0 else -1
+    if e >= 0 and e in ind:
+        xi = w * ind[e]
+        return xi if d is None else 1.0 - (1.0 - d) * (1.0 - xi)
+    return d
 
 
 @dataclass
@@ -853,12 +1043,18 @@ def sample_cuts(hazards: pd.DataFrame, network: Any, n_draws: int, months: int, 
     sup_idx = np.array([suppliers.index(s) for s in plan.unit_supplier], dtype=int)
     for a in range(0, n_draws, chunk):
         draws = np.arange(a, min(a + chunk, n_draws))
-        for j in range(len(plan.unit_c)):   # loop over flows (tens), each vectorised over draws × months
-            rows = plan.unit_rows[j]
-            rc = _row_cuts(plan, ev, np.array([r for r, _ in rows]), draws)          # (rows, T, n)
-            pos = {r: q for q, (r, _) in enumerate(rows)}
-            cut = _unit_cut(rows, lambda r, rc=rc, pos=pos: rc[pos[r]])
-            out[draws, plan.unit_c[j], plan.unit_s[j], sup_idx[j], plan.unit_k[j], :] = cut.T
+        for c in range(len(plan.commodities)):   # per commodity: its rows' cuts, then every flow (direct + indirect)
+            rows_c = np.flatnonzero(plan.r_commodity == c)
+            if rows_c.size == 0:
+                continue
+            rc = _row_cuts(plan, ev, rows_c, draws)                               # (rows, T, n)
+            pos = {int(r): q for q, r in enumerate(rows_c)}
+            cut_of = lambda r, rc=rc, pos=pos: rc[pos[r]]  # noqa: E731
+            ind, _ = _entry_losses(plan, c, cut_of)
+            for j in np.flatnonzero(plan.unit_c == c):
+                cut = _unit_flow_cut(plan, j, cut_of, ind)
+                if cut is not None:
+                    out[draws, plan.unit_c[j], plan.unit_s[j], sup_idx[j], plan.unit_k[j], :] = cut.T
     return xr.DataArray(out, dims=[DRAW, COMMODITY, STAGE, SUPPLIER, CONSUMER, MONTH],
                         coords={DRAW: np.arange(n_draws), COMMODITY: plan.commodities, STAGE: plan.stages,
                                 SUPPLIER: suppliers, CONSUMER: plan.consumers, MONTH: np.arange(months)},
@@ -874,8 +1070,9 @@ def _propagate(plan: _Plan, ev: _Events, n: int) -> tuple[np.ndarray, np.ndarray
 
     The same operations in the same order as :func:`critmin.supplychain.kernel.simulate` (float64), computed
     only for the draws where a commodity is disrupted at all (elsewhere the kernel's answer is exactly 0)
-    and only for the (stage, consumer) cells a disruption can reach (directly, or through the consumer's own
-    processors, u > 0). Surge is 0 in the ensemble.
+    and only for the (stage, consumer) cells a disruption can reach (directly, indirectly through processors
+    abroad, or through the consumer's own processors, u > 0, also across a stage where the consumer has no
+    demand: f_up is carried as in the kernel). Surge is 0 in the ensemble.
 
     Returns
     -------
@@ -903,29 +1100,58 @@ def _propagate(plan: _Plan, ev: _Events, n: int) -> tuple[np.ndarray, np.ndarray
         withheld = np.zeros((S, K, T, na))
         x = np.zeros((I_, S, K, na))                            # withheld demand fraction, summed over months
         touched = np.zeros((S, K), dtype=bool)
-        for j in np.flatnonzero(plan.unit_c == c):              # flows with a hazard (tens)
-            cut = _unit_cut(plan.unit_rows[j], lambda r, cuts=cuts, pos=pos: cuts[pos[r]])
+        cut_of = lambda r, cuts=cuts, pos=pos: cuts[pos[r]]  # noqa: E731
+        ind, orig = _entry_losses(plan, c, cut_of, want_origins=True)
+        # flows reached only indirectly: summed per (stage, consumer, processor entry) before touching the arrays
+        w_ind: dict[tuple[int, int, int], list[float]] = {}
+        for j in np.flatnonzero(plan.unit_c == c):              # flows with a hazard, direct or indirect (tens)
             s, k = plan.unit_s[j], plan.unit_k[j]
+            e, w = plan.unit_ind[j] if plan.unit_ind else (-1, 0.0)
+            e = int(plan.ent_alias[e]) if e >= 0 else -1
+            if not plan.unit_rows[j]:
+                if e in ind:
+                    acc = w_ind.setdefault((s, k, e), [0.0, 0.0])
+                    acc[0] += plan.unit_w[j] * w
+                    acc[1] += plan.unit_frac[j] * w
+                continue
+            cut = _unit_flow_cut(plan, j, cut_of, ind)
             withheld[s, k] += plan.unit_w[j] * cut
             touched[s, k] = True
-            x[plan.unit_i[j], s, k] += plan.unit_frac[j] * cut.sum(axis=0)
-        f_up: np.ndarray | None = None                           # (K, T, na) unmet fraction upstream
+            if e in ind:
+                # split between the direct hazard (the supplier) and the origins of the indirect loss
+                d = _unit_cut(plan.unit_rows[j], cut_of)
+                x[plan.unit_i[j], s, k] += plan.unit_frac[j] * d.sum(axis=0)
+                for o, v in orig[e].items():
+                    x[o, s, k] += plan.unit_frac[j] * w * v
+            else:
+                x[plan.unit_i[j], s, k] += plan.unit_frac[j] * cut.sum(axis=0)
+        for (s, k, e), (cw, cf) in w_ind.items():
+            withheld[s, k] += cw * ind[e]
+            touched[s, k] = True
+            for o, v in orig[e].items():               # credited to the origins of the processor's loss
+                x[o, s, k] += cf * v
+        f_up = np.zeros((K, T, na))                              # unmet fraction upstream (kernel's f_up)
         reach_prev = np.zeros(K, dtype=bool)
         for s in range(S):
+            live = plan.D[c, s] > 0
             fed = plan.chain[c, s] & reach_prev
-            if s > 0 and fed.any():
-                x[:, s, fed] += x[:, s - 1, fed]
+            if s > 0:
+                # a consumer with no demand at this stage passes its upstream starvation on (kernel: f_up carried)
+                dead = ~live & reach_prev
+                if dead.any():
+                    x[:, s, dead] += x[:, s - 1, dead]
+                if fed.any():
+                    x[:, s, fed] += x[:, s - 1, fed]
             reach = touched[s] | fed
-            reach_prev = reach
+            reach_prev = np.where(live, reach, reach_prev)
             if not reach.any():
-                f_up = None
+                f_up[live] = 0.0
                 continue
             ks = np.flatnonzero(reach)
             d = plan.D[c, s, ks][:, None, None]                  # (k, 1, 1) t/month
             lost = withheld[s, ks]                               # (k, T, na), a copy
             if s > 0:
-                if f_up is not None:
-                    lost = lost + plan.u[c, s, ks][:, None, None] * d * f_up[ks]
+                lost = lost + plan.u[c, s, ks][:, None, None] * d * f_up[ks]
                 lost = np.where(lost > d, d, lost)               # cannot lose more than the whole supply
             rest = lost
             substituted = None
@@ -952,7 +1178,7 @@ def _propagate(plan: _Plan, ev: _Events, n: int) -> tuple[np.ndarray, np.ndarray
             else:
                 shortfall = np.clip(gap, 0.0, None)
             demand = d * 1.0 if substituted is None else d - substituted
-            f_up = np.zeros((K, T, na))
+            f_up[live] = 0.0                                     # unreached cells with demand: nothing unmet
             with np.errstate(invalid="ignore", divide="ignore"):
                 f_up[ks] = np.where(demand > 0, shortfall / demand, 0.0)
             acc = np.zeros((ks.size, na))

@@ -67,7 +67,8 @@ def simulate_scenario(scenario: Scenario, network: Network) -> xr.Dataset:
     ds = ds.where(known & has_stage)
     ds = ds.assign_coords(period=(MONTH, month_labels(scenario)))
     ds.attrs.update(scenario=scenario.name, description=scenario.description, data_year=network.year,
-                    assumptions=list(network.assumptions), source_ids=list(network.source_ids))
+                    assumptions=[*network.assumptions, *cut.attrs.get("indirect", [])],
+                    source_ids=list(network.source_ids))
     ds["cut"] = cut.sel({COMMODITY: comms})
     return ds
 

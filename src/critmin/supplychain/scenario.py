@@ -56,6 +56,7 @@ import yaml
 from critmin.constants import COMMODITY, RESIDUAL, STAGE, STAGES
 from critmin.errors import ConfigError, DataError
 from critmin.reference.countries import is_valid_code
+from critmin.supplychain.indirect import PROCESSOR, combine, flow_weights, indirect_cuts, peak_notes
 from critmin.supplychain.kernel import CONSUMER, MONTH, SUPPLIER, Responses
 
 EVENT_TYPES = ("export_restriction", "outage", "demand_surge")
@@ -424,6 +425,25 @@ def _target_weights(event: Event, network, groups: dict) -> xr.DataArray:
     return w
 
 
+def _processor_targets(event: Event, procs: list[str], groups: dict) -> xr.DataArray:
+    """(processor,) 1 where the event reaches the country's flow to that processor country, else 0.
+
+    An export restriction does not restrict the country itself; an outage also starves its own processors.
+    ``ROW`` (other countries) is reached by ``all``, by a list naming ROW, and by ``{outside: group}`` (other
+    countries are not known to be members: an upper bound, as for the ROW consumer)."""
+    p = np.array(procs)
+    if event.targets == "all":
+        hit = np.ones(len(p), dtype=bool)
+    elif isinstance(event.targets, dict):
+        members = set(groups[event.targets["outside"]]["members"])
+        hit = ~np.isin(p, list(members))
+    else:
+        hit = np.isin(p, event.targets)
+    if event.type == "export_restriction":
+        hit &= p != event.country
+    return xr.DataArray(hit.astype(float), dims=[PROCESSOR], coords={PROCESSOR: procs})
+
+
 def _commodity_array(value, network, default: xr.DataArray | float) -> xr.DataArray:
     comm = list(network.baseline.price0[COMMODITY].values)
     base = default if isinstance(default, xr.DataArray) else xr.DataArray(np.full(len(comm), float(default)),
@@ -459,7 +479,9 @@ def to_cut(scenario: Scenario, network, groups: dict | None = None
     Returns
     -------
     cut : DataArray (commodity, stage, supplier, consumer, month), fraction withheld (0..1); several events
-        on the same flow combine as independent cuts, 1 − Π(1 − cut_e).
+        on the same flow combine as independent cuts, 1 − Π(1 − cut_e). Where the network has feed mixes, the
+        indirect cuts of :mod:`critmin.supplychain.indirect` (processor countries' outputs lost because their
+        feeders withhold) are combined with them the same way; ``cut.attrs["indirect"]`` states the largest.
     surge : DataArray (commodity, stage, consumer, month), extra demand as a share of baseline demand.
     responses : kernel Responses.
     """
@@ -473,6 +495,13 @@ def to_cut(scenario: Scenario, network, groups: dict | None = None
     keep = xr.zeros_like(base.share) + xr.zeros_like(month, dtype=float) + 1.0  # Π(1 − cut_e)
     surge = xr.zeros_like(base.demand) + xr.zeros_like(month, dtype=float)
     modelled = set(network.stages)
+    # direct cuts on the flows into processor countries (indirect.py): one row per country that cuts
+    network_has_feed = getattr(network, "feed_mix", None) is not None
+    cutters = list(dict.fromkeys(e.country for e in scenario.events if e.type != "demand_surge"))
+    if network_has_feed:
+        procs = [str(p) for p in network.feed_mix[PROCESSOR].values]
+        cutters = [j for j in cutters if j in procs]
+        keep_in = np.ones((base.demand.sizes[COMMODITY], base.demand.sizes[STAGE], len(cutters), len(procs), months))
     for e in scenario.events:
         comms = [c for c in e.commodities if c in modelled]
         if not comms:
@@ -498,7 +527,22 @@ def to_cut(scenario: Scenario, network, groups: dict | None = None
         sup = xr.DataArray(base.share[SUPPLIER].values == e.country, dims=[SUPPLIER],
                            coords={SUPPLIER: base.share[SUPPLIER].values})
         keep = keep * (1.0 - sel_c * sel_s * w * sup * prof)
+        if network_has_feed:
+            # the same event on the country's flows into processor countries (feeds their next stage)
+            hit = _processor_targets(e, procs, groups)
+            j = cutters.index(e.country)
+            keep_in[:, :, j] *= (1.0 - (sel_c * sel_s * hit * prof)).transpose(COMMODITY, STAGE, PROCESSOR,
+                                                                                 MONTH).values
     cut = (1.0 - keep).clip(0.0, 1.0).transpose(COMMODITY, STAGE, SUPPLIER, CONSUMER, MONTH)
+    notes: list[str] = []
+    if network_has_feed and cutters:
+        direct_in = xr.DataArray(1.0 - keep_in, dims=[COMMODITY, STAGE, SUPPLIER, PROCESSOR, MONTH],
+                                 coords={COMMODITY: base.demand[COMMODITY].values, STAGE: base.demand[STAGE].values,
+                                         SUPPLIER: cutters, PROCESSOR: procs, MONTH: np.arange(months)})
+        ind = indirect_cuts(direct_in, network.feed_mix, network.feed_stage)
+        cut = combine(cut, ind, flow_weights(base.share, network.row_export_share))
+        notes = peak_notes(ind, network.feed_mix)
+    cut.attrs["indirect"] = notes
 
     r = scenario.responses
     d = default_responses(network)
