@@ -377,3 +377,24 @@ def test_stockpile_plan_commodity_option():
     assert set(plan["commodity"]) == {"gallium"}
     bad = CliRunner().invoke(app, ["stockpile", "plan", "--commodity", "unobtainium", "--draws", "10"])
     assert bad.exit_code == 2
+
+
+def test_cli_stockpile_frontier_is_monotone(tmp_path):
+    """`critmin stockpile plan --frontier`: spend grows and expected unmet cost falls with the budget."""
+    import typer
+    from typer.testing import CliRunner
+
+    from critmin.cli.optimize_cmd import register
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    out = tmp_path / "plan.csv"
+    res = CliRunner().invoke(app, ["stockpile", "plan", "--commodity", "rare-earths", "--draws", "300", "--seed", "3",
+                                   "--frontier", "0,5e6,2e7,1e8", "--format", "csv", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    fr = pd.read_csv(tmp_path / "plan_frontier.csv").sort_values("budget_usd")
+    assert (fr["spend_usd"].diff().dropna() >= -1e-6).all()
+    assert (fr["expected_unmet_cost_usd"].diff().dropna() <= 1e-6 * fr["expected_unmet_cost_usd"].max()).all()
+    bad = CliRunner().invoke(app, ["stockpile", "plan", "--draws", "50", "--frontier", "a,b"])
+    assert bad.exit_code == 2

@@ -23,13 +23,27 @@ def _commodities(text: str) -> list[str] | None:
 def _show(outcome, fmt: str, out: Path | None, main: str) -> None:
     from critmin.cli.main import emit, err_console
 
+    src = [{"id": "critmin-optimize", "title": "critmin optimisation"}]
     for name, frame in outcome.tables.items():
         if name == main:
-            emit(frame, fmt, out, [{"id": "critmin-optimize", "title": "critmin optimisation"}], title=name)
+            emit(frame, fmt, out, src, title=name)
         elif fmt == "table":
             emit(frame, "table", None, [], title=name)
+        elif out is not None:  # the other tables beside the main file: plan.csv -> plan_frontier.csv
+            emit(frame, fmt, out.with_name(f"{out.stem}_{name}{out.suffix}"), src, title=name)
     for note in outcome.notes:
         err_console.print(f"[dim]note: {note}[/]", highlight=False)
+
+
+def _budget_list(text: str) -> list[float] | None:
+    from critmin.errors import ConfigError
+
+    if not text.strip():
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--frontier: expected comma-separated budgets in USD, got {text!r}") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -52,15 +66,19 @@ def register(app: typer.Typer) -> None:
              cvar_weight: Annotated[float, typer.Option("--cvar-weight")] = 0.0,
              min_days: Annotated[float | None, typer.Option("--min-days", help="Minimum stock, days")] = None,
              high_risk: Annotated[str, typer.Option("--high-risk", help="Commodities for the 180-day rule")] = "",
-             commodity: Commodity = "", fmt: Fmt = "table", out: Out = None) -> None:
-        """Optimal stock per commodity × holder; vs stockpiling alone and rules of thumb."""
+             commodity: Commodity = "",
+             frontier: Annotated[str, typer.Option("--frontier", help="Budgets (USD) for the efficient frontier, "
+                                                                     "e.g. 0,1e7,5e7,1e8")] = "",
+             fmt: Fmt = "table", out: Out = None) -> None:
+        """Optimal stock per commodity × holder; vs stockpiling alone and rules of thumb; efficient frontier."""
         from critmin.optimize.workflow import stockpile_plan
         from critmin.reference.catalog import Catalog
 
         res = stockpile_plan(Catalog(), holders=holders.split(","), draws=draws, months=months, seed=seed,
                              budget=budget, joint_budget=joint_budget, share=share, cvar_alpha=cvar_alpha,
                              cvar_weight=cvar_weight, min_days=min_days,
-                             high_risk=[c for c in high_risk.split(",") if c], commodities=_commodities(commodity))
+                             high_risk=[c for c in high_risk.split(",") if c], commodities=_commodities(commodity),
+                             frontier=_budget_list(frontier))
         _show(res, fmt, out, "plan")
 
     @stock_app.command("simulate")

@@ -70,7 +70,7 @@ def ensemble_inputs(catalog, *, draws: int, months: int, seed: int, holders: lis
 def stockpile_plan(catalog, *, holders: list[str], draws: int, months: int, seed: int,
                    budget: float | None, joint_budget: float | None, share: float, cvar_alpha: float,
                    cvar_weight: float, min_days: float | None, high_risk: list[str],
-                   commodities: list[str] | None = None) -> Outcome:
+                   commodities: list[str] | None = None, frontier: list[float] | None = None) -> Outcome:
     """Optimal complementary plan, its comparison with stockpiling alone and with rules of thumb."""
     from critmin.optimize import stockpile as sp
 
@@ -101,7 +101,17 @@ def stockpile_plan(catalog, *, holders: list[str], draws: int, months: int, seed
              *res.attrs["assumptions"]]
     unmapped = rules[~rules["applies"]]
     notes += [f"rule not applied: {r.rule} ({r.note})" for r in unmapped.itertuples()]
-    return Outcome({"plan": plan, "holders": holders_tab, "comparison": comparison}, notes,
+    tables = {"plan": plan, "holders": holders_tab, "comparison": comparison}
+    if frontier:
+        if any(b < 0 for b in frontier):
+            raise ConfigError(f"--frontier budgets must be >= 0 USD (got {frontier})")
+        fr = sp.efficient_frontier(prob, frontier)
+        tables["frontier"] = fr.to_dataframe().reset_index().rename(columns={
+            "budget": "budget_usd", "spend": "spend_usd", "expected_unmet": "expected_unmet_t",
+            "expected_unmet_cost": "expected_unmet_cost_usd", "cvar_unmet_cost": "cvar_unmet_cost_usd",
+            "days_of_consumption": "mean_days"})
+        notes.append(f"efficient frontier over {len(frontier)} joint budgets (monotone: {fr.attrs.get('monotone')})")
+    return Outcome(tables, notes,
                    {"value_usd": cmp["value_usd"], "objective_usd": res.attrs["objective_usd"]})
 
 
