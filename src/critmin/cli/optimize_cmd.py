@@ -24,7 +24,15 @@ def _show(outcome, fmt: str, out: Path | None, main: str) -> None:
     from critmin.cli.main import emit, err_console
 
     src = [{"id": "critmin-optimize", "title": "critmin optimisation"}]
+    # the terminal shows the decisive columns of wide tables; files keep every column
+    terminal = {"portfolio": ["rank", "project_id", "country", "commodity", "selected", "p_produces_within",
+                              "median_months_to_production", "grant_usd_m", "loan_usd_m", "equity_usd_m",
+                              "public_cost_usd", "marginal_shortfall_avoided_t", "marginal_cvar_95_avoided_t",
+                              "shortfall_avoided_t_per_musd"],
+                "ineligible": ["project_id", "name", "reason"]}
     for name, frame in outcome.tables.items():
+        if fmt == "table" and name in terminal:
+            frame = frame[[c for c in terminal[name] if c in frame.columns]]
         if name == main:
             emit(frame, fmt, out, src, title=name)
         elif fmt == "table":
