@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,3 +33,25 @@ def write_csv(tmp_path):
         return tmp_path
 
     return _write
+
+
+#: Debian's Chromium, driven by Playwright (which downloads no browser of its own).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: Flags for a closed network: without the background-networking ones Chromium keeps trying Google hosts.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def need_browser() -> None:
+    """Skip when Chromium or Playwright is absent, or fail when CI requires the browser tests."""
+    missing = []
+    if not Path(CHROMIUM).exists():
+        missing.append("Debian chromium (/usr/bin/chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("playwright")
+    if missing:
+        if os.environ.get("CRITMIN_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser test required but missing: {', '.join(missing)}")
+        pytest.skip(f"missing {', '.join(missing)}")

@@ -7,35 +7,18 @@ are saved to ``test-artifacts/``. Skipped where Chromium or Playwright is absent
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
-import pytest
+from conftest import CHROMIUM, CHROMIUM_ARGS, need_browser
 from typer.testing import CliRunner
 
 from critmin.cli.main import app
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
-def _need_browser():
-    missing = []
-    if not Path(CHROMIUM).exists():
-        missing.append("Debian chromium (/usr/bin/chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("playwright")
-    if missing:
-        if os.environ.get("CRITMIN_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser test required but missing: {', '.join(missing)}")
-        pytest.skip(f"missing {', '.join(missing)}")
-
-
 def test_brief_renders_offline_in_chromium(tmp_path):
-    _need_browser()
+    need_browser()
     from playwright.sync_api import sync_playwright
 
     out = tmp_path / "brief"
@@ -44,9 +27,7 @@ def test_brief_renders_offline_in_chromium(tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     external = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
 
         page_url = (out / "index.html").as_uri()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import shutil
 import sqlite3
 import struct
 from importlib import resources
@@ -16,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import typer
+from conftest import CHROMIUM, CHROMIUM_ARGS, need_browser
 from typer.testing import CliRunner
 
 from critmin.errors import ConfigError
@@ -376,21 +375,6 @@ def test_map_html_is_self_contained_and_offline(tmp_path, small_fig):
 
 
 # --------------------------------------------------------------------------- browser (optional)
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def _need_browser():
-    missing = []
-    if not Path(CHROMIUM).exists():
-        missing.append("chromium")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("playwright")
-    if missing:
-        if os.environ.get("CRITMIN_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser test required but missing: {', '.join(missing)}")
-        pytest.skip(f"missing {', '.join(missing)}")
 
 
 def _open_in_chromium(page_path: Path) -> dict:
@@ -400,9 +384,7 @@ def _open_in_chromium(page_path: Path) -> dict:
     requests: list[str] = []
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         own = page_path.as_uri()
 
@@ -425,7 +407,7 @@ def _open_in_chromium(page_path: Path) -> dict:
 
 
 def test_map_renders_in_chromium_without_any_request(tmp_path, small_fig):
-    _need_browser()
+    need_browser()
     from critmin.geo.figure import write_map_html
 
     res = _open_in_chromium(write_map_html(small_fig, tmp_path / "map.html"))
@@ -441,7 +423,7 @@ def test_unseeded_embedding_stays_offline_in_chromium(tmp_path, small_fig):
     Only the trace order protects it (plotly.js looks at the first trace); if this starts failing
     after a Plotly upgrade, such pages must include ``offline_geo_script``.
     """
-    _need_browser()
+    need_browser()
     page = tmp_path / "embed.html"
     page.write_text(small_fig.to_html(full_html=True, include_plotlyjs=True,
                                       config={"topojsonURL": "", "displaylogo": False}), "utf-8")
