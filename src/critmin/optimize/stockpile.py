@@ -318,21 +318,24 @@ def _solve(model, options: dict) -> tuple[str, str]:
 
 @contextlib.contextmanager
 def _stdout_to_stderr():
-    """Send file descriptor 1 to 2 for the block: HiGHS prints its banner from C++ before ``output_flag`` is
-    read, which would corrupt ``--format csv|json`` written to standard output."""
+    """Silence file descriptor 1 for the block: HiGHS prints its banner from C++ before ``output_flag`` is
+    read, which would corrupt ``--format csv|json`` written to standard output and clutter the terminal.
+    Solver status and conditions are read from the model, so nothing the user needs is lost."""
     sys.stdout.flush()
     try:
         saved = os.dup(1)
     except OSError:          # no real stdout (embedded interpreter): nothing to protect
         yield
         return
+    null = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(2, 1)
+        os.dup2(null, 1)
         yield
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+        os.close(null)
 
 
 def _label(con_name: str, coords: dict) -> str:
