@@ -398,3 +398,18 @@ def test_cli_stockpile_frontier_is_monotone(tmp_path):
     assert (fr["expected_unmet_cost_usd"].diff().dropna() <= 1e-6 * fr["expected_unmet_cost_usd"].max()).all()
     bad = CliRunner().invoke(app, ["stockpile", "plan", "--draws", "50", "--frontier", "a,b"])
     assert bad.exit_code == 2
+
+
+def test_price_floor_instrument_cost_comes_from_the_pricing_model():
+    """The floor instrument's public cost is the §3 floor payout per USD of covered revenue, not a declared rate."""
+    from critmin.optimize.workflow import floor_cost_rate
+    from critmin.policy.workflow import evaluate_measure
+
+    rate, why = floor_cost_rate(seed=7, paths=500)
+    frame, _ = evaluate_measure("floor", preset="dod_mp_ndpr_floor", volume_t=1000.0, paths=500, seed=7)
+    cost = float(frame.loc[frame["quantity"] == "government cost, present value", "mean"].iloc[0])
+    # covered revenue: 110 USD/kg x 1,000 t/yr for 10 years, monthly, discounted at 5 %/yr (USD M)
+    months = np.arange(1, 121) / 12.0
+    covered = float((110_000 * 1000 / 12 * 1.05 ** -months).sum()) / 1e6
+    assert rate == pytest.approx(cost / covered, rel=1e-9)
+    assert 0 < rate < 1 and "pricing model" in why

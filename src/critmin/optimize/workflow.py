@@ -183,6 +183,15 @@ def invest_select(catalog, *, candidates: Path | None, budgets: dict[str, float]
     if candidates is not None:
         table = pd.concat([table, pf.read_candidates(candidates)], ignore_index=True)
     inst = pf.read_instruments(instruments) if instruments is not None else None
+    if inst is None or "price_floor" not in inst.index or str(inst.loc["price_floor"].get("reason", "")).startswith(
+            "assumption"):
+        # the floor's cost to the public purse comes from the §3 pricing model, not a declared rate
+        inst = (pf.INSTRUMENTS if inst is None else inst).copy()
+        if "price_floor" not in inst.index:
+            inst.loc["price_floor"] = pf.INSTRUMENTS.loc["price_floor"]
+        rate, why = floor_cost_rate(seed)
+        inst.loc["price_floor", "cost_rate"] = rate
+        inst.loc["price_floor", "reason"] = why
     # every candidate (cheap: one timeline sample each), so no reason in 'ineligible' is an artefact of skipping
     permit_info, producing = rr.permitting_draws(table, months, track=track, n=draws, seed=seed,
                                                  start_year=start_year)
@@ -283,8 +292,38 @@ def invest_select(catalog, *, candidates: Path | None, budgets: dict[str, float]
     ranked = ranked[cols].reset_index(drop=True)
     notes += [f"{k}: {v}" for k, v in totals.items()]
     tables = {"portfolio": ranked, "rerun": port.cells if port is not None else pd.DataFrame(),
-              "allied_share": share_tab, "ineligible": bad}
+              "allied_share": share_tab, "ineligible": bad,
+              "instruments": inst.reset_index().rename(columns={"index": "instrument"})}
+    notes.append(f"price_floor cost to the public purse: {float(inst.loc['price_floor', 'cost_rate']):.3f} per USD "
+                 f"of covered revenue ({inst.loc['price_floor', 'reason']})")
     return Outcome(tables, notes, totals)
+
+
+def floor_cost_rate(seed: int, paths: int = 2000) -> tuple[float, str]:
+    """Public cost of the price-floor instrument per USD of covered revenue, from the pricing model (§3).
+
+    Prices the cited DoD–MP NdPr floor (``critmin policy floor --preset dod_mp_ndpr_floor``) and divides the
+    expected present value of the payouts by the present value of the revenue the floor covers
+    (floor × volume, discounted the same way): the instrument's cost per dollar of support. The NdPr floor is
+    the only cited floor in the bundled data, so its economics stand for any floor (the output says so).
+    """
+    from critmin.policy import measures as M
+    from critmin.policy.workflow import DEFAULT_RATE, STEPS_PER_YEAR, evaluate_measure
+    from critmin.policy.workflow import load_preset as load_policy_preset
+
+    pre = load_policy_preset("dod_mp_ndpr_floor")
+    floor_usd_t = float(pre["floor"]["value"]) * 1000.0          # USD/kg -> USD/t
+    years = int(pre["years"]["value"])
+    volume = 1000.0                                                # t/yr: the ratio does not depend on it
+    frame, _meta = evaluate_measure("floor", preset="dod_mp_ndpr_floor", volume_t=volume, paths=paths, seed=seed)
+    cost_musd = float(frame.loc[frame["quantity"] == "government cost, present value", "mean"].iloc[0])
+    steps = np.full(years * STEPS_PER_YEAR, floor_usd_t * volume / STEPS_PER_YEAR)
+    covered_musd = float(M.present_value_steps(steps, DEFAULT_RATE, STEPS_PER_YEAR)) / 1e6
+    rate = cost_musd / covered_musd
+    reason = (f"from the pricing model: DoD–MP NdPr floor {pre['floor']['value']} USD/kg, {years} yr, "
+              f"{paths} price paths, seed {seed}: expected PV payout USD {cost_musd:,.1f} M per USD "
+              f"{covered_musd:,.1f} M of covered revenue (PV at {DEFAULT_RATE:.0%}/yr); applied to any floor")
+    return rate, reason
 
 
 def parse_budgets(text: str) -> dict[str, float]:
