@@ -223,7 +223,7 @@ def data_show(
 
 
 def _register_extensions() -> None:
-    from critmin.cli import map_cmd, monitor_cmd, optimize_cmd, policy_cmd, risk_cmd, scenario_cmd
+    from critmin.cli import audit_cmd, map_cmd, monitor_cmd, optimize_cmd, policy_cmd, risk_cmd, scenario_cmd
 
     map_cmd.register(app)
     monitor_cmd.register(app)
@@ -231,6 +231,7 @@ def _register_extensions() -> None:
     scenario_cmd.register(app)
     risk_cmd.register(app)
     optimize_cmd.register(app)
+    audit_cmd.register(app)
 
 
 _register_extensions()
