@@ -34,6 +34,7 @@ from critmin.constants import STAGES
 from critmin.errors import DataError, MappingError
 from critmin.reference.countries import to_iso3
 from critmin.reference.schema import TABLES
+from critmin.reference.sources._codes import lookup
 
 SOURCE_ID = "baci-critical-minerals"
 _DB = "baci-critical-minerals/baci.db"
@@ -118,14 +119,7 @@ def map_hs6(codes: pd.Series | list[str]) -> pd.DataFrame:
     MappingError
         If a code is not listed in ``mappings/hs6.csv`` (the file must be exhaustive).
     """
-    mapping = hs6_mapping()
-    codes = pd.Series(codes, dtype="string")
-    unknown = sorted(set(codes) - set(mapping.index))
-    if unknown:
-        raise MappingError(f"HS6 code(s) {unknown} not listed; add them (or 'skip' with a reason)",
-                           file=_HS6_FILE)
-    out = mapping.loc[codes.tolist(), ["hs6", "commodity", "stage"]]
-    return out.reset_index(drop=True)
+    return lookup(hs6_mapping(), codes, key="hs6", what="HS6 code(s)", file=_HS6_FILE)
 
 
 def parse(raw_root: Path) -> dict[str, pd.DataFrame]:

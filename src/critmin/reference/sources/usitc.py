@@ -45,6 +45,7 @@ from critmin.constants import STAGES
 from critmin.errors import DataError, MappingError, UnitError
 from critmin.reference.countries import to_iso3
 from critmin.reference.schema import TABLES
+from critmin.reference.sources._codes import lookup
 from critmin.units import mass_factor
 
 SOURCE_ID = "usitc-dataweb"
@@ -151,13 +152,7 @@ def map_hts4(codes) -> pd.DataFrame:
     MappingError
         If a heading is not listed in ``mappings/hts4.csv`` (the file must be exhaustive).
     """
-    mapping = hts4_mapping()
-    codes = [str(c) for c in codes]
-    unknown = sorted(set(codes) - set(mapping.index))
-    if unknown:
-        raise MappingError(f"HTS heading(s) {unknown} not listed; add them (or 'skip' with a reason)",
-                           file=_HTS4_FILE)
-    return mapping.loc[codes, ["hts4", "commodity", "stage"]].reset_index(drop=True)
+    return lookup(hts4_mapping(), codes, key="hts4", what="HTS heading(s)", file=_HTS4_FILE)
 
 
 def _read_sheet(path: Path, sheet: str, rel: str) -> pd.DataFrame:
