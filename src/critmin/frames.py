@@ -49,16 +49,3 @@ def to_array(frame: pd.DataFrame, dims: Sequence[str], value: str = "value", *, 
     if "source" in frame:
         da.attrs["sources"] = sorted(pd.unique(frame["source"].astype(str)).tolist())
     return da
-
-
-def to_long(ds: xr.Dataset | xr.DataArray, value: str = "value") -> pd.DataFrame:
-    """Flatten to a tidy long table (one row per label combination and variable)."""
-    if isinstance(ds, xr.DataArray):
-        ds = ds.to_dataset(name=ds.name or value)
-    frames = []
-    for name, da in ds.data_vars.items():
-        df = da.to_dataframe(name=value).reset_index()
-        df.insert(0, "indicator", name)
-        df["unit"] = da.attrs.get("units", "")
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -143,13 +143,26 @@ def assess(method: str = "geopolrisk", importer: str | list[str] = DEFAULT_IMPOR
            groups_file: str | Path | None = None, commodities: list[str] | None = None,
            catalog: Catalog | None = None) -> xr.Dataset:
     """Run one method; return a Dataset (commodity × importer × year) with units and sources in attrs."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    return assess_many([method], importer, year, stage, data, params, groups_file, commodities, catalog)[method]
+
+
+def assess_many(methods: list[str], importer: str | list[str] = DEFAULT_IMPORTERS, year: int | None = None,
+                stage: str = "mine", data: str | Path | None = None, params: str | Path | None = None,
+                groups_file: str | Path | None = None, commodities: list[str] | None = None,
+                catalog: Catalog | None = None) -> dict[str, xr.Dataset]:
+    """Several methods on one set of input arrays (built once): method → Dataset."""
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ConfigError(f"unknown method {bad[0]!r}; expected one of {', '.join(METHODS)}")
     cat = catalog or Catalog(data)
     importers = parse_importers(importer, groups_file)
     years = [int(year)] if year is not None else [default_year(cat, stage)]
     inp = _inputs(cat, importers, years, stage, commodities)
     prm = load_params(params)
+    return {m: _run_method(m, cat, inp, prm, data) for m in methods}
+
+
+def _run_method(method: str, cat: Catalog, inp: Inputs, prm: dict, data) -> xr.Dataset:
     if method == "geopolrisk":
         ds = geopolrisk(inp)
     elif method == "eu-sr":
@@ -194,10 +207,6 @@ def tidy(ds: xr.Dataset) -> pd.DataFrame:
     return out.sort_values(["commodity", "importer", "year", "indicator"], kind="stable").reset_index(drop=True)
 
 
-def known_groups() -> list[str]:
-    return sorted(groups())
-
-
 def _top(frame: pd.DataFrame, by: list[str], who: str, value: str) -> pd.DataFrame:
     """Row of the largest ``value`` per group, with its share of the group total."""
     tot = frame.groupby(by, observed=True)[value].transform("sum")
@@ -217,16 +226,25 @@ def priorities(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | None =
     (DataFrame, dict)
         One row per importer × commodity (ranked), and metadata (thresholds, year, sources, notes).
     """
+    ranked, meta, _ = priorities_with_assessments(importer, year, data, params, groups_file, allies, catalog)
+    return ranked, meta
+
+
+def priorities_with_assessments(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | None = None,
+                                data: str | Path | None = None, params: str | Path | None = None,
+                                groups_file: str | Path | None = None, allies: str = "msp",
+                                catalog: Catalog | None = None
+                                ) -> tuple[pd.DataFrame, dict, dict[str, xr.Dataset]]:
+    """:func:`priorities` plus the method Datasets it combined (so callers need not run them again)."""
     cat = catalog or Catalog(data)
     prm = load_params(params)
     importers = parse_importers(importer, groups_file)
     y = int(year) if year is not None else default_year(cat, "mine")
     kw = {"importer": [i.label for i in importers], "year": y, "stage": "mine", "data": None, "params": params,
               "groups_file": groups_file, "catalog": cat}
-    gpr = tidy(assess("geopolrisk", **kw))
-    eu = tidy(assess("eu-sr", **kw))
-    us = tidy(assess("usgs", **kw))
-    conc_ds = assess("hhi", **kw)
+    runs = assess_many(["geopolrisk", "eu-sr", "usgs", "hhi"], **kw)
+    gpr, eu, us = (tidy(runs[m]) for m in ("geopolrisk", "eu-sr", "usgs"))
+    conc_ds = runs["hhi"]
     pick = {"geopolrisk_score": (gpr, "score"), "eu_sr": (eu, "supply_risk"), "usgs_sr": (us, "supply_risk"),
             "gpr_import_risk": (gpr, "import_risk"), "import_reliance": (eu, "import_reliance")}
     base = None
@@ -285,7 +303,7 @@ def priorities(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | None =
                                                          "single_supplier_share": pp["single_supplier_share_threshold"]},
             "allies": allies, "rule": pp["reason"], "sources": sorted(set(conc_ds.attrs["sources"])),
             "notes": conc_ds.attrs.get("notes", [])}
-    return ranked, meta
+    return ranked, meta, runs
 
 
 def stage_vulnerabilities(cat: Catalog, year: int, allies: set[str], commodities: list[str] | None = None

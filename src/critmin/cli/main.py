@@ -161,7 +161,8 @@ def brief(
 @data_app.command("build")
 @handled
 def data_build(
-    raw: Annotated[Path, typer.Option("--raw", help="Folder of the raw public files")] = Path("../shared/data"),
+    raw: Annotated[Path, typer.Option("--raw", help="Folder of the raw public files (each source in its own "
+                                                    "subfolder with a SOURCE.md)")],
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: the package's bundled dataset)")] = None,
 ) -> None:
     """Build the bundled dataset from the raw public files (deterministic)."""
@@ -174,7 +175,8 @@ def data_build(
 @data_app.command("verify")
 @handled
 def data_verify(
-    raw: Annotated[Path, typer.Option("--raw", help="Folder of the raw public files")] = Path("../shared/data"),
+    raw: Annotated[Path, typer.Option("--raw", help="Folder of the raw public files (each source in its own "
+                                                    "subfolder with a SOURCE.md)")],
 ) -> None:
     """Rebuild from the raw files into a temporary folder and compare with the shipped dataset."""
     from critmin.reference.build import verify

@@ -32,7 +32,7 @@ OutOpt = Annotated[Path | None, typer.Option("--out", help="Write to this file (
 def register(app: typer.Typer) -> None:
     """Add the ``policy`` sub-app to ``app``."""
     from critmin.cli.main import handled
-    from critmin.policy.workflow import DEFAULT_PATHS, DEFAULT_RATE, DEFAULT_SEED
+    from critmin.policy.defaults import DEFAULT_PATHS, DEFAULT_RATE, DEFAULT_SEED
 
     policy_app = typer.Typer(help="Pricing measures (floor, CfD, offtake, tariff) and permitting timelines.",
                              no_args_is_help=True)

@@ -8,8 +8,6 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from critmin.reference.countries import country_name
-
 KEY_INDICATORS = {
     "geopolrisk": ["hhi", "import_risk", "score", "price", "cf"],
     "eu-sr": ["hhi_wgi_t_global", "hhi_wgi_t_sourcing", "import_reliance", "supply_risk"],
@@ -91,4 +89,3 @@ def print_sources(console: Console, cat) -> None:
     for name, info in man["tables"].items():
         tt.add_row(name, str(info["rows"]), info["content_sha256"][:16])
     console.print(tt)
-    _ = country_name  # display helper shared with other views

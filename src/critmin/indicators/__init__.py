@@ -2,7 +2,6 @@
 
 from critmin.indicators.core import (
     allied_share,
-    bloc_sum,
     eu_wgi_scale,
     geopolrisk_g,
     governance_weighted_import_risk,
@@ -14,5 +13,5 @@ from critmin.indicators.core import (
     wgi_weighted_hhi,
 )
 
-__all__ = ["allied_share", "bloc_sum", "eu_wgi_scale", "geopolrisk_g", "governance_weighted_import_risk",
+__all__ = ["allied_share", "eu_wgi_scale", "geopolrisk_g", "governance_weighted_import_risk",
            "hhi", "import_reliance", "import_shares", "shares", "top_k_share", "wgi_weighted_hhi"]

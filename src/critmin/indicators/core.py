@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from critmin.constants import COUNTRY, EXPORTER, IMPORTER
+from critmin.constants import COUNTRY, EXPORTER
 
 
 def shares(quantity: xr.DataArray, *, dim: str = COUNTRY) -> xr.DataArray:
@@ -70,16 +70,6 @@ def wgi_weighted_hhi(share: xr.DataArray, scaled_wgi: xr.DataArray, t: xr.DataAr
     s = share if named is None else share.where(named, 0.0)
     return ((s**2) * scaled_wgi * t).sum(dim, min_count=1).where(share.notnull().any(dim)).assign_attrs(
         units="1", long_name="HHI_WGI,t")
-
-
-def bloc_sum(by_country: xr.DataArray, membership: xr.DataArray, *, dim: str, out_dim: str = IMPORTER
-             ) -> xr.DataArray:
-    """Aggregate a per-country quantity to importers/blocs: Σ_c x_c · member(importer, c).
-
-    ``membership`` has dims (``out_dim``, ``dim``) with 1 where the country belongs.
-    """
-    m = membership.rename({COUNTRY: dim}) if COUNTRY in membership.dims and dim != COUNTRY else membership
-    return xr.dot(by_country, m, dim=dim)
 
 
 def import_shares(imports: xr.DataArray, *, dim: str = EXPORTER) -> xr.DataArray:

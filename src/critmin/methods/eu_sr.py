@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import xarray as xr
 
-from critmin.constants import COUNTRY, EXPORTER, IMPORTER, WGI_INDICATORS
+from critmin.constants import COUNTRY, EXPORTER, IMPORTER
 from critmin.indicators import eu_wgi_scale, hhi, import_reliance, shares, wgi_weighted_hhi
-from critmin.methods.inputs import DEST, Inputs
+from critmin.methods.inputs import Inputs
 
 CITATION = "Blengini et al. (2017) EU CRM methodology guidelines, JRC, doi:10.2760/73303"
 
@@ -32,19 +32,16 @@ def eu_supply_risk(inp: Inputs, *, t: xr.DataArray, eol_rir: xr.DataArray | floa
     missing_scaled : float
         Scaled WGI weight (0..10) for suppliers without WGI data.
     """
-    wgi = inp.governance.sel(indicator=list(WGI_INDICATORS)).mean("indicator", skipna=True)
-    w = eu_wgi_scale(wgi).fillna(missing_scaled)
+    w = eu_wgi_scale(inp.wgi_mean()).fillna(missing_scaled)
     s = shares(inp.production, dim=COUNTRY)
     gs = wgi_weighted_hhi(s, w, t, dim=COUNTRY, named=inp.named)
     # Sourcing = domestic production + imports from outside the bloc, by supplier country.
-    m_exp = inp.membership_as(EXPORTER)
-    imports = xr.dot(inp.trade_q, inp.membership_as(DEST), dim=DEST) * (1.0 - m_exp)
+    imports = inp.extra_bloc_imports()
     domestic_by_c = inp.production * inp.membership          # (commodity, country, year, importer)
     sourcing = domestic_by_c + imports.rename({EXPORTER: COUNTRY})
     s_src = shares(sourcing, dim=COUNTRY)
     src = wgi_weighted_hhi(s_src, w, t, dim=COUNTRY, named=inp.named)
-    exports = xr.dot(inp.trade_q, inp.membership_as(EXPORTER), dim=EXPORTER)          # from members ...
-    exports = (exports * (1.0 - inp.membership_as(DEST))).sum(DEST)                     # ... to non-members
+    exports = inp.extra_bloc_exports()
     domestic = domestic_by_c.sum(COUNTRY)
     ir = import_reliance(domestic, imports.sum(EXPORTER), exports).where(inp.has_trade)
     sr = (gs * ir / 2 + src * (1 - ir / 2)) * (1 - eol_rir) * substitution

@@ -14,7 +14,7 @@ import xarray as xr
 
 from critmin.constants import COUNTRY, EXPORTER, GEOPOLRISK_CU_REFERENCE, IMPORTER
 from critmin.indicators import geopolrisk_g, governance_weighted_import_risk, hhi, shares
-from critmin.methods.inputs import DEST, Inputs
+from critmin.methods.inputs import Inputs
 
 CITATION = ("Gemechu et al. (2016) J. Ind. Ecol. 20(1); Koyamparambath et al., geopolrisk-py, "
             "JOSS doi:10.21105/joss.09600")
@@ -38,9 +38,9 @@ def geopolrisk(inp: Inputs) -> xr.Dataset:
     g = geopolrisk_g(inp.governance.sel(indicator="pv", drop=True)).fillna(MISSING_G).rename({COUNTRY: EXPORTER})
     m_exp = inp.membership_as(EXPORTER)
     g_imp = g * (1.0 - m_exp)                                   # exporters inside the bloc carry no risk
-    imports = xr.dot(inp.trade_q, inp.membership_as(DEST), dim=DEST)   # (commodity, exporter, year, importer)
-    values = xr.dot(inp.trade_v, inp.membership_as(DEST), dim=DEST)
-    domestic = xr.dot(inp.production, inp.membership, dim=COUNTRY)
+    imports = inp.imports()                                     # (commodity, exporter, year, importer)
+    values = inp.imports(values=True)
+    domestic = inp.domestic()
     numerator = (imports * g_imp).sum(EXPORTER)
     total = imports.sum(EXPORTER)
     risk = governance_weighted_import_risk(imports, g_imp, domestic, dim=EXPORTER).where(inp.has_trade)

@@ -19,12 +19,11 @@ from critmin.constants import (
     IMPORTER,
     INDICATOR,
     PSEUDO_COUNTRIES,
-    RESIDUAL,
     ROW_TOTAL,
     WGI_INDICATORS,
     YEAR,
 )
-from critmin.errors import ConfigError, DataError
+from critmin.errors import DataError
 from critmin.frames import to_array
 from critmin.importers import Importer
 
@@ -66,6 +65,28 @@ class Inputs:
 
     def membership_as(self, dim: str) -> xr.DataArray:
         return self.membership.rename({COUNTRY: dim})
+
+    # Bloc aggregates shared by the methods: a bloc is the union of its members.
+    def imports(self, *, values: bool = False) -> xr.DataArray:
+        """(commodity, exporter, year, importer) flows into each importer's members, t (or USD)."""
+        return xr.dot(self.trade_v if values else self.trade_q, self.membership_as(DEST), dim=DEST)
+
+    def extra_bloc_imports(self) -> xr.DataArray:
+        """Imports by exporter from outside the importer (intra-bloc flows removed), t."""
+        return self.imports() * (1.0 - self.membership_as(EXPORTER))
+
+    def extra_bloc_exports(self) -> xr.DataArray:
+        """(commodity, year, importer) exports from the members to countries outside the importer, t."""
+        return (xr.dot(self.trade_q, self.membership_as(EXPORTER), dim=EXPORTER)
+                * (1.0 - self.membership_as(DEST))).sum(DEST)
+
+    def domestic(self) -> xr.DataArray:
+        """(commodity, year, importer) production of the members, t."""
+        return xr.dot(self.production, self.membership, dim=COUNTRY)
+
+    def wgi_mean(self) -> xr.DataArray:
+        """(country, year) mean of the six WGI estimates (NaN where a country has none)."""
+        return self.governance.sel(indicator=list(WGI_INDICATORS)).mean("indicator", skipna=True)
 
 
 def build_inputs(production: pd.DataFrame, trade: pd.DataFrame, governance: pd.DataFrame, *,
@@ -136,14 +157,3 @@ def build_inputs(production: pd.DataFrame, trade: pd.DataFrame, governance: pd.D
     return Inputs(stage=stage, years=list(years), production=P, trade_q=Q, trade_v=V, governance=G,
                   membership=M, named=named, importers=importers, basis=basis, governance_year=gyear,
                   sources=sources, notes=notes)
-
-
-def residual_label() -> str:
-    return RESIDUAL
-
-
-def check_years(years: list[int], available: set[int], what: str) -> None:
-    missing = [y for y in years if y not in available]
-    if missing:
-        raise ConfigError(f"no {what} data for year(s) {missing}; available: "
-                          f"{min(available) if available else '-'}–{max(available) if available else '-'}")

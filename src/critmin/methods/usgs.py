@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import xarray as xr
 
-from critmin.constants import COUNTRY, EXPORTER, IMPORTER, WGI_INDICATORS
+from critmin.constants import COUNTRY, EXPORTER, IMPORTER
 from critmin.indicators import import_reliance, shares
-from critmin.methods.inputs import DEST, Inputs
+from critmin.methods.inputs import Inputs
 
 CITATION = ("Nassar et al. (2020) Sci. Adv. 6:eaay8647; Nassar & Fortier (2021) USGS OFR 2021-1045 "
             "(structure: DP × TE × EV)")
@@ -36,14 +36,12 @@ def usgs_supply_risk(inp: Inputs, *, ev: xr.DataArray | float = 1.0,
     published_nir : DataArray (commodity, importer, year), optional
         Published net import reliance (fraction) that replaces the computed one where not NaN.
     """
-    wgi = inp.governance.sel(indicator=list(WGI_INDICATORS)).mean("indicator", skipna=True)
-    w = ((2.5 - wgi) / 5.0).clip(0, 1).fillna(0.5)
+    w = ((2.5 - inp.wgi_mean()) / 5.0).clip(0, 1).fillna(0.5)
     s = shares(inp.production, dim=COUNTRY)
     dp = ((s.where(inp.named, 0.0) ** 2) * w).sum(COUNTRY, min_count=1).where(s.notnull().any(COUNTRY))
-    m_exp = inp.membership_as(EXPORTER)
-    imports = (xr.dot(inp.trade_q, inp.membership_as(DEST), dim=DEST) * (1.0 - m_exp)).sum(EXPORTER)
-    exports = (xr.dot(inp.trade_q, m_exp, dim=EXPORTER) * (1.0 - inp.membership_as(DEST))).sum(DEST)
-    domestic = xr.dot(inp.production, inp.membership, dim=COUNTRY)
+    imports = inp.extra_bloc_imports().sum(EXPORTER)
+    exports = inp.extra_bloc_exports()
+    domestic = inp.domestic()
     te = import_reliance(domestic, imports, exports).where(inp.has_trade)
     te_source = xr.zeros_like(te)
     if published_nir is not None:

@@ -22,16 +22,9 @@ from critmin.errors import ConfigError, UnitError
 from critmin.policy import measures as M
 from critmin.policy import permitting as PM
 from critmin.policy import prices as PR
+from critmin.policy.defaults import DEFAULT_PATHS, DEFAULT_RATE, DEFAULT_SEED, STEPS_PER_YEAR
 
 COLUMNS = ["section", "quantity", "mean", "p5", "p50", "p95", "unit", "note"]
-
-#: Default discount rate per year. A round nominal input, not a cited rate: the price paths are nominal, so the
-#: rate must be nominal too. Pass ``--rate`` for an agency's own rate.
-DEFAULT_RATE = 0.05
-DEFAULT_PATHS = 10_000
-DEFAULT_SEED = 2025
-STEPS_PER_YEAR = 12
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Presets and units

@@ -14,7 +14,6 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -203,7 +202,8 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
     cat = Catalog(data)
     imps = parse_importers(importer, groups_file)
     step("priorities")
-    prio, meta = workflows.priorities([i.label for i in imps], year, None, params, groups_file, allies, catalog=cat)
+    prio, meta, runs = workflows.priorities_with_assessments([i.label for i in imps], year, None, params,
+                                                             groups_file, allies, catalog=cat)
     y = meta["year"]
     allied = set(groups(groups_file)[allies.lower()]["members"]) if allies.lower() in groups(groups_file) \
         else set(parse_importers(allies)[0].members)
@@ -217,8 +217,7 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
     tables = {"priorities": prio, "criticality_matrix": matrix, "stage_vulnerabilities": stages}
     for method in ("geopolrisk", "eu-sr", "usgs"):
         step(f"method {method}")
-        ds = workflows.assess(method, [i.label for i in imps], y, "mine", None, params, groups_file, catalog=cat)
-        tables[f"assess_{method.replace('-', '_')}"] = workflows.tidy(ds)
+        tables[f"assess_{method.replace('-', '_')}"] = workflows.tidy(runs[method])  # already run by priorities
     alerts = None
     if monitor_dir is not None:
         step("monitoring")
@@ -388,7 +387,3 @@ def write_brief(brief: Brief, out_dir: str | Path) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def template_text() -> str:  # for tests: the template ships with the package
-    return resources.files("critmin.report").joinpath("templates/brief.html.j2").read_text("utf-8")

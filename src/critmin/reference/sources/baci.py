@@ -30,16 +30,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from critmin.constants import STAGES
 from critmin.errors import DataError, MappingError
 from critmin.reference.countries import to_iso3
 from critmin.reference.schema import TABLES
-from critmin.reference.sources._codes import lookup
+from critmin.reference.sources._codes import SKIP, lookup, read_code_mapping
 
 SOURCE_ID = "baci-critical-minerals"
 _DB = "baci-critical-minerals/baci.db"
 _HS6_FILE = "critmin/reference/mappings/hs6.csv"
-_SKIP = "skip"
 
 SOURCES: list[dict] = [
     {
@@ -75,29 +73,8 @@ def hs6_mapping() -> pd.DataFrame:
     MappingError
         If a row names an unknown commodity id or stage, lacks a skip reason, or repeats a code.
     """
-    text = resources.files("critmin.reference").joinpath("mappings/hs6.csv").read_text("utf-8")
-    commodities = _commodity_ids()
-    rows = []
-    for line, row in enumerate(csv.DictReader(text.splitlines()), start=2):
-        row = {k: (v or "").strip() for k, v in row.items()}
-        code, commodity, stage = row["hs6"], row["commodity"], row["stage"]
-        if len(code) != 6 or not code.isdigit():
-            raise MappingError(f"bad HS6 code {code!r}", file=_HS6_FILE, row=line, column="hs6")
-        if commodity == _SKIP:
-            # A skipped code must say why, so that reviewers can check the exclusion.
-            if not row["note"]:
-                raise MappingError(f"skipped code {code} needs a reason in 'note'", file=_HS6_FILE, row=line)
-        elif commodity not in commodities:
-            raise MappingError(f"unknown commodity id {commodity!r} for {code}", file=_HS6_FILE, row=line,
-                               column="commodity")
-        elif stage not in STAGES:
-            raise MappingError(f"unknown stage {stage!r} for {code}", file=_HS6_FILE, row=line, column="stage")
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=["hs6", "commodity", "stage", "basis", "note"]).astype("string")
-    if frame["hs6"].duplicated().any():
-        dupes = sorted(frame.loc[frame["hs6"].duplicated(), "hs6"])
-        raise MappingError(f"HS6 codes listed twice: {dupes}", file=_HS6_FILE)
-    return frame.set_index("hs6", drop=False)
+    return read_code_mapping("hs6.csv", key="hs6", digits=6, what="HS6 code",
+                             columns=["hs6", "commodity", "stage", "basis", "note"], note_always=False)
 
 
 def map_hs6(codes: pd.Series | list[str]) -> pd.DataFrame:
@@ -128,7 +105,7 @@ def parse(raw_root: Path) -> dict[str, pd.DataFrame]:
     Parameters
     ----------
     raw_root : pathlib.Path
-        Folder holding the raw source folders (``shared/data``).
+        Folder holding the raw source folders (the ``--raw`` of ``critmin data build``).
 
     Returns
     -------
@@ -157,7 +134,7 @@ def parse(raw_root: Path) -> dict[str, pd.DataFrame]:
 
     mapping = map_hs6(sorted(trade["hs6"].unique()))
     mapping = mapping.set_index("hs6")
-    trade = trade[trade["hs6"].map(mapping["commodity"]) != _SKIP]
+    trade = trade[trade["hs6"].map(mapping["commodity"]) != SKIP]
     trade = trade.join(mapping, on="hs6")
 
     iso = _country_lookup(countries, set(trade["i"]) | set(trade["j"]))

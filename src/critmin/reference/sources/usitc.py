@@ -31,21 +31,18 @@ Judgements (also in ``SOURCES[0]["notes"]``):
 
 from __future__ import annotations
 
-import csv
 import re
 import warnings
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from critmin.constants import STAGES
-from critmin.errors import DataError, MappingError, UnitError
+from critmin.errors import DataError, UnitError
 from critmin.reference.countries import to_iso3
 from critmin.reference.schema import TABLES
-from critmin.reference.sources._codes import lookup
+from critmin.reference.sources._codes import SKIP, lookup, read_code_mapping
 from critmin.units import mass_factor
 
 SOURCE_ID = "usitc-dataweb"
@@ -53,7 +50,6 @@ _FOLDER = "usitc-us-trade"
 _IMPORTS = f"{_FOLDER}/us_imports_for_consumption_1993-2026.xlsx"
 _EXPORTS = f"{_FOLDER}/us_domestic_exports_1993-2026.xlsx"
 _HTS4_FILE = "critmin/reference/mappings/hts4.csv"
-_SKIP = "skip"
 #: Months covered by the year-to-date sheets (January–April) in these query exports.
 YTD_MONTHS = 4
 #: Units of quantity that are not mass and never converted.
@@ -104,33 +100,8 @@ def hts4_mapping() -> pd.DataFrame:
         If a row names an unknown commodity id or stage, a skip lacks its reason, a mapped heading
         lacks its note, or a heading is listed twice.
     """
-    from critmin.reference.sources.baci import _commodity_ids
-
-    text = resources.files("critmin.reference").joinpath("mappings/hts4.csv").read_text("utf-8")
-    ids = _commodity_ids()
-    rows = []
-    for line, row in enumerate(csv.DictReader(text.splitlines()), start=2):
-        row = {k: (v or "").strip() for k, v in row.items()}
-        code, commodity, stage = row["hts4"], row["commodity"], row["stage"]
-        if len(code) != 4 or not code.isdigit():
-            raise MappingError(f"bad HTS 4-digit heading {code!r}", file=_HTS4_FILE, row=line, column="hts4")
-        if not row["note"]:
-            # 4-digit headings mix products: every row must say what the heading holds.
-            raise MappingError(f"heading {code} needs a 'note' (what it holds, or why it is skipped)",
-                               file=_HTS4_FILE, row=line, column="note")
-        if commodity != _SKIP:
-            if commodity not in ids:
-                raise MappingError(f"unknown commodity id {commodity!r} for {code}", file=_HTS4_FILE,
-                                   row=line, column="commodity")
-            if stage not in STAGES:
-                raise MappingError(f"unknown stage {stage!r} for {code}", file=_HTS4_FILE, row=line,
-                                   column="stage")
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=["hts4", "commodity", "stage", "note"]).astype("string")
-    if frame["hts4"].duplicated().any():
-        raise MappingError(f"headings listed twice: {sorted(frame.loc[frame['hts4'].duplicated(), 'hts4'])}",
-                           file=_HTS4_FILE)
-    return frame.set_index("hts4", drop=False)
+    return read_code_mapping("hts4.csv", key="hts4", digits=4, what="HTS 4-digit heading",
+                             columns=["hts4", "commodity", "stage", "note"], note_always=True)
 
 
 def map_hts4(codes) -> pd.DataFrame:
@@ -227,7 +198,7 @@ def parse(raw_root: Path) -> dict[str, pd.DataFrame]:
     Parameters
     ----------
     raw_root : pathlib.Path
-        Folder holding the raw source folders (``shared/data``).
+        Folder holding the raw source folders (the ``--raw`` of ``critmin data build``).
 
     Returns
     -------
@@ -276,7 +247,7 @@ def _unit_factor(unit: str) -> float:
 def _finish(frame: pd.DataFrame) -> pd.DataFrame:
     """Map headings and partners, harmonise units, merge mass rows, drop zero rows, order and type."""
     mapping = map_hts4(sorted(frame["HTS Number"].unique())).set_index("hts4")
-    frame = frame[frame["HTS Number"].map(mapping["commodity"]) != _SKIP]
+    frame = frame[frame["HTS Number"].map(mapping["commodity"]) != SKIP]
     frame = frame.join(mapping, on="HTS Number")
     iso = {c: to_iso3(c, source="USITC DataWeb") for c in sorted(frame["Country"].unique())}
 
