@@ -225,7 +225,16 @@ def data_show(
 
 
 def _register_extensions() -> None:
-    from critmin.cli import audit_cmd, map_cmd, monitor_cmd, optimize_cmd, policy_cmd, risk_cmd, scenario_cmd
+    from critmin.cli import (
+        audit_cmd,
+        map_cmd,
+        monitor_cmd,
+        optimize_cmd,
+        policy_cmd,
+        risk_cmd,
+        scenario_cmd,
+        serve_cmd,
+    )
 
     map_cmd.register(app)
     monitor_cmd.register(app)
@@ -234,6 +243,7 @@ def _register_extensions() -> None:
     risk_cmd.register(app)
     optimize_cmd.register(app)
     audit_cmd.register(app)
+    serve_cmd.register(app)
 
 
 _register_extensions()

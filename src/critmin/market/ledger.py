@@ -72,11 +72,22 @@ class Ledger:
         (no overdrafts, no short material). Off by default: credit policy belongs to the service.
     """
 
-    def __init__(self, strict: bool = False) -> None:
+    def __init__(self, strict: bool = False, *, keep_journal: bool = True) -> None:
         self.strict = strict
+        self.keep_journal = keep_journal
         self._balances: dict[tuple[str, str], Decimal] = {}
         self._journal: list[Posting] = []
+        self._next_seq = 0
         self._spent: dict[str, Decimal] = {}  # programme id → net USD paid out
+
+    def restore(self, balances: Mapping[tuple[str, str], Decimal], spent: Mapping[str, Decimal],
+                next_seq: int) -> None:
+        """Resume from stored state (balances, programme net payouts, next posting number) instead of replaying
+        the journal. Used by a service that persists the journal itself (``keep_journal=False``)."""
+        self._balances = {k: _dec(v, "amount") for k, v in balances.items()}
+        self._spent = {k: _dec(v, "spent") for k, v in spent.items()}
+        self._journal = []
+        self._next_seq = int(next_seq)
 
     def post(self, entries: Iterable[Entry], memo: str = "") -> Posting:
         """Apply a posting atomically.
@@ -107,8 +118,10 @@ class Ledger:
             if short:
                 raise DataError(f"posting {memo!r} would overdraw {short}", column="amount")
         self._balances.update(new)
-        posting = Posting(len(self._journal), memo, entries)
-        self._journal.append(posting)
+        posting = Posting(self._next_seq, memo, entries)
+        self._next_seq += 1
+        if self.keep_journal:
+            self._journal.append(posting)
         return posting
 
     def deposit(self, owner: str, asset: str, amount: Decimal, memo: str = "deposit") -> Posting:
@@ -117,13 +130,14 @@ class Ledger:
         return self.post([Entry(owner, asset, amount), Entry(EXTERNAL, asset, -amount)], memo)
 
     def settle(self, trade: Trade, programme: Programme | None = None,
-               allies: Iterable[str] | None = None) -> Settlement:
+               allies: Iterable[str] | None = None, levy: tuple[str, Decimal] | None = None) -> Settlement:
         """Settle one trade in a single atomic posting.
 
         Legs: buyer → seller cash ``price × quantity`` (USD); seller → buyer material ``quantity`` (kg of
         ``commodity/form``); and, if ``programme`` is given, programme → seller the floor/CfD payment from
         :func:`~critmin.market.pricing.settle_support` (seller → programme when a CfD payment is negative), capped by
-        the programme's remaining budget as tracked by this ledger.
+        the programme's remaining budget as tracked by this ledger; and, if ``levy = (owner, amount)`` is given,
+        seller → ``owner`` ``amount`` USD (the adjustment collected on a non-market origin).
         """
         value = trade.value
         entries = [Entry(trade.buyer_id, USD, -value), Entry(trade.seller_id, USD, value),
@@ -134,6 +148,8 @@ class Ledger:
             support = settle_support(trade, programme, self._spent.get(programme.id, ZERO), allies)
             if support.paid != 0:
                 entries += [Entry(programme.id, USD, -support.paid), Entry(trade.seller_id, USD, support.paid)]
+        if levy is not None and _dec(levy[1], "levy") != 0:
+            entries += [Entry(trade.seller_id, USD, -levy[1]), Entry(levy[0], USD, levy[1])]
         posting = self.post(entries, memo=f"trade {trade.seq} {trade.buy_order_id}/{trade.sell_order_id}")
         if support is not None and support.paid != 0:
             # Only after the posting succeeded, so a refused posting leaves the budget untouched.

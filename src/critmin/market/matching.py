@@ -87,15 +87,7 @@ class OrderBook:
         DataError
             Wrong book, duplicate id or non-increasing ``seq`` (nothing changes).
         """
-        if order.book_key != self.key:
-            raise DataError(f"order {order.id} is for {order.book_key}, this book is {self.key}", column="commodity")
-        if order.id in self._ids:
-            raise DataError(f"duplicate order id {order.id!r}", column="id")
-        if order.seq <= self._last_seq:
-            raise DataError(f"order {order.id}: seq {order.seq} must exceed the last seq {self._last_seq}",
-                            column="seq")
-        self._ids.add(order.id)
-        self._last_seq = order.seq
+        self._admit(order)
         opposite = self._asks if order.side is Side.BUY else self._bids
         remaining = order.quantity
         trades: list[Trade] = []
@@ -124,6 +116,23 @@ class OrderBook:
             rest = replace(order, quantity=remaining)
             bisect.insort(own, rest, key=_priority)
         return trades
+
+    def _admit(self, order: Order) -> None:
+        if order.book_key != self.key:
+            raise DataError(f"order {order.id} is for {order.book_key}, this book is {self.key}", column="commodity")
+        if order.id in self._ids:
+            raise DataError(f"duplicate order id {order.id!r}", column="id")
+        if order.seq <= self._last_seq:
+            raise DataError(f"order {order.id}: seq {order.seq} must exceed the last seq {self._last_seq}",
+                            column="seq")
+        self._ids.add(order.id)
+        self._last_seq = order.seq
+
+    def restore(self, order: Order) -> None:
+        """Rest ``order`` (its ``quantity`` = the remaining kg) without matching: rebuilding a book from storage,
+        or collecting orders for a call auction. Orders must come in increasing ``seq``."""
+        self._admit(order)
+        bisect.insort(self._bids if order.side is Side.BUY else self._asks, order, key=_priority)
 
     def cancel(self, order_id: str, participant_id: str | None = None) -> Decimal:
         """Remove a resting order; return its remaining quantity, kg.

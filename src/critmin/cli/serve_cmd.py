@@ -1,0 +1,56 @@
+"""``critmin serve``: the marketplace service; ``critmin market …``: its offline tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to ``app``."""
+    from critmin.cli.main import handled
+
+    @app.command("serve")
+    @handled
+    def serve(
+        db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL: sqlite:///path or "
+                                                           "postgresql://user:pw@host/db (default: SQLite in "
+                                                           "--data-dir)")] = None,
+        host: Annotated[str, typer.Option("--host", help="Interface to listen on")] = "127.0.0.1",
+        port: Annotated[int, typer.Option("--port", help="TCP port")] = 8000,
+        data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder of the SQLite database and the first "
+                                                                  "admin token")] = Path("critmin-data"),
+        admin_country: Annotated[str, typer.Option("--admin-country", help="ISO3 country of the first admin")] = "USA",
+        rate: Annotated[float, typer.Option("--rate-limit", help="Requests/s per token (0 = off); bursts of "
+                                                                 "twice this")] = 500.0,
+    ) -> None:
+        """Run the marketplace API (OpenAPI at /openapi.json). On an empty database it creates the ``admin`` participant
+        and writes its token to DATA_DIR/admin.token (mode 0600)."""
+        from critmin.errors import ConfigError
+
+        try:
+            import uvicorn
+
+            from critmin.server.app import create_app
+            from critmin.server.db import default_url
+        except ImportError as exc:
+            raise ConfigError(f"the marketplace service needs its extra: pip install 'critmin[server]' ({exc})") from None
+        if not 0 < port < 65536:
+            raise ConfigError(f"--port must be 1..65535, got {port}")
+        if rate < 0:
+            raise ConfigError(f"--rate-limit must be ≥ 0, got {rate}")
+        url = db or default_url(data_dir)
+        app_ = create_app(url, rate=rate, burst=2 * rate, admin_token_file=data_dir / "admin.token",
+                          admin_country=admin_country)
+        typer.echo(f"critmin marketplace on http://{host}:{port} (OpenAPI /openapi.json); database {_redact(url)}; "
+                   f"first admin token (empty database only): {data_dir / 'admin.token'}", err=True)
+        uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL."""
+    import re
+
+    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)

@@ -1,0 +1,1 @@
+"""The marketplace service: FastAPI app, sequencer (group commit), storage (SQLAlchemy + alembic)."""

@@ -1,0 +1,538 @@
+"""The marketplace REST API (FastAPI; the OpenAPI document is at ``/openapi.json``).
+
+Reads go straight to the database (they see exactly what has been acknowledged); every change goes through the
+sequencer (:mod:`critmin.server.sequencer`) and is answered only once committed. Authentication: ``Authorization:
+Bearer <token>``. State-changing requests need an ``Idempotency-Key``; updates of versioned objects need
+``If-Match: <version>`` (optimistic concurrency; the current version is in the body and the ``ETag``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from critmin.market.audit import canonical, verify
+from critmin.market.model import Role
+from critmin.server import db
+from critmin.server import schemas as S
+from critmin.server.engine import (
+    SEES_ALL,
+    Actor,
+    ApiError,
+    Command,
+    Result,
+    hash_token,
+    not_found,
+    order_body,
+    participant_body,
+    policy_body,
+    programme_body,
+    request_hash,
+    token_body,
+)
+from critmin.server.migrate import upgrade
+from critmin.server.sequencer import Sequencer
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": S.ErrorBody, "description": text} for code, text in (
+        (400, "Bad request"), (401, "Missing, unknown or revoked token"), (403, "Role or token scope does not allow it"),
+        (404, "Not found (or not yours)"), (409, "Conflict: exists, not open, or idempotency key reused"),
+        (412, "If-Match version is stale"), (422, "Invalid request; the message names the field"),
+        (428, "If-Match required"), (429, "Rate limit; see Retry-After"), (503, "Not committed; retry"))}
+
+bearer = HTTPBearer(auto_error=False, description="API token issued by POST /v1/participants/{id}/tokens")
+IdemKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
+                                description="Unique per change; a retry with the same key returns the first answer")]
+IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=40, pattern=r'^(W/)?"?[0-9]{1,9}"?$',
+                                       description="Current version of the object (from its ETag)")]
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
+SlugPath = Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", max_length=64)]
+IdPath = Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class RateLimiter:
+    """Token bucket per API token: ``rate`` requests/s sustained, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def check(self, key: str) -> float:
+        """0 when allowed, else seconds to wait."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        level, last = self._buckets.get(key, (self.burst, now))
+        level = min(self.burst, level + (now - last) * self.rate)
+        if level < 1:
+            self._buckets[key] = (level, now)
+            return (1 - level) / self.rate
+        self._buckets[key] = (level - 1, now)
+        return 0.0
+
+
+def _loc(err: dict) -> str:
+    """``body.quantity``, ``query.limit``, ``header.Idempotency-Key``; a JSON syntax error points at ``body``."""
+    loc = [str(x) for x in err.get("loc", ())]
+    if err.get("type") == "json_invalid":
+        loc = loc[:1]
+    return ".".join(loc)
+
+
+def _if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    return int(value.removeprefix("W/").strip('"'))
+
+
+def _error(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status, headers=headers)
+
+
+# ---------------------------------------------------------------------- dependencies
+def actor(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Actor:
+    if cred is None or cred.scheme.lower() != "bearer":
+        raise ApiError(401, "unauthenticated", "missing bearer token", "Authorization")
+    who = request.app.state.seq.engine.actor_for(hash_token(cred.credentials))
+    if who is None:
+        raise ApiError(401, "unauthenticated", "unknown or revoked token", "Authorization")
+    limiter: RateLimiter = request.app.state.limiter
+    wait = limiter.check(who.token_id)
+    if wait:
+        raise ApiError(429, "rate_limited", f"more than {limiter.rate:g} requests/s on this token; retry later",
+                       str(max(1, round(wait + 0.5))))
+    return who
+
+Who = Annotated[Actor, Depends(actor)]
+
+def need(who: Actor, scope: str, *roles: Role) -> None:
+    if scope not in who.scopes:
+        raise ApiError(403, "forbidden", f"token lacks the {scope!r} scope")
+    if roles and who.role not in roles:
+        raise ApiError(403, "forbidden", f"a {who.role.value} cannot do this")
+
+@contextlib.contextmanager
+def conn(request: Request) -> Iterator[sa.Connection]:
+    with request.app.state.sa_engine.connect() as c:
+        yield c
+
+
+def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 1000.0, durable: bool = True,
+               admin_token_file: Path | None = None, admin_country: str = "USA") -> FastAPI:
+    """Build the service.
+
+    Parameters
+    ----------
+    url : str, optional
+        SQLAlchemy URL; default SQLite in ``./critmin-data`` (or ``$CRITMIN_DATA_DIR``).
+    rate, burst : float
+        Per-token rate limit, requests/s and burst size; ``rate=0`` disables it.
+    durable : bool
+        SQLite only: ``synchronous=FULL`` (default) or ``NORMAL``.
+    admin_token_file : Path, optional
+        On a database without participants, create the ``admin`` participant and write its first token here
+        (mode 0600). Nothing happens when participants exist.
+    admin_country : str
+        ISO3 country of that admin.
+    """
+    url = url or db.default_url()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        sa_engine = db.make_engine(url, durable=durable)
+        upgrade(sa_engine)
+        seq = Sequencer(sa_engine)
+        if admin_token_file is not None and not seq.engine.participants:
+            _bootstrap(seq, admin_token_file, admin_country)
+        seq.start()
+        app.state.sa_engine, app.state.seq = sa_engine, seq
+        try:
+            yield
+        finally:
+            seq.stop()
+            sa_engine.dispose()
+
+    # No /docs page: Swagger UI loads its JS from a CDN, and nothing here may leave the machine.
+    app = FastAPI(title="critmin marketplace", version="1", lifespan=lifespan, responses=ERRORS, docs_url=None,
+                  redoc_url=None,
+                  description=__doc__)
+    app.state.limiter = RateLimiter(rate, burst)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        parts = []
+        for e in errs[:5]:
+            loc = _loc(e)
+            detail = (e.get("ctx") or {}).get("error")
+            parts.append(f"{loc}: {e.get('msg')}" + (f" ({detail})" if detail and e.get("type") == "json_invalid" else ""))
+        first = _loc(errs[0]) if errs else None
+        return _error(422, "invalid_request", "; ".join(parts) or "invalid request", first)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "http", str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ApiError)
+    async def _api(request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if exc.status == 429:
+            headers = {"Retry-After": exc.field or "1"}
+            return _error(429, exc.code, exc.message, None, headers)
+        return JSONResponse(exc.body(), exc.status, headers=headers)
+
+    async def change(request: Request, kind: str, who: Actor, data: dict[str, Any], key: str,
+                     if_match: str | None = None, body: Any = None) -> JSONResponse:
+        raw = canonical(body.model_dump(mode="json") if body is not None else data)
+        cmd = Command(kind, who, data, key, request_hash(request.method, request.url.path, raw), _if_match(if_match))
+        res: Result = await request.app.state.seq.submit(cmd)
+        headers = {"Idempotency-Replayed": "true"} if res.replayed else {}
+        version = res.body.get("version") if isinstance(res.body, dict) else None
+        if res.status < 300 and isinstance(version, int):
+            headers["ETag"] = f'"{version}"'
+        return JSONResponse(res.body, res.status, headers=headers)
+
+    # ------------------------------------------------------------------ health and identity
+    @app.get("/health", response_model=S.Health, tags=["service"])
+    def health(request: Request) -> dict:
+        return {"status": "ok", "backend": request.app.state.sa_engine.dialect.name}
+
+    @app.get("/v1/me", response_model=S.MeOut, tags=["participants"])
+    def me(request: Request, who: Who) -> dict:
+        p = request.app.state.seq.engine.participants[who.participant_id]
+        return {**participant_body(p), "token_id": who.token_id, "scopes": sorted(who.scopes)}
+
+    # ------------------------------------------------------------------ participants and tokens
+    @app.post("/v1/participants", status_code=201, response_model=S.ParticipantOut, tags=["participants"])
+    async def create_participant(request: Request, body: S.ParticipantIn, who: Who, key: IdemKey) -> JSONResponse:
+        need(who, "admin", Role.ADMIN)
+        return await change(request, "create_participant", who, body.model_dump(), key, body=body)
+
+    @app.get("/v1/participants", response_model=S.ParticipantPage, tags=["participants"])
+    def list_participants(request: Request, who: Who, after: Annotated[str | None, Query(max_length=64)] = None,
+                          limit: Limit = 100) -> dict:
+        need(who, "read", *SEES_ALL)
+        p = db.participants
+        q = sa.select(p).order_by(p.c.id).limit(limit)
+        if after is not None:
+            q = q.where(p.c.id > after)
+        with conn(request) as c:
+            rows = [participant_body(dict(r)) for r in c.execute(q).mappings()]
+        return {"items": rows, "next_after": rows[-1]["id"] if len(rows) == limit else None}
+
+    def _participant_visible(request: Request, who: Who, pid: str) -> dict:
+        p = request.app.state.seq.engine.participants.get(pid)
+        if p is None or (pid != who.participant_id and not who.sees_all):
+            raise not_found("participant", pid)
+        return p
+
+    @app.get("/v1/participants/{participant_id}", response_model=S.ParticipantOut, tags=["participants"])
+    def get_participant(request: Request, participant_id: IdPath, who: Who) -> dict:
+        need(who, "read")
+        return participant_body(_participant_visible(request, who, participant_id))
+
+    @app.post("/v1/participants/{participant_id}/tokens", status_code=201, response_model=S.TokenOut,
+              tags=["participants"])
+    async def issue_token(request: Request, participant_id: IdPath, body: S.TokenIn, who: Who,
+                          key: IdemKey) -> JSONResponse:
+        data = {"participant_id": participant_id, **body.model_dump()}
+        return await change(request, "issue_token", who, data, key, body=body)
+
+    @app.get("/v1/participants/{participant_id}/tokens", response_model=list[S.TokenOut], tags=["participants"])
+    def list_tokens(request: Request, participant_id: IdPath, who: Who) -> list:
+        need(who, "read")
+        if participant_id != who.participant_id and who.role is not Role.ADMIN:
+            raise not_found("participant", participant_id)
+        _participant_visible(request, who, participant_id)
+        infos = [t for t in list(request.app.state.seq.engine.tokens.values()) if t.participant_id == participant_id]
+        return [token_body(t) for t in sorted(infos, key=lambda t: t.id)]
+
+    @app.delete("/v1/tokens/{token_id}", response_model=S.TokenOut, tags=["participants"])
+    async def revoke_token(request: Request, token_id: IdPath, who: Who, key: IdemKey) -> JSONResponse:
+        return await change(request, "revoke_token", who, {"token_id": token_id}, key)
+
+    # ------------------------------------------------------------------ orders
+    @app.post("/v1/orders", status_code=201, response_model=S.PlaceOrderOut, tags=["orders"])
+    async def place_order(request: Request, body: S.OrderIn, who: Who, key: IdemKey) -> JSONResponse:
+        need(who, "trade", Role.SELLER, Role.BUYER)
+        data = body.model_dump(mode="json")
+        return await change(request, "place_order", who, data, key, body=body)
+
+    @app.get("/v1/orders", response_model=S.OrderPage, tags=["orders"])
+    def list_orders(request: Request, who: Who,
+                    status: Annotated[str | None, Query(pattern="^(open|filled|cancelled)$")] = None,
+                    commodity: Annotated[str | None, Query(max_length=64)] = None,
+                    after: Annotated[int | None, Query(ge=-1, le=2**62)] = None, limit: Limit = 100) -> dict:
+        need(who, "read")
+        o = db.orders
+        q = sa.select(o).order_by(o.c.seq).limit(limit)
+        if not who.sees_all:
+            q = q.where(o.c.participant_id == who.participant_id)
+        if status is not None:
+            q = q.where(o.c.status == status)
+        if commodity is not None:
+            q = q.where(o.c.commodity == commodity)
+        if after is not None:
+            q = q.where(o.c.seq > after)
+        with conn(request) as c:
+            rows = [order_body(dict(r)) for r in c.execute(q).mappings()]
+        return {"items": rows, "next_after": rows[-1]["seq"] if len(rows) == limit else None}
+
+    def _order_row(request: Request, who: Actor, order_id: str) -> dict:
+        o = db.orders
+        with conn(request) as c:
+            row = c.execute(sa.select(o).where(o.c.id == order_id)).mappings().first()
+        if row is None or (row["participant_id"] != who.participant_id and not who.sees_all):
+            raise not_found("order", order_id)
+        return order_body(dict(row))
+
+    @app.get("/v1/orders/{order_id}", response_model=S.OrderOut, tags=["orders"])
+    def get_order(request: Request, order_id: IdPath, who: Who) -> JSONResponse:
+        need(who, "read")
+        row = _order_row(request, who, order_id)
+        return JSONResponse(json.loads(json.dumps(row, default=str)), headers={"ETag": f'"{row["version"]}"'})
+
+    @app.delete("/v1/orders/{order_id}", response_model=S.CancelOut, tags=["orders"])
+    async def cancel_order(request: Request, order_id: IdPath, who: Who, key: IdemKey,
+                           if_match: IfMatch = None) -> JSONResponse:
+        need(who, "trade", Role.SELLER, Role.BUYER)
+        row = _order_row(request, who, order_id)
+        if row["participant_id"] != who.participant_id:
+            raise not_found("order", order_id)
+        return await change(request, "cancel_order", who, {"order_id": order_id}, key, if_match)
+
+    # ------------------------------------------------------------------ trades
+    def _trade_filter(request: Request, who: Actor):
+        t = db.trades
+        if who.sees_all:
+            return sa.true()
+        if who.role is Role.PROGRAMME:
+            mine = [pid for pid, st in list(request.app.state.seq.engine.programmes.items())
+                    if st.owner == who.participant_id]
+            return t.c.programme_id.in_(mine)
+        return sa.or_(t.c.buyer_id == who.participant_id, t.c.seller_id == who.participant_id)
+
+    @app.get("/v1/trades", response_model=S.TradePage, tags=["trades"])
+    def list_trades(request: Request, who: Who, after: Annotated[int | None, Query(ge=-1, le=2**62)] = None,
+                    limit: Limit = 100) -> dict:
+        need(who, "read")
+        t = db.trades
+        q = sa.select(t).where(_trade_filter(request, who)).order_by(t.c.id).limit(limit)
+        if after is not None:
+            q = q.where(t.c.id > after)
+        with conn(request) as c:
+            rows = [dict(r) for r in c.execute(q).mappings()]
+        return {"items": rows, "next_after": rows[-1]["id"] if len(rows) == limit else None}
+
+    @app.get("/v1/trades/{trade_id}", response_model=S.TradeOut, tags=["trades"])
+    def get_trade(request: Request, trade_id: Annotated[int, PathParam(ge=0, le=2**62)], who: Who) -> dict:
+        need(who, "read")
+        t = db.trades
+        with conn(request) as c:
+            row = c.execute(sa.select(t).where(t.c.id == trade_id, _trade_filter(request, who))).mappings().first()
+        if row is None:
+            raise not_found("trade", str(trade_id))
+        return dict(row)
+
+    # ------------------------------------------------------------------ books and auctions
+    @app.get("/v1/books/{commodity}/{form}/{grade}", response_model=S.BookOut, tags=["books"])
+    def get_book(request: Request, commodity: SlugPath, form: SlugPath, grade: SlugPath, who: Who) -> dict:
+        need(who, "read")
+        eng = request.app.state.seq.engine
+        key3 = (commodity, form, grade)
+        mode, version = eng.book_modes.get(key3, ("continuous", 0))
+        book = eng.books.get(key3)
+        return {"commodity": commodity, "form": form, "grade": grade, "mode": mode, "version": version,
+                "bids": _levels(book.bids() if book else []), "asks": _levels(book.asks() if book else [])}
+
+    @app.put("/v1/books/{commodity}/{form}/{grade}", response_model=S.BookModeOut, tags=["books"])
+    async def set_book_mode(request: Request, commodity: SlugPath, form: SlugPath, grade: SlugPath,
+                            body: S.BookModeIn, who: Who, key: IdemKey, if_match: IfMatch = None) -> JSONResponse:
+        need(who, "admin", Role.ADMIN)
+        data = {"commodity": commodity, "form": form, "grade": grade, "mode": body.mode}
+        return await change(request, "set_book_mode", who, data, key, if_match, body=body)
+
+    @app.post("/v1/books/{commodity}/{form}/{grade}/auction", response_model=S.AuctionOut, tags=["books"])
+    async def run_auction(request: Request, commodity: SlugPath, form: SlugPath, grade: SlugPath, who: Who,
+                          key: IdemKey) -> JSONResponse:
+        need(who, "admin", Role.ADMIN)
+        return await change(request, "run_auction", who, {"commodity": commodity, "form": form, "grade": grade}, key)
+
+    # ------------------------------------------------------------------ programmes and policy
+    @app.post("/v1/programmes", status_code=201, response_model=S.ProgrammeOut, tags=["programmes"])
+    async def create_programme(request: Request, body: S.ProgrammeIn, who: Who, key: IdemKey) -> JSONResponse:
+        need(who, "programme", Role.PROGRAMME)
+        return await change(request, "create_programme", who, body.model_dump(), key, body=body)
+
+    @app.get("/v1/programmes", response_model=list[S.ProgrammeOut], tags=["programmes"])
+    def list_programmes(request: Request, who: Who) -> list:
+        need(who, "read")
+        eng = request.app.state.seq.engine
+        return [programme_body(st, eng.ledger.spent(pid)) for pid, st in list(eng.programmes.items())]
+
+    @app.get("/v1/programmes/{programme_id}", response_model=S.ProgrammeOut, tags=["programmes"])
+    def get_programme(request: Request, programme_id: IdPath, who: Who) -> JSONResponse:
+        need(who, "read")
+        eng = request.app.state.seq.engine
+        st = eng.programmes.get(programme_id)
+        if st is None:
+            raise not_found("programme", programme_id)
+        return JSONResponse(programme_body(st, eng.ledger.spent(programme_id)), headers={"ETag": f'"{st.version}"'})
+
+    @app.patch("/v1/programmes/{programme_id}", response_model=S.ProgrammeOut, tags=["programmes"])
+    async def update_programme(request: Request, programme_id: IdPath, body: S.ProgrammePatch, who: Who,
+                               key: IdemKey, if_match: IfMatch = None) -> JSONResponse:
+        if not ({"programme", "admin"} & who.scopes) or who.role not in (Role.PROGRAMME, Role.ADMIN):
+            raise ApiError(403, "forbidden", f"a {who.role.value} cannot change programmes")
+        return await change(request, "update_programme", who, {"programme_id": programme_id, **body.model_dump()},
+                            key, if_match, body=body)
+
+    @app.get("/v1/policies", response_model=list[S.PolicyOut], tags=["programmes"])
+    def list_policies(request: Request, who: Who) -> list:
+        need(who, "read")
+        eng = request.app.state.seq.engine
+        return [policy_body(p) for _, p in sorted(eng.policies.items())]
+
+    @app.get("/v1/policies/{commodity}/{form}", response_model=S.PolicyOut, tags=["programmes"])
+    def get_policy(request: Request, commodity: SlugPath, form: SlugPath, who: Who) -> JSONResponse:
+        need(who, "read")
+        p = request.app.state.seq.engine.policies.get((commodity, form))
+        if p is None:
+            raise not_found("policy", f"{commodity}/{form}")
+        return JSONResponse(policy_body(p), headers={"ETag": f'"{p.version}"'})
+
+    @app.put("/v1/policies/{commodity}/{form}", response_model=S.PolicyOut, tags=["programmes"])
+    async def set_policy(request: Request, commodity: SlugPath, form: SlugPath, body: S.PolicyIn, who: Who,
+                         key: IdemKey, if_match: IfMatch = None) -> JSONResponse:
+        if not (("programme" in who.scopes and who.role is Role.PROGRAMME)
+                or ("admin" in who.scopes and who.role is Role.ADMIN)):
+            raise ApiError(403, "forbidden", f"a {who.role.value} cannot set market policy")
+        data = {"commodity": commodity, "form": form, **body.model_dump()}
+        return await change(request, "set_policy", who, data, key, if_match, body=body)
+
+    # ------------------------------------------------------------------ ledger
+    @app.post("/v1/deposits", status_code=201, response_model=S.DepositOut, tags=["ledger"])
+    async def deposit(request: Request, body: S.DepositIn, who: Who, key: IdemKey) -> JSONResponse:
+        need(who, "admin", Role.ADMIN)
+        if Decimal(body.amount) == 0:
+            raise ApiError(422, "invalid", "amount must be > 0", "body.amount")
+        return await change(request, "deposit", who, body.model_dump(), key, body=body)
+
+    @app.get("/v1/accounts/{owner}", response_model=S.AccountOut, tags=["ledger"])
+    def get_account(request: Request, owner: IdPath, who: Who) -> dict:
+        need(who, "read")
+        eng = request.app.state.seq.engine
+        prog = eng.programmes.get(owner)
+        mine = owner == who.participant_id or (prog is not None and prog.owner == who.participant_id)
+        exists = owner in eng.participants or prog is not None
+        if not exists or not (mine or who.sees_all):
+            raise not_found("account", owner)
+        e = db.ledger_entries
+        totals: dict[str, Decimal] = {}
+        with conn(request) as c:
+            for asset, amount in c.execute(sa.select(e.c.asset, e.c.amount).where(e.c.owner == owner)):
+                totals[asset] = totals.get(asset, Decimal(0)) + Decimal(amount)
+        return {"owner": owner, "balances": [{"asset": a, "amount": format(v, "f")} for a, v in sorted(totals.items())]}
+
+    @app.get("/v1/ledger/trial-balance", response_model=S.TrialBalanceOut, tags=["ledger"])
+    def trial_balance(request: Request, who: Who) -> dict:
+        need(who, "audit", *SEES_ALL)
+        e = db.ledger_entries
+        totals: dict[str, Decimal] = {}
+        with conn(request) as c:
+            for asset, amount in c.execute(sa.select(e.c.asset, e.c.amount)):
+                totals[asset] = totals.get(asset, Decimal(0)) + Decimal(amount)
+            n = c.execute(sa.select(sa.func.count()).select_from(db.postings)).scalar_one()
+        return {"balanced": all(v == 0 for v in totals.values()), "postings": n,
+                "totals": [{"asset": a, "amount": format(v, "f")} for a, v in sorted(totals.items())]}
+
+    # ------------------------------------------------------------------ audit
+    def _audit_rows(c: sa.Connection, after: int | None = None, limit: int | None = None) -> list[dict]:
+        a = db.audit_log
+        q = sa.select(a).order_by(a.c.seq)
+        if after is not None:
+            q = q.where(a.c.seq > after)
+        if limit is not None:
+            q = q.limit(limit)
+        return [{**dict(r), "payload": json.loads(r["payload"])} for r in c.execute(q).mappings()]
+
+    @app.get("/v1/audit", response_model=S.AuditPage, tags=["audit"])
+    def audit(request: Request, who: Who, after: Annotated[int | None, Query(ge=-1, le=2**62)] = None,
+              limit: Limit = 100) -> dict:
+        need(who, "audit", *SEES_ALL)
+        with conn(request) as c:
+            rows = _audit_rows(c, after, limit)
+        return {"items": rows, "next_after": rows[-1]["seq"] if len(rows) == limit else None}
+
+    @app.get("/v1/audit/head", response_model=S.AuditHead, tags=["audit"])
+    def audit_head(request: Request, who: Who, verify_chain: Annotated[bool, Query(alias="verify")] = False) -> dict:
+        need(who, "audit", *SEES_ALL)
+        a = db.audit_log
+        with conn(request) as c:
+            last = c.execute(sa.select(a.c.seq, a.c.hash).order_by(a.c.seq.desc()).limit(1)).first()
+            out: dict[str, Any] = {"count": last[0] + 1 if last else 0, "head": last[1] if last else "0" * 64}
+            if verify_chain:
+                ok, bad, reason = verify(_audit_rows(c))
+                out.update(valid=ok, first_bad=bad, reason=reason)
+        return out
+
+    @app.get("/v1/audit/export", tags=["audit"], response_class=StreamingResponse,
+             responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                              "description": "JSON lines, one audit record per line (for `critmin audit verify`)"}})
+    def audit_export(request: Request, who: Who) -> StreamingResponse:
+        need(who, "audit", *SEES_ALL)
+        engine = request.app.state.sa_engine
+
+        def lines() -> Iterator[bytes]:
+            a = db.audit_log
+            with engine.connect() as c:
+                for r in c.execute(sa.select(a).order_by(a.c.seq)).mappings():
+                    rec = {**dict(r), "payload": json.loads(r["payload"])}
+                    yield canonical(rec) + b"\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    return app
+
+
+def _levels(orders) -> list[dict]:
+    """Aggregate resting orders by price (anonymous depth)."""
+    out: list[dict] = []
+    for o in orders:
+        if out and out[-1]["_p"] == o.limit_price:
+            out[-1]["_q"] += o.quantity
+            out[-1]["orders"] += 1
+        else:
+            out.append({"_p": o.limit_price, "_q": o.quantity, "orders": 1})
+    return [{"price": format(x["_p"], "f"), "quantity": format(x["_q"], "f"), "orders": x["orders"]} for x in out]
+
+
+def _bootstrap(seq: Sequencer, token_file: Path, country: str) -> None:
+    """Create the first admin and write its token to ``token_file`` (0600), refusing to overwrite a file."""
+    system = Actor("system", Role.ADMIN, country, "bootstrap", frozenset({"admin", "read", "audit"}))
+    res = seq.submit_sync(Command("create_participant", system,
+                                  {"id": "admin", "name": "Marketplace administrator", "role": "admin",
+                                   "country": country}))
+    if res.status != 201:
+        raise ApiError(res.status, "bootstrap", f"cannot create the admin: {res.body}")
+    res = seq.submit_sync(Command("issue_token", system, {"participant_id": "admin", "scopes": None,
+                                                          "label": "bootstrap"}))
+    token_file = Path(token_file)
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(res.body["token"] + "\n")

@@ -1,0 +1,198 @@
+"""Marketplace storage: one SQLAlchemy 2 schema for SQLite (embedded default) and PostgreSQL (production).
+
+Money, prices and quantities are stored as decimal *text* (exact on both backends; SQLite has no exact numeric
+type). Every table is written only by the sequencer (:mod:`critmin.server.sequencer`), in one transaction per batch,
+so what a client was told is committed is exactly what is on disk.
+
+The audit log and the ledger are append-only: triggers refuse UPDATE and DELETE on ``audit_log``,
+``ledger_entries`` and ``postings`` (installed by the migration), so tampering needs deliberate DDL, and
+:func:`critmin.market.audit.verify` still catches it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+metadata = sa.MetaData()
+
+participants = sa.Table(
+    "participants", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("country", sa.String(3), nullable=False),
+    sa.Column("created_seq", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("participant_id", sa.String(64), sa.ForeignKey("participants.id"), nullable=False, index=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("scopes", sa.String(400), nullable=False),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("created_seq", sa.BigInteger, nullable=False),
+    sa.Column("revoked", sa.Boolean, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+programmes = sa.Table(
+    "programmes", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("participant_id", sa.String(64), sa.ForeignKey("participants.id"), nullable=False, index=True),
+    sa.Column("country", sa.String(3), nullable=False),
+    sa.Column("commodity", sa.String(64), nullable=False),
+    sa.Column("form", sa.String(64), nullable=False),
+    sa.Column("floor", sa.String(40)),
+    sa.Column("cfd_strike", sa.String(40)),
+    sa.Column("budget", sa.String(40), nullable=False),
+    sa.Column("eligible_origins", sa.JSON),
+    sa.Column("allies_only", sa.Boolean, nullable=False),
+    sa.Column("exclude_nonmarket", sa.Boolean, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_seq", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+# Market policy per commodity/form: the reference price (cost build-up) and the non-market adjustment.
+policies = sa.Table(
+    "policies", metadata,
+    sa.Column("commodity", sa.String(64), primary_key=True),
+    sa.Column("form", sa.String(64), primary_key=True),
+    sa.Column("cost_inputs", sa.JSON),
+    sa.Column("nonmarket_tariff_rate", sa.String(40)),
+    sa.Column("nonmarket_reference", sa.Boolean, nullable=False),
+    sa.Column("nonmarket_origins", sa.JSON, nullable=False),
+    sa.Column("set_by", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+books = sa.Table(
+    "books", metadata,
+    sa.Column("commodity", sa.String(64), primary_key=True),
+    sa.Column("form", sa.String(64), primary_key=True),
+    sa.Column("grade", sa.String(64), primary_key=True),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+orders = sa.Table(
+    "orders", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("participant_id", sa.String(64), sa.ForeignKey("participants.id"), nullable=False, index=True),
+    sa.Column("client_order_id", sa.String(64)),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("commodity", sa.String(64), nullable=False),
+    sa.Column("form", sa.String(64), nullable=False),
+    sa.Column("grade", sa.String(64), nullable=False),
+    sa.Column("quantity", sa.String(40), nullable=False),
+    sa.Column("limit_price", sa.String(40), nullable=False),
+    sa.Column("book_price", sa.String(40), nullable=False),
+    sa.Column("delivery_start", sa.Date, nullable=False),
+    sa.Column("delivery_end", sa.Date, nullable=False),
+    sa.Column("location", sa.String(200), nullable=False),
+    sa.Column("origin", sa.String(3)),
+    sa.Column("nonmarket", sa.Boolean, nullable=False),
+    sa.Column("attestations", sa.JSON, nullable=False),
+    sa.Column("requirements", sa.JSON, nullable=False),
+    sa.Column("remaining", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+trades = sa.Table(
+    "trades", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("buy_order_id", sa.String(32), nullable=False, index=True),
+    sa.Column("sell_order_id", sa.String(32), nullable=False, index=True),
+    sa.Column("buyer_id", sa.String(64), nullable=False, index=True),
+    sa.Column("seller_id", sa.String(64), nullable=False, index=True),
+    sa.Column("commodity", sa.String(64), nullable=False),
+    sa.Column("form", sa.String(64), nullable=False),
+    sa.Column("grade", sa.String(64), nullable=False),
+    sa.Column("quantity", sa.String(40), nullable=False),
+    sa.Column("price", sa.String(40), nullable=False),
+    sa.Column("origin", sa.String(3), nullable=False),
+    sa.Column("nonmarket", sa.Boolean, nullable=False),
+    sa.Column("mechanism", sa.String(16), nullable=False),
+    sa.Column("programme_id", sa.String(64), index=True),
+    sa.Column("support_due", sa.String(40), nullable=False),
+    sa.Column("support_paid", sa.String(40), nullable=False),
+    sa.Column("support_reason", sa.String(200), nullable=False),
+    sa.Column("levy", sa.String(40), nullable=False),
+    sa.Column("posting_seq", sa.BigInteger, nullable=False),
+)
+
+postings = sa.Table(
+    "postings", metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("memo", sa.String(200), nullable=False),
+)
+
+ledger_entries = sa.Table(
+    "ledger_entries", metadata,
+    sa.Column("posting_seq", sa.BigInteger, sa.ForeignKey("postings.seq"), primary_key=True, autoincrement=False),
+    sa.Column("leg", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("owner", sa.String(64), nullable=False, index=True),
+    sa.Column("asset", sa.String(130), nullable=False),
+    sa.Column("amount", sa.String(40), nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+idempotency = sa.Table(
+    "idempotency", metadata,
+    sa.Column("participant_id", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+)
+
+#: Tables that may only grow (checked by triggers and by the tests).
+APPEND_ONLY = ("audit_log", "postings", "ledger_entries")
+
+
+def default_url(data_dir: Path | None = None) -> str:
+    """SQLite database in ``data_dir`` (default ``$CRITMIN_DATA_DIR`` or ``./critmin-data``)."""
+    base = Path(data_dir or os.environ.get("CRITMIN_DATA_DIR") or "critmin-data")
+    base.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(base / 'market.sqlite3').resolve()}"
+
+
+def make_engine(url: str, *, durable: bool = True) -> sa.Engine:
+    """SQLAlchemy engine; SQLite gets WAL mode, ``synchronous=FULL`` (a commit survives power loss) and a busy
+    timeout; ``durable=False`` (``synchronous=NORMAL``) survives a process kill but not power loss."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - exercised by every SQLite test
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+
+
+def is_sqlite(engine: sa.Engine) -> bool:
+    return engine.dialect.name == "sqlite"

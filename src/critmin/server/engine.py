@@ -1,0 +1,754 @@
+"""The marketplace engine: in-memory state rebuilt from storage, and the commands that change it.
+
+Every state change is a :class:`Command` applied by exactly one thread (the sequencer's writer) in arrival order,
+so matching is deterministic and the audit chain is a total order. Applying a command validates everything first,
+then mutates the in-memory state and appends the rows to write to a :class:`Batch`; the sequencer commits a batch
+in one transaction and only then answers the clients (acknowledged ⇒ committed). If a commit fails, the engine is
+rebuilt from the database, so memory never runs ahead of what is stored.
+
+Roles and scopes
+----------------
+A token carries scopes, a subset of its participant's role scopes (:data:`ROLE_SCOPES`). An endpoint needs a scope
+and a role; objects of other participants are reported as absent (404), never as forbidden, so their existence
+does not leak. Regulators and admins see everything; only admins administer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from critmin.errors import CritminError, DataError
+from critmin.market.audit import GENESIS, canonical, record_hash, to_jsonable
+from critmin.market.eligibility import allied_group
+from critmin.market.ledger import EXTERNAL, Ledger
+from critmin.market.matching import OrderBook, call_auction
+from critmin.market.model import Attestations, Order, Programme, Requirements, Role, Side, Trade
+from critmin.market.pricing import CostInputs, nonmarket_adjustment, reference_price
+from critmin.server import db
+
+ZERO = Decimal(0)
+CENT = Decimal("0.01")
+
+#: Scopes each role may hold; a token's scopes are a subset.
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    Role.SELLER: frozenset({"read", "trade"}),
+    Role.BUYER: frozenset({"read", "trade"}),
+    Role.PROGRAMME: frozenset({"read", "programme"}),
+    Role.REGULATOR: frozenset({"read", "audit"}),
+    Role.ADMIN: frozenset({"read", "admin", "audit"}),
+}
+#: Roles that may read every participant's objects.
+SEES_ALL = frozenset({Role.REGULATOR, Role.ADMIN})
+
+
+class ApiError(CritminError):
+    """A refusal with an HTTP status; ``field`` names the offending request field when there is one."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+
+def not_found(what: str, ident: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} {ident!r} not found")
+
+
+def fmt(d: Decimal | None) -> str | None:
+    """Decimal → plain decimal text (never exponent notation)."""
+    return None if d is None else format(d, "f")
+
+
+def hash_token(secret: str) -> str:
+    """SHA-256 hex of a token. Tokens are 256-bit random, so a fast hash is safe; only the hash is stored."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def new_token() -> tuple[str, str]:
+    """(token id, secret). The secret embeds the id so a log line can name the token without revealing it."""
+    tid = "tok_" + secrets.token_hex(8)
+    return tid, f"cm_{tid[4:]}_{secrets.token_urlsafe(32)}"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The authenticated caller."""
+
+    participant_id: str
+    role: Role
+    country: str
+    token_id: str
+    scopes: frozenset[str]
+
+    @property
+    def sees_all(self) -> bool:
+        return self.role in SEES_ALL
+
+
+@dataclass
+class Command:
+    """A state change requested by ``actor``; ``data`` is the validated request body (a plain dict)."""
+
+    kind: str
+    actor: Actor
+    data: dict[str, Any]
+    idempotency_key: str | None = None
+    request_hash: str = ""
+    if_match: int | None = None
+
+
+@dataclass
+class Result:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+@dataclass
+class TokenInfo:
+    id: str
+    participant_id: str
+    scopes: frozenset[str]
+    label: str
+    revoked: bool
+    version: int
+
+
+@dataclass
+class OpenOrder:
+    order: Order           # as submitted (quantity = original), limit_price = the book price
+    remaining: Decimal
+    version: int
+
+
+@dataclass
+class ProgrammeState:
+    programme: Programme
+    owner: str
+    active: bool
+    created_seq: int
+    version: int
+
+
+@dataclass
+class Policy:
+    commodity: str
+    form: str
+    cost_inputs: dict[str, Any] | None
+    tariff_rate: Decimal | None
+    use_reference: bool
+    nonmarket_origins: frozenset[str]
+    set_by: str
+    version: int
+
+    @property
+    def reference(self):
+        """:class:`~critmin.market.pricing.ReferencePrice` or None."""
+        if self.cost_inputs is None:
+            return None
+        ci = self.cost_inputs
+        return reference_price(CostInputs(self.commodity, self.form, Decimal(ci["cash_cost"]),
+                                          Decimal(ci["sustaining_capex"]),
+                                          {k: Decimal(v) for k, v in ci["responsible_costs"].items()},
+                                          Decimal(ci["margin_rate"]), tuple(ci["sources"])))
+
+
+@dataclass
+class Batch:
+    """Rows a batch of commands writes, in one transaction."""
+
+    inserts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    order_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    statements: list[sa.Executable] = field(default_factory=list)
+
+    def add(self, table: sa.Table, row: dict[str, Any]) -> None:
+        self.inserts.setdefault(table.name, []).append(row)
+
+    def __len__(self) -> int:
+        return sum(map(len, self.inserts.values())) + len(self.order_updates) + len(self.statements)
+
+
+#: Insert order (foreign keys first).
+_TABLE_ORDER = (db.participants, db.tokens, db.programmes, db.policies, db.books, db.orders, db.postings,
+                db.ledger_entries, db.trades, db.audit_log, db.idempotency)
+
+
+def write_batch(conn: sa.Connection, batch: Batch) -> None:
+    """Write a batch on an open transaction."""
+    new_orders = {r["id"]: r for r in batch.inserts.get("orders", [])}
+    updates = []
+    for oid, values in batch.order_updates.items():
+        if oid in new_orders:
+            new_orders[oid].update(values)
+        else:
+            updates.append({"_id": oid, **values})
+    for table in _TABLE_ORDER:
+        rows = batch.inserts.get(table.name)
+        if rows:
+            conn.execute(table.insert(), rows)
+    if updates:
+        o = db.orders
+        conn.execute(o.update().where(o.c.id == sa.bindparam("_id")).values(
+            remaining=sa.bindparam("remaining"), status=sa.bindparam("status"), version=sa.bindparam("version")),
+            updates)
+    for stmt in batch.statements:
+        conn.execute(stmt)
+
+
+class Engine:
+    """In-memory market state. Not thread-safe: only the sequencer's writer thread calls :meth:`apply`."""
+
+    def __init__(self, allies: Iterable[str] | None = None) -> None:
+        self.allies = frozenset(allies) if allies is not None else allied_group()
+        self.participants: dict[str, dict[str, Any]] = {}
+        self.tokens: dict[str, TokenInfo] = {}        # id → info
+        self.token_hashes: dict[str, str] = {}        # hash → id
+        self.programmes: dict[str, ProgrammeState] = {}
+        self.policies: dict[tuple[str, str], Policy] = {}
+        self.books: dict[tuple[str, str, str], OrderBook] = {}
+        self.book_modes: dict[tuple[str, str, str], tuple[str, int]] = {}
+        self.open_orders: dict[str, OpenOrder] = {}
+        self.ledger = Ledger(keep_journal=False)
+        self.next_order_seq = 0
+        self.next_trade_id = 0
+        self.next_posting = 0
+        self.audit_seq = 0
+        self.audit_head = GENESIS
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, conn: sa.Connection, allies: Iterable[str] | None = None) -> Engine:
+        """Rebuild the state from storage (start-up, and after a failed commit)."""
+        e = cls(allies)
+        for r in conn.execute(sa.select(db.participants)).mappings():
+            e.participants[r["id"]] = {"id": r["id"], "name": r["name"], "role": Role(r["role"]),
+                                       "country": r["country"], "version": r["version"]}
+        for r in conn.execute(sa.select(db.tokens)).mappings():
+            e.tokens[r["id"]] = TokenInfo(r["id"], r["participant_id"], frozenset(r["scopes"].split()), r["label"],
+                                          r["revoked"], r["version"])
+            e.token_hashes[r["token_hash"]] = r["id"]
+        for r in conn.execute(sa.select(db.programmes).order_by(db.programmes.c.created_seq)).mappings():
+            e.programmes[r["id"]] = ProgrammeState(_programme_from_row(r), r["participant_id"], r["active"],
+                                                   r["created_seq"], r["version"])
+        for r in conn.execute(sa.select(db.policies)).mappings():
+            e.policies[(r["commodity"], r["form"])] = Policy(
+                r["commodity"], r["form"], r["cost_inputs"], _opt_dec(r["nonmarket_tariff_rate"]),
+                r["nonmarket_reference"], frozenset(r["nonmarket_origins"]), r["set_by"], r["version"])
+        for r in conn.execute(sa.select(db.books)).mappings():
+            e.book_modes[(r["commodity"], r["form"], r["grade"])] = (r["mode"], r["version"])
+        o = db.orders
+        for r in conn.execute(sa.select(o).where(o.c.status == "open").order_by(o.c.seq)).mappings():
+            order = order_from_row(r)
+            remaining = Decimal(r["remaining"])
+            e._book(order.book_key).restore(dataclasses.replace(order, quantity=remaining))
+            e.open_orders[order.id] = OpenOrder(order, remaining, r["version"])
+        e.next_order_seq = (conn.execute(sa.select(sa.func.max(o.c.seq))).scalar() or -1) + 1
+        e.next_trade_id = (conn.execute(sa.select(sa.func.max(db.trades.c.id))).scalar() or -1) + 1
+        e.next_posting = (conn.execute(sa.select(sa.func.max(db.postings.c.seq))).scalar() or -1) + 1
+        balances: dict[tuple[str, str], Decimal] = {}
+        for owner, asset, amount in conn.execute(sa.select(db.ledger_entries.c.owner, db.ledger_entries.c.asset,
+                                                           db.ledger_entries.c.amount)):
+            balances[(owner, asset)] = balances.get((owner, asset), ZERO) + Decimal(amount)
+        spent: dict[str, Decimal] = {}
+        t = db.trades
+        for pid, paid in conn.execute(sa.select(t.c.programme_id, t.c.support_paid).where(t.c.programme_id.is_not(None))):
+            spent[pid] = spent.get(pid, ZERO) + Decimal(paid)
+        e.ledger.restore(balances, spent, e.next_posting)
+        last = conn.execute(sa.select(db.audit_log.c.seq, db.audit_log.c.hash)
+                            .order_by(db.audit_log.c.seq.desc()).limit(1)).first()
+        if last is not None:
+            e.audit_seq, e.audit_head = last[0] + 1, last[1]
+        return e
+
+    # ------------------------------------------------------------------ helpers
+    def _book(self, key: tuple[str, str, str]) -> OrderBook:
+        book = self.books.get(key)
+        if book is None:
+            book = self.books[key] = OrderBook(*key, allies=self.allies)
+        return book
+
+    def actor_for(self, token_hash: str) -> Actor | None:
+        """The caller behind a token hash, or None when unknown or revoked. Safe to call from any thread."""
+        tid = self.token_hashes.get(token_hash)
+        info = self.tokens.get(tid) if tid is not None else None
+        if info is None or info.revoked:
+            return None
+        p = self.participants[info.participant_id]
+        return Actor(p["id"], p["role"], p["country"], info.id, info.scopes)
+
+    def _audit(self, batch: Batch, kind: str, actor: Actor, payload: dict[str, Any]) -> None:
+        body = to_jsonable({"actor": actor.participant_id, "token": actor.token_id, **payload})
+        h = record_hash(self.audit_seq, kind, body, self.audit_head)
+        batch.add(db.audit_log, {"seq": self.audit_seq, "kind": kind, "payload": canonical(body).decode("utf-8"),
+                                 "prev_hash": self.audit_head, "hash": h})
+        self.audit_seq += 1
+        self.audit_head = h
+
+    def _check_version(self, cmd: Command, current: int, what: str) -> None:
+        if cmd.if_match is None:
+            raise ApiError(428, "precondition_required", f"If-Match header with the {what}'s current version is "
+                                                         "required", "If-Match")
+        if cmd.if_match != current:
+            raise ApiError(412, "version_mismatch", f"{what} is at version {current}, If-Match gave {cmd.if_match}",
+                           "If-Match")
+
+    # ------------------------------------------------------------------ dispatch
+    def apply(self, cmd: Command, batch: Batch) -> Result:
+        """Apply one command; on refusal nothing in memory or in ``batch`` has changed."""
+        handler: Callable[[Command, Batch], Result] = getattr(self, f"_cmd_{cmd.kind}")
+        try:
+            return handler(cmd, batch)
+        except ApiError as exc:
+            return Result(exc.status, exc.body())
+        except DataError as exc:
+            return Result(422, ApiError(422, "invalid", exc.reason, exc.column).body())
+        except CritminError as exc:
+            return Result(422, ApiError(422, "invalid", str(exc)).body())
+
+    # ------------------------------------------------------------------ participants and tokens
+    def _cmd_create_participant(self, cmd: Command, batch: Batch) -> Result:
+        d = cmd.data
+        if d["id"] in self.participants or d["id"] == EXTERNAL or d["id"] in self.programmes:
+            raise ApiError(409, "exists", f"participant {d['id']!r} already exists", "id")
+        role = Role(d["role"])
+        from critmin.market.model import Participant
+
+        Participant(d["id"], role, d["country"])  # validates the country code
+        row = {"id": d["id"], "name": d["name"], "role": role.value, "country": d["country"],
+               "created_seq": self.audit_seq, "version": 1}
+        batch.add(db.participants, row)
+        self.participants[d["id"]] = {"id": d["id"], "name": d["name"], "role": role, "country": d["country"],
+                                      "version": 1}
+        self._audit(batch, "participant.create", cmd.actor, {"participant": row})
+        return Result(201, participant_body(self.participants[d["id"]]))
+
+    def _cmd_issue_token(self, cmd: Command, batch: Batch) -> Result:
+        pid = cmd.data["participant_id"]
+        actor = cmd.actor
+        if pid not in self.participants or (pid != actor.participant_id and actor.role is not Role.ADMIN):
+            raise not_found("participant", pid)
+        role = self.participants[pid]["role"]
+        scopes = frozenset(cmd.data.get("scopes") or ROLE_SCOPES[role])
+        beyond_role = scopes - ROLE_SCOPES[role]
+        if beyond_role:
+            raise ApiError(422, "invalid_scope", f"role {role.value} cannot hold scopes {sorted(beyond_role)}; "
+                                                 f"allowed: {sorted(ROLE_SCOPES[role])}", "scopes")
+        if actor.role is not Role.ADMIN and not scopes <= actor.scopes:
+            raise ApiError(403, "forbidden", f"a token cannot grant scopes it does not hold: "
+                                             f"{sorted(scopes - actor.scopes)}", "scopes")
+        tid, secret = new_token()
+        th = hash_token(secret)
+        label = cmd.data.get("label") or ""
+        batch.add(db.tokens, {"id": tid, "participant_id": pid, "token_hash": th, "scopes": " ".join(sorted(scopes)),
+                              "label": label, "created_seq": self.audit_seq, "revoked": False, "version": 1})
+        info = TokenInfo(tid, pid, scopes, label, False, 1)
+        self.tokens[tid] = info
+        self.token_hashes[th] = tid
+        self._audit(batch, "token.issue", actor, {"token_id": tid, "participant_id": pid, "scopes": sorted(scopes)})
+        # The secret is returned once and stored nowhere: the idempotency record keeps the body without it
+        # (see Sequencer), so a replay answers with "token": null.
+        return Result(201, {**token_body(info), "token": secret})
+
+    def _cmd_revoke_token(self, cmd: Command, batch: Batch) -> Result:
+        tid = cmd.data["token_id"]
+        info = self.tokens.get(tid)
+        actor = cmd.actor
+        if info is None or (info.participant_id != actor.participant_id and actor.role is not Role.ADMIN):
+            raise not_found("token", tid)
+        if not info.revoked:
+            info.revoked = True
+            info.version += 1
+            t = db.tokens
+            batch.statements.append(t.update().where(t.c.id == tid).values(revoked=True, version=info.version))
+            self._audit(batch, "token.revoke", actor, {"token_id": tid})
+        return Result(200, token_body(info))
+
+    # ------------------------------------------------------------------ policy and programmes
+    def _cmd_set_policy(self, cmd: Command, batch: Batch) -> Result:
+        d, actor = cmd.data, cmd.actor
+        key = (d["commodity"], d["form"])
+        old = self.policies.get(key)
+        if old is not None:
+            self._check_version(cmd, old.version, "policy")
+        elif cmd.if_match not in (None, 0):
+            raise ApiError(412, "version_mismatch", f"no policy for {key[0]}/{key[1]} yet; If-Match must be 0 or "
+                                                    "absent", "If-Match")
+        tariff = _opt_dec(d.get("nonmarket_tariff_rate"))
+        if tariff is not None and d.get("nonmarket_use_reference"):
+            raise ApiError(422, "invalid", "give either nonmarket_tariff_rate or nonmarket_use_reference, not both",
+                           "nonmarket_tariff_rate")
+        cost = d.get("cost_inputs")
+        if d.get("nonmarket_use_reference") and cost is None:
+            raise ApiError(422, "invalid", "nonmarket_use_reference needs cost_inputs (the reference price)",
+                           "cost_inputs")
+        origins = frozenset(d.get("nonmarket_origins") or ())
+        from critmin.market.model import _iso3
+
+        for code in sorted(origins):
+            _iso3(code, "nonmarket_origins")
+        version = (old.version if old else 0) + 1
+        policy = Policy(key[0], key[1], cost, tariff, bool(d.get("nonmarket_use_reference")), origins,
+                        actor.participant_id, version)
+        ref = policy.reference  # validates the cost inputs
+        row = {"commodity": key[0], "form": key[1], "cost_inputs": cost, "nonmarket_tariff_rate": fmt(tariff),
+               "nonmarket_reference": policy.use_reference, "nonmarket_origins": sorted(origins),
+               "set_by": actor.participant_id, "version": version}
+        if old is None:
+            batch.add(db.policies, row)
+        else:
+            p = db.policies
+            batch.statements.append(p.update().where(p.c.commodity == key[0], p.c.form == key[1]).values(**row))
+        self.policies[key] = policy
+        self._audit(batch, "policy.set", actor, {"policy": row, "reference_price": fmt(ref.price) if ref else None})
+        return Result(200, policy_body(policy))
+
+    def _cmd_create_programme(self, cmd: Command, batch: Batch) -> Result:
+        d, actor = cmd.data, cmd.actor
+        pid = d["id"]
+        if pid in self.programmes or pid in self.participants or pid == EXTERNAL:
+            raise ApiError(409, "exists", f"programme id {pid!r} is taken", "id")
+        prog = Programme(pid, actor.country, d["commodity"], d["form"], _opt_dec(d.get("floor")),
+                         _opt_dec(d.get("cfd_strike")), Decimal(d["budget"]),
+                         frozenset(d["eligible_origins"]) if d.get("eligible_origins") is not None else None,
+                         bool(d.get("allies_only", False)), bool(d.get("exclude_nonmarket", True)))
+        state = ProgrammeState(prog, actor.participant_id, True, self.audit_seq, 1)
+        row = programme_row(state)
+        batch.add(db.programmes, row)
+        self.programmes[pid] = state
+        self._audit(batch, "programme.create", actor, {"programme": row})
+        return Result(201, programme_body(state, self.ledger.spent(pid)))
+
+    def _cmd_update_programme(self, cmd: Command, batch: Batch) -> Result:
+        d, actor = cmd.data, cmd.actor
+        state = self.programmes.get(d["programme_id"])
+        if state is None:
+            raise not_found("programme", d["programme_id"])
+        if state.owner != actor.participant_id and actor.role is not Role.ADMIN:
+            raise ApiError(403, "forbidden", f"programme {state.programme.id!r} belongs to another participant")
+        self._check_version(cmd, state.version, "programme")
+        prog = state.programme
+        if d.get("budget") is not None:
+            prog = dataclasses.replace(prog, budget=Decimal(d["budget"]))
+        active = state.active if d.get("active") is None else bool(d["active"])
+        state.programme, state.active, state.version = prog, active, state.version + 1
+        row = programme_row(state)
+        p = db.programmes
+        batch.statements.append(p.update().where(p.c.id == prog.id).values(
+            budget=row["budget"], active=active, version=state.version))
+        self._audit(batch, "programme.update", actor, {"programme": row})
+        return Result(200, programme_body(state, self.ledger.spent(prog.id)))
+
+    # ------------------------------------------------------------------ money in and out
+    def _cmd_deposit(self, cmd: Command, batch: Batch) -> Result:
+        d = cmd.data
+        owner = d["owner"]
+        if owner not in self.participants and owner not in self.programmes:
+            raise ApiError(422, "invalid", f"unknown account owner {owner!r}", "owner")
+        amount = Decimal(d["amount"])
+        posting = self.ledger.deposit(owner, d["asset"], amount, memo=f"deposit {owner} {d['asset']}")
+        self._write_posting(batch, posting)
+        self._audit(batch, "ledger.deposit", cmd.actor, {"owner": owner, "asset": d["asset"], "amount": amount,
+                                                          "posting": posting.seq})
+        return Result(201, {"posting": posting.seq, "owner": owner, "asset": d["asset"], "amount": fmt(amount),
+                            "balance": fmt(self.ledger.balance(owner, d["asset"]))})
+
+    def _write_posting(self, batch: Batch, posting) -> None:
+        batch.add(db.postings, {"seq": posting.seq, "memo": posting.memo[:200]})
+        for leg, e in enumerate(posting.entries):
+            batch.add(db.ledger_entries, {"posting_seq": posting.seq, "leg": leg, "owner": e.owner,
+                                          "asset": e.asset, "amount": fmt(e.amount)})
+
+    # ------------------------------------------------------------------ orders
+    def _cmd_place_order(self, cmd: Command, batch: Batch) -> Result:
+        d, actor = cmd.data, cmd.actor
+        side = Side(d["side"])
+        if (side is Side.SELL) != (actor.role is Role.SELLER) or actor.role not in (Role.SELLER, Role.BUYER):
+            raise ApiError(403, "forbidden", f"a {actor.role.value} cannot place {side.value} orders", "side")
+        seq = self.next_order_seq
+        oid = f"ord_{seq}"
+        key3 = (d["commodity"], d["form"], d["grade"])
+        policy = self.policies.get(key3[:2])
+        att, req = d.get("attestations") or {}, d.get("requirements") or {}
+        origin = d.get("origin")
+        nonmarket = bool(d.get("nonmarket", False)) or (side is Side.SELL and policy is not None
+                                                         and origin in policy.nonmarket_origins)
+        limit = Decimal(d["limit_price"])
+        order = Order(oid, seq, actor.participant_id, side, *key3, Decimal(d["quantity"]), limit,
+                      _date(d["delivery_start"], "delivery_start"), _date(d["delivery_end"], "delivery_end"),
+                      d["location"], origin,
+                      Attestations(att.get("irma_level"), bool(att.get("oecd_ddg", False)),
+                                   _opt_dec(att.get("carbon_kg_per_kg")), att.get("chain_of_custody")),
+                      nonmarket,
+                      Requirements(frozenset(req["allowed_origins"]) if req.get("allowed_origins") is not None
+                                   else None, bool(req.get("allied_only", False)), req.get("min_irma"),
+                                   bool(req.get("require_oecd", False)), _opt_dec(req.get("max_carbon")),
+                                   bool(req.get("exclude_nonmarket", False))))
+        book_price = self._book_price(order, policy)
+        if book_price != limit:
+            order = dataclasses.replace(order, limit_price=book_price)
+        # Validation done: from here on the command cannot be refused.
+        self.next_order_seq += 1
+        row = order_row(order, limit, d.get("client_order_id"))
+        batch.add(db.orders, row)
+        mode = self.book_modes.get(key3, ("continuous", 0))[0]
+        book = self._book(key3)
+        self.open_orders[oid] = OpenOrder(order, order.quantity, 1)
+        if mode == "continuous":
+            trades = book.submit(order)
+        else:
+            book.restore(order)
+            trades = []
+        settled = [self._settle(t, batch) for t in trades]
+        self._audit(batch, "order.place", actor, {"order": row, "trades": settled})
+        st = self.open_orders.get(oid)
+        remaining, status, version = ((st.remaining, "open", st.version) if st is not None
+                                      else (ZERO, "filled", 1 + len(trades)))
+        if st is None:
+            batch.order_updates[oid] = {"remaining": "0", "status": "filled", "version": version}
+        row_now = {**row, "remaining": fmt(remaining), "status": status, "version": version}
+        return Result(201, {"order": order_body(row_now), "trades": settled})
+
+    def _book_price(self, order: Order, policy: Policy | None) -> Decimal:
+        """Price at which a lot enters the book: a non-market origin's price after the policy's adjustment."""
+        if order.side is not Side.SELL or not order.nonmarket or policy is None:
+            return order.limit_price
+        if policy.tariff_rate is not None:
+            return nonmarket_adjustment(order.limit_price, True, tariff_rate=policy.tariff_rate)
+        if policy.use_reference and policy.reference is not None:
+            return nonmarket_adjustment(order.limit_price, True, reference=policy.reference.price)
+        return order.limit_price
+
+    def _fill(self, oid: str, qty: Decimal, batch: Batch) -> None:
+        st = self.open_orders[oid]
+        st.remaining -= qty
+        st.version += 1
+        status = "open" if st.remaining > 0 else "filled"
+        batch.order_updates[oid] = {"remaining": fmt(st.remaining), "status": status, "version": st.version}
+        if status == "filled":
+            del self.open_orders[oid]
+
+    def _programme_for(self, trade: Trade) -> ProgrammeState | None:
+        """The programme that supports a trade: the oldest active one covering it (one per trade, never two)."""
+        from critmin.market.pricing import programme_covers
+
+        for state in self.programmes.values():  # insertion order = creation order
+            if state.active and programme_covers(trade, state.programme, self.allies)[0]:
+                return state
+        return None
+
+    def _settle(self, trade: Trade, batch: Batch) -> dict[str, Any]:
+        tid = self.next_trade_id
+        self.next_trade_id += 1
+        trade = dataclasses.replace(trade, seq=tid)
+        self._fill(trade.buy_order_id, trade.quantity, batch)
+        self._fill(trade.sell_order_id, trade.quantity, batch)
+        policy = self.policies.get((trade.commodity, trade.form))
+        levy = None
+        if trade.nonmarket and policy is not None and policy.tariff_rate is not None:
+            # The buyer pays the book price, tariff included; the tariff part goes to the policy's owner.
+            amount = (trade.value * policy.tariff_rate / (1 + policy.tariff_rate)).quantize(CENT, ROUND_HALF_EVEN)
+            levy = (policy.set_by, amount)
+        prog = self._programme_for(trade)
+        s = self.ledger.settle(trade, prog.programme if prog else None, self.allies, levy)
+        self._write_posting(batch, s.posting)
+        sup = s.support
+        row = {"id": tid, "buy_order_id": trade.buy_order_id, "sell_order_id": trade.sell_order_id,
+               "buyer_id": trade.buyer_id, "seller_id": trade.seller_id, "commodity": trade.commodity,
+               "form": trade.form, "grade": trade.grade, "quantity": fmt(trade.quantity), "price": fmt(trade.price),
+               "origin": trade.origin, "nonmarket": trade.nonmarket,
+               "mechanism": self.book_modes.get((trade.commodity, trade.form, trade.grade), ("continuous", 0))[0],
+               "programme_id": prog.programme.id if prog else None,
+               "support_due": fmt(sup.due if sup else ZERO), "support_paid": fmt(sup.paid if sup else ZERO),
+               "support_reason": sup.reason if sup else "no programme covers the trade",
+               "levy": fmt(levy[1] if levy else ZERO), "posting_seq": s.posting.seq}
+        batch.add(db.trades, row)
+        return trade_body(row)
+
+    def _cmd_cancel_order(self, cmd: Command, batch: Batch) -> Result:
+        oid, actor = cmd.data["order_id"], cmd.actor
+        st = self.open_orders.get(oid)
+        if st is None:
+            raise ApiError(409, "not_open", f"order {oid!r} is not open (filled or cancelled)")  # existence checked
+        if st.order.participant_id != actor.participant_id:
+            raise not_found("order", oid)
+        self._check_version(cmd, st.version, "order")
+        self.books[st.order.book_key].cancel(oid)
+        del self.open_orders[oid]
+        version = st.version + 1
+        batch.order_updates[oid] = {"remaining": fmt(st.remaining), "status": "cancelled", "version": version}
+        self._audit(batch, "order.cancel", actor, {"order_id": oid, "remaining": st.remaining})
+        row = {**order_row(st.order, None, None), "remaining": fmt(st.remaining), "status": "cancelled",
+               "version": version}
+        return Result(200, {"order_id": oid, "status": "cancelled", "remaining": row["remaining"], "version": version})
+
+    # ------------------------------------------------------------------ books and auctions
+    def _cmd_set_book_mode(self, cmd: Command, batch: Batch) -> Result:
+        d = cmd.data
+        key3 = (d["commodity"], d["form"], d["grade"])
+        mode, version = self.book_modes.get(key3, ("continuous", 0))
+        if cmd.if_match is not None and cmd.if_match != version:
+            raise ApiError(412, "version_mismatch", f"book is at version {version}, If-Match gave {cmd.if_match}",
+                           "If-Match")
+        settled: list[dict[str, Any]] = []
+        if mode == "call" and d["mode"] == "continuous":
+            settled = self._auction(key3, batch)  # uncross before continuous trading resumes
+        new = (d["mode"], version + 1)
+        row = {"commodity": key3[0], "form": key3[1], "grade": key3[2], "mode": d["mode"], "version": new[1]}
+        if version == 0:
+            batch.add(db.books, row)
+        else:
+            b = db.books
+            batch.statements.append(b.update().where(b.c.commodity == key3[0], b.c.form == key3[1],
+                                                     b.c.grade == key3[2]).values(mode=d["mode"], version=new[1]))
+        self.book_modes[key3] = new
+        self._audit(batch, "book.mode", cmd.actor, {"book": row, "trades": settled})
+        return Result(200, {"commodity": key3[0], "form": key3[1], "grade": key3[2], "mode": d["mode"],
+                            "version": new[1], "trades": settled})
+
+    def _cmd_run_auction(self, cmd: Command, batch: Batch) -> Result:
+        d = cmd.data
+        key3 = (d["commodity"], d["form"], d["grade"])
+        price_before = self._reference_for(key3)
+        settled = self._auction(key3, batch)
+        price = settled[0]["price"] if settled else None
+        self._audit(batch, "auction.run", cmd.actor, {"book": list(key3), "clearing_price": price,
+                                                       "reference_price": fmt(price_before), "trades": settled})
+        return Result(200, {"commodity": key3[0], "form": key3[1], "grade": key3[2], "clearing_price": price,
+                            "trades": settled})
+
+    def _reference_for(self, key3: tuple[str, str, str]) -> Decimal | None:
+        policy = self.policies.get(key3[:2])
+        ref = policy.reference if policy is not None else None
+        return ref.price if ref is not None else None
+
+    def _auction(self, key3: tuple[str, str, str], batch: Batch) -> list[dict[str, Any]]:
+        book = self._book(key3)
+        resting = book.bids() + book.asks()
+        _, trades = call_auction(resting, reference_price=self._reference_for(key3), allies=self.allies)
+        settled = [self._settle(t, batch) for t in trades]
+        # Rebuild the book from what is left, in arrival order.
+        fresh = self.books[key3] = OrderBook(*key3, allies=self.allies)
+        for o in sorted(resting, key=lambda o: o.seq):
+            st = self.open_orders.get(o.id)
+            if st is not None:
+                fresh.restore(dataclasses.replace(o, quantity=st.remaining))
+        return settled
+
+
+# ---------------------------------------------------------------------- rows and bodies
+def _opt_dec(v: Any) -> Decimal | None:
+    return None if v is None else Decimal(str(v))
+
+
+def _date(v: Any, name: str) -> dt.date:
+    if isinstance(v, dt.date):
+        return v
+    try:
+        return dt.date.fromisoformat(str(v))
+    except ValueError:
+        raise DataError(f"{name} is not an ISO date (YYYY-MM-DD): {v!r}", column=name) from None
+
+
+def _programme_from_row(r) -> Programme:
+    return Programme(r["id"], r["country"], r["commodity"], r["form"], _opt_dec(r["floor"]), _opt_dec(r["cfd_strike"]),
+                     Decimal(r["budget"]), frozenset(r["eligible_origins"]) if r["eligible_origins"] is not None
+                     else None, r["allies_only"], r["exclude_nonmarket"])
+
+
+def programme_row(state: ProgrammeState) -> dict[str, Any]:
+    p = state.programme
+    return {"id": p.id, "participant_id": state.owner, "country": p.country, "commodity": p.commodity,
+            "form": p.form, "floor": fmt(p.floor), "cfd_strike": fmt(p.cfd_strike), "budget": fmt(p.budget),
+            "eligible_origins": sorted(p.eligible_origins) if p.eligible_origins is not None else None,
+            "allies_only": p.allies_only, "exclude_nonmarket": p.exclude_nonmarket, "active": state.active,
+            "created_seq": state.created_seq, "version": state.version}
+
+
+def programme_body(state: ProgrammeState, spent: Decimal) -> dict[str, Any]:
+    row = programme_row(state)
+    row.pop("created_seq")
+    row["spent"] = fmt(spent)
+    row["remaining_budget"] = fmt(state.programme.budget - spent)
+    return row
+
+
+def order_row(order: Order, submitted_limit: Decimal | None, client_order_id: str | None) -> dict[str, Any]:
+    a, r = order.attestations, order.requirements
+    return {"id": order.id, "seq": order.seq, "participant_id": order.participant_id,
+            "client_order_id": client_order_id, "side": order.side.value, "commodity": order.commodity,
+            "form": order.form, "grade": order.grade, "quantity": fmt(order.quantity),
+            "limit_price": fmt(submitted_limit if submitted_limit is not None else order.limit_price),
+            "book_price": fmt(order.limit_price), "delivery_start": order.delivery_start,
+            "delivery_end": order.delivery_end, "location": order.location, "origin": order.origin,
+            "nonmarket": order.nonmarket,
+            "attestations": {"irma_level": a.irma_level, "oecd_ddg": a.oecd_ddg,
+                             "carbon_kg_per_kg": fmt(a.carbon_kg_per_kg), "chain_of_custody": a.chain_of_custody},
+            "requirements": {"allowed_origins": sorted(r.allowed_origins) if r.allowed_origins is not None else None,
+                             "allied_only": r.allied_only, "min_irma": r.min_irma, "require_oecd": r.require_oecd,
+                             "max_carbon": fmt(r.max_carbon), "exclude_nonmarket": r.exclude_nonmarket},
+            "remaining": fmt(order.quantity), "status": "open", "version": 1}
+
+
+def order_from_row(r) -> Order:
+    a, q = r["attestations"], r["requirements"]
+    return Order(r["id"], r["seq"], r["participant_id"], Side(r["side"]), r["commodity"], r["form"], r["grade"],
+                 Decimal(r["quantity"]), Decimal(r["book_price"]), r["delivery_start"], r["delivery_end"],
+                 r["location"], r["origin"],
+                 Attestations(a["irma_level"], a["oecd_ddg"], _opt_dec(a["carbon_kg_per_kg"]), a["chain_of_custody"]),
+                 r["nonmarket"],
+                 Requirements(frozenset(q["allowed_origins"]) if q["allowed_origins"] is not None else None,
+                              q["allied_only"], q["min_irma"], q["require_oecd"], _opt_dec(q["max_carbon"]),
+                              q["exclude_nonmarket"]))
+
+
+def order_body(row) -> dict[str, Any]:
+    out = dict(row)
+    for k in ("delivery_start", "delivery_end"):
+        out[k] = out[k].isoformat() if isinstance(out[k], dt.date) else out[k]
+    return out
+
+
+def trade_body(row) -> dict[str, Any]:
+    return dict(row)
+
+
+def participant_body(p: dict[str, Any]) -> dict[str, Any]:
+    role = p["role"]
+    return {"id": p["id"], "name": p["name"], "role": role.value if isinstance(role, Role) else role,
+            "country": p["country"], "version": p["version"]}
+
+
+def token_body(info: TokenInfo) -> dict[str, Any]:
+    return {"id": info.id, "participant_id": info.participant_id, "scopes": sorted(info.scopes),
+            "label": info.label, "revoked": info.revoked, "version": info.version}
+
+
+def policy_body(p: Policy) -> dict[str, Any]:
+    ref = p.reference
+    return {"commodity": p.commodity, "form": p.form, "version": p.version, "set_by": p.set_by,
+            "nonmarket_tariff_rate": fmt(p.tariff_rate), "nonmarket_use_reference": p.use_reference,
+            "nonmarket_origins": sorted(p.nonmarket_origins), "cost_inputs": p.cost_inputs,
+            "reference_price": None if ref is None else {
+                "conventional": fmt(ref.conventional), "premium": fmt(ref.premium), "price": fmt(ref.price),
+                "terms": {k: fmt(v) for k, v in ref.terms.items()}, "sources": list(ref.sources)}}
+
+
+def request_hash(method: str, path: str, body: bytes) -> str:
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+
+
+def dumps(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"), sort_keys=True, default=str)
+
