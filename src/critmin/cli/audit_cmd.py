@@ -1,4 +1,4 @@
-"""``critmin audit verify FILE``: check the hash chain of a marketplace audit log (JSON lines)."""
+"""``critmin audit verify FILE | --db URL``: check the hash chain of a marketplace audit log."""
 
 from __future__ import annotations
 
@@ -19,21 +19,58 @@ def register(app: typer.Typer) -> None:
     @audit_app.command("verify")
     @handled
     def verify_command(
-        file: Annotated[Path, typer.Argument(help="JSON-lines file of audit records")],
+        file: Annotated[Path | None, typer.Argument(help="JSON-lines file of audit records (GET /v1/audit/export)")] = None,
+        db: Annotated[str | None, typer.Option("--db", help="Read the log from the marketplace database instead "
+                                                           "(sqlite:///path or postgresql://…)")] = None,
         head: Annotated[str | None, typer.Option("--head", help="Expected hash of the last record (detects "
                                                                 "truncation)")] = None,
     ) -> None:
         """Exit 0 when the chain is intact, 1 with the first bad record and why, 2 on unreadable input."""
-        from critmin.errors import DataError
+        from critmin.errors import ConfigError, DataError
         from critmin.market.audit import loads, verify
 
-        try:
-            text = file.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"cannot read audit log: {exc}", file=str(file)) from None
-        records = loads(text, source=str(file))
+        if (file is None) == (db is None):
+            raise ConfigError("give either an audit log FILE or --db URL")
+        if file is not None:
+            try:
+                text = file.read_text("utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise DataError(f"cannot read audit log: {exc}", file=str(file)) from None
+            records, where = loads(text, source=str(file)), str(file)
+        else:
+            records, where = _from_db(db), "database audit_log"
         ok, index, reason = verify(records, expected_head=head)
         if not ok:
-            out_console.print(f"audit log {file}: INVALID at record {index}: {reason}", highlight=False)
+            out_console.print(f"audit log {where}: INVALID at record {index}: {reason}", highlight=False)
             raise typer.Exit(1)
-        out_console.print(f"audit log {file}: {len(records)} records, chain intact", highlight=False)
+        out_console.print(f"audit log {where}: {len(records)} records, chain intact", highlight=False)
+
+
+def _from_db(url: str) -> list[dict]:
+    import json
+
+    from critmin.errors import ConfigError, DataError
+
+    try:
+        import sqlalchemy as sa
+
+        from critmin.server import db
+    except ImportError as exc:
+        raise ConfigError(f"--db needs the server extra: pip install 'critmin[server]' ({exc})") from None
+    try:
+        engine = db.make_engine(url)
+        with engine.connect() as conn:
+            a = db.audit_log
+            rows = conn.execute(sa.select(a).order_by(a.c.seq)).mappings().all()
+    except (sa.exc.SQLAlchemyError, ValueError) as exc:
+        raise DataError(f"cannot read the audit log from {url.split('@')[-1]}: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0]}", column="--db") from None
+    out = []
+    for r in rows:
+        try:
+            payload = json.loads(r["payload"])
+        except json.JSONDecodeError:
+            payload = r["payload"]  # verify() then reports the record as modified
+        out.append({"seq": r["seq"], "kind": r["kind"], "payload": payload, "prev_hash": r["prev_hash"],
+                    "hash": r["hash"]})
+    return out
