@@ -15,6 +15,7 @@ does not leak. Regulators and admins see everything; only admins administer.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -28,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from critmin.errors import CritminError, DataError
-from critmin.market.audit import GENESIS, canonical, record_hash, to_jsonable
+from critmin.market.audit import GENESIS, to_jsonable
 from critmin.market.eligibility import allied_group
 from critmin.market.ledger import EXTERNAL, Ledger
 from critmin.market.matching import OrderBook, call_auction
@@ -68,7 +69,10 @@ def not_found(what: str, ident: str) -> ApiError:
 
 def fmt(d: Decimal | None) -> str | None:
     """Decimal → plain decimal text (never exponent notation)."""
-    return None if d is None else format(d, "f")
+    if d is None:
+        return None
+    s = str(d)  # the same text as format(d, "f") whenever it has no exponent, and 3× faster
+    return format(d, "f") if "E" in s else s
 
 
 def hash_token(secret: str) -> str:
@@ -114,6 +118,9 @@ class Result:
     status: int
     body: dict[str, Any]
     replayed: bool = False
+    #: ``body`` rendered as JSON (UTF-8) by the writer, when it did: the idempotency record stores the same text, so
+    #: an answer is encoded once. None when not rendered (callers then encode ``body`` themselves).
+    raw: bytes | None = None
 
 
 @dataclass
@@ -183,6 +190,82 @@ class Batch:
 #: Insert order (foreign keys first).
 _TABLE_ORDER = (db.participants, db.tokens, db.programmes, db.policies, db.books, db.orders, db.postings,
                 db.ledger_entries, db.trades, db.audit_log, db.idempotency)
+#: Tables written on every order: inserted through the driver's executemany with precompiled SQL (below).
+_HOT = frozenset({"orders", "postings", "ledger_entries", "trades", "audit_log", "idempotency"})
+_ORDER_UPDATE = db.orders.update().where(db.orders.c.id == sa.bindparam("_id")).values(
+    remaining=sa.bindparam("remaining"), status=sa.bindparam("status"), version=sa.bindparam("version"))
+
+
+class _DriverStatement:
+    """A statement compiled once for a dialect, executed with the DBAPI cursor's ``executemany``.
+
+    SQLAlchemy's ``conn.execute(insert, rows)`` spends ~10 µs per row building parameters; here a row costs a
+    tuple (or dict) and the column types' own bind processors (JSON, dates, booleans: exactly the conversions
+    SQLAlchemy applies), so the rows and their stored form are the same as through Core."""
+
+    def __init__(self, stmt: sa.Executable, names: list[str], types: dict[str, Any], dialect: sa.Dialect) -> None:
+        compiled = stmt.compile(dialect=dialect, column_keys=names)
+        self.sql = str(compiled)
+        self.positional = bool(compiled.positional)
+        order = list(compiled.positiontup or []) if self.positional else list(compiled.binds)
+        self.names = order
+        self.procs = [(k, p) for k in order if (t := types.get(k)) is not None
+                      and (p := t._cached_bind_processor(dialect)) is not None]
+
+    def params(self, rows: list[dict[str, Any]]) -> list:
+        procs = self.procs
+        if self.positional:
+            names = self.names
+            if not procs:
+                return [tuple([r[k] for k in names]) for r in rows]
+            out = []
+            for r in rows:
+                r = dict(r)
+                for k, p in procs:
+                    r[k] = p(r[k])
+                out.append(tuple([r[k] for k in names]))
+            return out
+        if not procs:
+            return rows
+        out = []
+        for r in rows:
+            r = dict(r)
+            for k, p in procs:
+                r[k] = p(r[k])
+            out.append(r)
+        return out
+
+
+def _driver_statement(dialect: sa.Dialect, name: str) -> _DriverStatement:
+    cache = dialect.__dict__.setdefault("_critmin_statements", {})
+    st = cache.get(name)
+    if st is None:
+        if name == "orders.update":
+            o = db.orders
+            st = _DriverStatement(_ORDER_UPDATE, ["_id", "remaining", "status", "version"],
+                                  {"_id": o.c.id.type, "remaining": o.c.remaining.type, "status": o.c.status.type,
+                                   "version": o.c.version.type}, dialect)
+        else:
+            table = db.metadata.tables[name]
+            st = _DriverStatement(table.insert(), [c.key for c in table.columns],
+                                  {c.key: c.type for c in table.columns}, dialect)
+        cache[name] = st
+    return st
+
+
+def _executemany(conn: sa.Connection, steps: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    """Run ``executemany`` of each (statement name, rows) on the connection's DBAPI cursor; with psycopg, all of
+    them in one pipeline (one round trip to the server instead of one per statement)."""
+    raw = conn.connection.dbapi_connection
+    pipeline = getattr(raw, "pipeline", None) if conn.dialect.name == "postgresql" else None
+    with pipeline() if pipeline is not None else contextlib.nullcontext():
+        cur = raw.cursor()
+        try:
+            for name, rows in steps:
+                st = _driver_statement(conn.dialect, name)
+                cur.executemany(st.sql, st.params(rows))
+        finally:
+            cur.close()
 
 
 def write_batch(conn: sa.Connection, batch: Batch) -> None:
@@ -194,15 +277,22 @@ def write_batch(conn: sa.Connection, batch: Batch) -> None:
             new_orders[oid].update(values)
         else:
             updates.append({"_id": oid, **values})
+    fast: list[tuple[str, list[dict[str, Any]]]] = []  # consecutive driver-level steps, run together
     for table in _TABLE_ORDER:
         rows = batch.inserts.get(table.name)
         if rows:
-            conn.execute(table.insert(), rows)
+            columns = table.columns.keys()
+            if table.name in _HOT and all(len(r) == len(columns) for r in rows):
+                fast.append((table.name, rows))  # hot rows carry every column (checked by the length)
+            else:
+                if fast:
+                    _executemany(conn, fast)
+                    fast = []
+                conn.execute(table.insert(), rows)
     if updates:
-        o = db.orders
-        conn.execute(o.update().where(o.c.id == sa.bindparam("_id")).values(
-            remaining=sa.bindparam("remaining"), status=sa.bindparam("status"), version=sa.bindparam("version")),
-            updates)
+        fast.append(("orders.update", updates))
+    if fast:
+        _executemany(conn, fast)
     for stmt in batch.statements:
         conn.execute(stmt)
 
@@ -254,9 +344,9 @@ class Engine:
             remaining = Decimal(r["remaining"])
             e._book(order.book_key).restore(dataclasses.replace(order, quantity=remaining))
             e.open_orders[order.id] = OpenOrder(order, remaining, r["version"])
-        e.next_order_seq = (conn.execute(sa.select(sa.func.max(o.c.seq))).scalar() or -1) + 1
-        e.next_trade_id = (conn.execute(sa.select(sa.func.max(db.trades.c.id))).scalar() or -1) + 1
-        e.next_posting = (conn.execute(sa.select(sa.func.max(db.postings.c.seq))).scalar() or -1) + 1
+        e.next_order_seq = _next(conn, o.c.seq)
+        e.next_trade_id = _next(conn, db.trades.c.id)
+        e.next_posting = _next(conn, db.postings.c.seq)
         balances: dict[tuple[str, str], Decimal] = {}
         for owner, asset, amount in conn.execute(sa.select(db.ledger_entries.c.owner, db.ledger_entries.c.asset,
                                                            db.ledger_entries.c.amount)):
@@ -289,10 +379,17 @@ class Engine:
         return Actor(p["id"], p["role"], p["country"], info.id, info.scopes)
 
     def _audit(self, batch: Batch, kind: str, actor: Actor, payload: dict[str, Any]) -> None:
-        body = to_jsonable({"actor": actor.participant_id, "token": actor.token_id, **payload})
-        h = record_hash(self.audit_seq, kind, body, self.audit_head)
-        batch.add(db.audit_log, {"seq": self.audit_seq, "kind": kind, "payload": canonical(body).decode("utf-8"),
-                                 "prev_hash": self.audit_head, "hash": h})
+        self._append_audit(batch, kind, canonical_text({"actor": actor.participant_id, "token": actor.token_id,
+                                                         **payload}))
+
+    def _append_audit(self, batch: Batch, kind: str, text: str) -> None:
+        """Append a record whose payload is ``text`` = canonical(payload). The hash input is that text spliced into
+        the canonical record (keys sorted: kind, payload, prev_hash, seq), byte for byte what record_hash() hashes."""
+        head = self.audit_head  # hex digits: its JSON string needs no escapes
+        record = f'{{"kind":{canonical_text(kind)},"payload":{text},"prev_hash":"{head}","seq":{int(self.audit_seq)}}}'
+        h = hashlib.sha256(record.encode("utf-8")).hexdigest()
+        batch.add(db.audit_log, {"seq": self.audit_seq, "kind": kind, "payload": text, "prev_hash": self.audit_head,
+                                 "hash": h})
         self.audit_seq += 1
         self.audit_head = h
 
@@ -339,13 +436,18 @@ class Engine:
         actor = cmd.actor
         if pid not in self.participants or (pid != actor.participant_id and actor.role is not Role.ADMIN):
             raise not_found("participant", pid)
+        # Admin powers need the admin role *and* a token with the admin scope (a narrowed admin token has none).
+        administers = actor.role is Role.ADMIN and "admin" in actor.scopes
+        if pid != actor.participant_id and not administers:
+            raise ApiError(403, "forbidden", "token lacks the 'admin' scope")
         role = self.participants[pid]["role"]
-        scopes = frozenset(cmd.data.get("scopes") or ROLE_SCOPES[role])
+        asked = cmd.data.get("scopes")
+        scopes = frozenset(ROLE_SCOPES[role] if asked is None else asked)  # [] means no scope, not every scope
         beyond_role = scopes - ROLE_SCOPES[role]
         if beyond_role:
             raise ApiError(422, "invalid_scope", f"role {role.value} cannot hold scopes {sorted(beyond_role)}; "
                                                  f"allowed: {sorted(ROLE_SCOPES[role])}", "scopes")
-        if actor.role is not Role.ADMIN and not scopes <= actor.scopes:
+        if not administers and not scopes <= actor.scopes:
             raise ApiError(403, "forbidden", f"a token cannot grant scopes it does not hold: "
                                              f"{sorted(scopes - actor.scopes)}", "scopes")
         tid, secret = new_token()
@@ -367,6 +469,8 @@ class Engine:
         actor = cmd.actor
         if info is None or (info.participant_id != actor.participant_id and actor.role is not Role.ADMIN):
             raise not_found("token", tid)
+        if info.participant_id != actor.participant_id and "admin" not in actor.scopes:
+            raise ApiError(403, "forbidden", "token lacks the 'admin' scope")
         if not info.revoked:
             info.revoked = True
             info.version += 1
@@ -436,7 +540,7 @@ class Engine:
         if state is None:
             raise not_found("programme", d["programme_id"])
         if state.owner != actor.participant_id and actor.role is not Role.ADMIN:
-            raise ApiError(403, "forbidden", f"programme {state.programme.id!r} belongs to another participant")
+            raise not_found("programme", d["programme_id"])  # another participant's: absent, as everywhere
         self._check_version(cmd, state.version, "programme")
         prog = state.programme
         if d.get("budget") is not None:
@@ -511,14 +615,20 @@ class Engine:
             book.restore(order)
             trades = []
         settled = [self._settle(t, batch) for t in trades]
-        self._audit(batch, "order.place", actor, {"order": row, "trades": settled})
+        # The audit payload {actor, order, token, trades} and the answer {order, trades} are encoded from shared
+        # pieces, keys sorted (canonical), each piece once: this is the hottest path of the service.
+        placed = order_body(row)
+        order_text = canonical_text(placed)
+        trades_text = canonical_text(settled)
+        self._append_audit(batch, "order.place", f'{{"actor":{canonical_text(actor.participant_id)},"order":{order_text},'
+                                                 f'"token":{canonical_text(actor.token_id)},"trades":{trades_text}}}')
         st = self.open_orders.get(oid)
         remaining, status, version = ((st.remaining, "open", st.version) if st is not None
                                       else (ZERO, "filled", 1 + len(trades)))
-        if st is None:
-            batch.order_updates[oid] = {"remaining": "0", "status": "filled", "version": version}
-        row_now = {**row, "remaining": fmt(remaining), "status": status, "version": version}
-        return Result(201, {"order": order_body(row_now), "trades": settled})
+        now = {**placed, "remaining": fmt(remaining), "status": status, "version": version}
+        now_text = order_text if now == placed else canonical_text(now)
+        return Result(201, {"order": now, "trades": settled},
+                      raw=f'{{"order":{now_text},"trades":{trades_text}}}'.encode())
 
     def _book_price(self, order: Order, policy: Policy | None) -> Decimal:
         """Price at which a lot enters the book: a non-market origin's price after the policy's adjustment."""
@@ -551,7 +661,8 @@ class Engine:
     def _settle(self, trade: Trade, batch: Batch) -> dict[str, Any]:
         tid = self.next_trade_id
         self.next_trade_id += 1
-        trade = dataclasses.replace(trade, seq=tid)
+        trade = Trade(tid, trade.buy_order_id, trade.sell_order_id, trade.buyer_id, trade.seller_id, trade.commodity,
+                      trade.form, trade.grade, trade.quantity, trade.price, trade.origin, trade.nonmarket)
         self._fill(trade.buy_order_id, trade.quantity, batch)
         self._fill(trade.sell_order_id, trade.quantity, batch)
         policy = self.policies.get((trade.commodity, trade.form))
@@ -648,6 +759,12 @@ class Engine:
 
 
 # ---------------------------------------------------------------------- rows and bodies
+def _next(conn: sa.Connection, column: sa.Column) -> int:
+    """1 + the largest value of an integer column, 0 for an empty table (``max = 0`` is a value, not "none")."""
+    top = conn.execute(sa.select(sa.func.max(column))).scalar()
+    return 0 if top is None else top + 1
+
+
 def _opt_dec(v: Any) -> Decimal | None:
     return None if v is None else Decimal(str(v))
 
@@ -743,6 +860,29 @@ def policy_body(p: Policy) -> dict[str, Any]:
             "reference_price": None if ref is None else {
                 "conventional": fmt(ref.conventional), "premium": fmt(ref.premium), "price": fmt(ref.price),
                 "terms": {k: fmt(v) for k, v in ref.terms.items()}, "sources": list(ref.sources)}}
+
+
+def _plain(obj: Any) -> Any:
+    """``default`` of the canonical encoder: the conversions of :func:`critmin.market.audit.to_jsonable` for the
+    values the C encoder does not know (Decimal, date, set, dataclass...). Strings, ints, bools, None, lists and
+    dicts (str keys) are encoded as ``to_jsonable`` leaves them; the engine puts no floats in audit payloads."""
+    if isinstance(obj, Decimal):
+        return str(obj)
+    if isinstance(obj, dt.date):
+        return obj.isoformat()
+    return to_jsonable(obj)
+
+
+#: ``canonical(x).decode()`` in one pass of the C encoder (same options as :func:`critmin.market.audit.canonical`).
+canonical_text = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                                   default=_plain).encode
+#: A response body as the HTTP layer renders it (Starlette's JSONResponse options); ``default=str`` as :func:`dumps`.
+_render = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=str).encode
+
+
+def render(body: dict[str, Any]) -> str:
+    """JSON text of a response body, as the HTTP layer sends it (and as the idempotency record keeps it)."""
+    return _render(body)
 
 
 def request_hash(method: str, path: str, body: bytes) -> str:

@@ -1,0 +1,238 @@
+"""Benchmark: sustained order intake of the marketplace service, group commit vs one commit per order.
+
+32 concurrent clients (one participant and token each; critmin.server.loadgen: raw asyncio HTTP/1.1 keep-alive,
+one request in flight per client, crossing buy/sell orders over four books, mostly allied origins, some buyers
+with requirements) place orders for --warmup + --seconds against the real service on loopback, with matching on
+and a durable commit before every answer:
+
+  SQLite      WAL, synchronous=FULL (the service's default: a commit survives power loss)
+  PostgreSQL  the server's own settings, printed (fsync and synchronous_commit should be on)
+
+Two servers per backend, the same code and configuration but for the sequencer's batch size:
+
+  group commit          the service as shipped (max_batch 512: every command queued meanwhile shares one
+                        transaction and one commit)
+  one commit per order  max_batch 1: one transaction and one commit per order (the naive baseline)
+
+Each server is `create_app(url, rate=0)` under uvicorn (uvloop, httptools, no access log, like `critmin serve`)
+in a subprocess started from a launcher embedded below; rate limiting is off. Reported for the measuring window
+(requests answered after the warm-up): acknowledged orders/s (2xx received), latency p50/p95/p99 from the first
+byte sent to the answer, trades/s, and the CPU used by the server and by this client process (the client must not
+be the bottleneck). Target from the issue: >= 2,000 acknowledged orders/s and p99 <= 25 ms on SQLite. Printed,
+never asserted: the numbers depend on the machine and on whatever else runs on it (the load average is printed).
+
+PostgreSQL: --pg-url, else $CRITMIN_BENCH_PG_URL, else $CRITMIN_TEST_PG_URL (CI's server), else the local server
+CI sets up (postgresql://critmin:critmin@127.0.0.1:5432/critmin_test). A fresh database is created on that server
+for each run and dropped afterwards; without a reachable server the PostgreSQL rows are skipped.
+
+    python benchmarks/market_intake.py                 # both backends, 2 s warm-up + 10 s per server (~1.5 min)
+    python benchmarks/market_intake.py --quick         # 1 + 3 s per server
+    python benchmarks/market_intake.py --backend sqlite --clients 16 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import secrets
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from critmin.server import loadgen as L
+
+HOST = "127.0.0.1"
+DEFAULT_PG = "postgresql+psycopg://critmin:critmin@127.0.0.1:5432/critmin_test"
+
+LAUNCHER = r'''
+import functools, sys
+from pathlib import Path
+import uvicorn
+import critmin.server.app as service
+from critmin.server.sequencer import Sequencer
+url, port, data_dir, max_batch = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+service.Sequencer = functools.partial(Sequencer, max_batch=max_batch)   # what create_app's lifespan builds
+app = service.create_app(url, rate=0, burst=0, admin_token_file=data_dir / "admin.token")
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+'''
+
+MODES = (("group commit", 512), ("one commit per order", 1))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pg_server_url(arg: str | None) -> str | None:
+    for url in (arg, os.environ.get("CRITMIN_BENCH_PG_URL"), os.environ.get("CRITMIN_TEST_PG_URL"), DEFAULT_PG):
+        if url:
+            try:
+                with _pg_connect(url, None):
+                    return url
+            except Exception as exc:  # unreachable: try the next one
+                if url is arg:
+                    print(f"  cannot reach {arg}: {exc}")
+    return None
+
+
+def _pg_connect(url: str, database: str | None):
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    info = {"host": u.host, "port": u.port, "user": u.username, "password": u.password,
+            "dbname": database or u.database}
+    return psycopg.connect(**{k: v for k, v in info.items() if v is not None}, autocommit=True, connect_timeout=5)
+
+
+def _pg_database(server_url: str) -> tuple[str, str]:
+    """A fresh database on the server: (its URL, its name)."""
+    from sqlalchemy.engine import make_url
+
+    name = f"critmin_bench_{secrets.token_hex(4)}"
+    with _pg_connect(server_url, None) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(server_url).set(drivername="postgresql+psycopg", database=name)
+    return url.render_as_string(hide_password=False), name
+
+
+def _pg_drop(server_url: str, name: str) -> None:
+    try:
+        with _pg_connect(server_url, None) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except Exception as exc:  # pragma: no cover - best effort
+        print(f"  (could not drop {name}: {exc})")
+
+
+def _pg_settings(server_url: str) -> str:
+    with _pg_connect(server_url, None) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]
+        got = {k: conn.execute(f"SHOW {k}").fetchone()[0] for k in ("fsync", "synchronous_commit")}
+    return f"PostgreSQL {version}, fsync={got['fsync']}, synchronous_commit={got['synchronous_commit']}"
+
+
+async def _measure(url: str, data_dir: Path, max_batch: int, clients: int, warmup: float, seconds: float) -> dict:
+    port = _free_port()
+    log = open(data_dir / "server.log", "wb")  # closed below
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, url, str(port), str(data_dir), str(max_batch)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        await L.wait_healthy(HOST, port, timeout=120)
+        admin = (data_dir / "admin.token").read_text().strip()
+        cast = await L.create_clients(HOST, port, admin, clients, prefix="bench")
+        marks: dict[str, float] = {}
+
+        async def sample_at_window_start() -> None:
+            await asyncio.sleep(warmup)
+            marks["cpu0"], marks["t0"], marks["self0"] = _cpu_seconds(proc.pid), time.perf_counter(), time.process_time()
+
+        sampler = asyncio.create_task(sample_at_window_start())
+        res = await L.run_load(HOST, port, cast, seed=1, key_prefix="b-", duration=warmup + seconds,
+                               retry_deadline=30)
+        await sampler
+        t_end = res.started + warmup + seconds
+        out = L.summarize(res, marks["t0"], t_end)
+        # CPU over the window: from its start to the end of the run (the tail after t_end is a few ms)
+        span = res.finished - marks["t0"]
+        out["server_cpu"] = (_cpu_seconds(proc.pid) - marks["cpu0"]) / span
+        out["client_cpu"] = (time.process_time() - marks["self0"]) / span
+        out["errors"] = {k: v for k, v in out["statuses"].items() if not 200 <= k < 300}
+        return out
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _row(label: str, mode: str, r: dict) -> str:
+    return (f"  {label:11} {mode:21} {r['rate']:9,.0f} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} {r['p99_ms']:7.1f} "
+            f"{r['trades'] / r['seconds']:9,.0f} {r['server_cpu']:6.2f} {r['client_cpu']:6.2f}"
+            + (f"  errors {r['errors']}" if r["errors"] else ""))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=10.0, help="measuring window per server")
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--pg-url", help="a PostgreSQL server (a database is created on it and dropped)")
+    ap.add_argument("--quick", action="store_true", help="1 s warm-up + 3 s per server")
+    args = ap.parse_args()
+    if args.quick:
+        args.warmup, args.seconds = 1.0, 3.0
+    load = os.getloadavg()
+    print(f"market intake: {args.clients} clients, {args.warmup:g} s warm-up + {args.seconds:g} s measured per server; "
+          f"{os.cpu_count()} CPUs, load average {load[0]:.2f} at start; Python {platform.python_version()}, "
+          f"SQLite {sqlite3.sqlite_version}")
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    results: list[tuple[str, str, dict]] = []
+    pg_server = _pg_server_url(args.pg_url) if "postgresql" in backends else None
+    if "postgresql" in backends:
+        print(f"  {_pg_settings(pg_server)}" if pg_server else "  PostgreSQL: no reachable server, skipped")
+    loop = L.new_event_loop()
+    try:
+        for backend in backends:
+            if backend == "postgresql" and pg_server is None:
+                continue
+            for mode, max_batch in MODES:
+                with tempfile.TemporaryDirectory(prefix="critmin-bench-") as tmp:
+                    data_dir = Path(tmp)
+                    if backend == "sqlite":
+                        url, name = f"sqlite:///{data_dir / 'market.sqlite3'}", None
+                    else:
+                        url, name = _pg_database(pg_server)
+                    try:
+                        r = loop.run_until_complete(_measure(url, data_dir, max_batch, args.clients, args.warmup,
+                                                             args.seconds))
+                    finally:
+                        if name:
+                            _pg_drop(pg_server, name)
+                results.append((backend, mode, r))
+                print(f"  measured {backend}, {mode}: {r['rate']:,.0f} orders/s, p99 {r['p99_ms']:.1f} ms", flush=True)
+    finally:
+        loop.close()
+    print()
+    print(f"  {'backend':11} {'server':21} {'orders/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'trades/s':>9} "
+          f"{'srv CPU':>6} {'cli CPU':>6}")
+    for backend in backends:
+        rows = {mode: r for b, mode, r in results if b == backend}
+        if not rows:
+            continue
+        for mode, r in rows.items():
+            print(_row(backend, mode, r))
+        ours, base = rows.get(MODES[0][0]), rows.get(MODES[1][0])
+        if ours and base:
+            print(f"  {backend:11} {'ratio group/one-each':21} {ours['rate'] / base['rate']:8.1f}x "
+                  f"{base['p50_ms'] / ours['p50_ms']:6.1f}x {base['p95_ms'] / ours['p95_ms']:6.1f}x "
+                  f"{base['p99_ms'] / ours['p99_ms']:6.1f}x   (latency ratios: baseline / group commit)")
+    sq = next((r for b, m, r in results if b == "sqlite" and m == MODES[0][0]), None)
+    if sq:
+        print(f"\n  target (SQLite, group commit): >= 2,000 orders/s and p99 <= 25 ms; measured {sq['rate']:,.0f} "
+              f"orders/s ({sq['rate'] / 2000:.2f}x the target) and p99 {sq['p99_ms']:.1f} ms "
+              f"({25 / sq['p99_ms']:.2f}x the budget)")
+    print(f"  load average at the end {os.getloadavg()[0]:.2f} (CPU columns: cores used by the server process and "
+          "by this client process)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

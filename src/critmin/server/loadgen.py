@@ -1,0 +1,405 @@
+"""A load client for the marketplace service: concurrent participants placing crossing orders over HTTP/1.1.
+
+Used by the crash test (``tests/test_server_reliability.py``) and the intake benchmark
+(``benchmarks/market_intake.py``). It is written to cost the server's machine as little CPU as possible: raw
+asyncio streams, one keep-alive connection per client, request bytes rendered before they are timed, and a
+minimal response parser (status line, ``content-length``, the JSON body). No HTTP library sits on the hot path.
+
+Each client is one participant with its own token (sellers and buyers alternate). A client keeps one request in
+flight at a time (closed loop), every order with a fresh ``Idempotency-Key`` that is also its ``client_order_id``.
+When the connection breaks (the server was killed) the client reconnects and sends *the same bytes again*, same
+key, until a deadline: the idempotency guarantee says the order is then applied exactly once, and the answer is
+the first answer. 503 (not committed) and 429 (rate limited) are retried the same way.
+
+Every request leaves a :class:`Record`: key, final status, latency from the first attempt to the final answer,
+attempts, and the order id and trade ids of a 2xx answer ("acknowledged").
+
+The order mix is seeded and realistic enough to exercise matching: a few books, sellers mostly from allied
+origins (some non-market), attestations that vary, buyers with and without requirements (allied only, minimum
+IRMA level, no non-market origins), prices scattered around a per-book mid so that about half the orders cross.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Books: (commodity, form, grade, mid price USD/kg), with their weights in the mix.
+BOOKS: tuple[tuple[str, str, str, int], ...] = (
+    ("ndpr", "oxide", "std", 95),
+    ("cobalt", "hydroxide", "battery", 30),
+    ("lithium", "carbonate", "battery", 14),
+    ("graphite", "spherical", "anode", 6),
+)
+BOOK_WEIGHTS = (4, 3, 2, 1)
+ALLIED_ORIGINS = ("AUS", "USA", "CAN", "JPN", "FIN", "SWE", "DEU", "KOR")
+OTHER_ORIGINS = ("CHN", "COD", "IDN", "BRA")
+LOCATIONS = ("Long Beach", "Rotterdam", "Yokohama", "Houston", "Busan")
+
+
+@dataclass(frozen=True)
+class Client:
+    """One participant of the load: its id, role (``seller``/``buyer``) and API token."""
+
+    participant_id: str
+    role: str
+    token: str
+
+
+@dataclass(slots=True)
+class Record:
+    """What happened to one request."""
+
+    client: str                 # participant id
+    key: str                    # Idempotency-Key (= client_order_id)
+    side: str
+    quantity: str
+    sent_at: float              # perf_counter of the first attempt
+    done_at: float = 0.0        # perf_counter of the final answer (or of giving up)
+    status: int = 0             # final HTTP status; 0 = no answer before the deadline
+    attempts: int = 0
+    replayed: bool = False      # the answer carried Idempotency-Replayed: true
+    order_id: str | None = None
+    trade_ids: tuple[int, ...] = ()
+    error: str = ""
+    request: bytes = b""        # the request as sent (kept when run_load(keep_requests=True))
+
+    @property
+    def acked(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def latency(self) -> float:
+        return self.done_at - self.sent_at
+
+
+@dataclass
+class LoadResult:
+    records: list[Record] = field(default_factory=list)
+    started: float = 0.0        # perf_counter
+    finished: float = 0.0
+    client_cpu: float = 0.0     # process CPU seconds spent during the run (this process: the client side)
+    reconnects: int = 0
+
+    def acked(self) -> list[Record]:
+        return [r for r in self.records if r.acked]
+
+
+# ---------------------------------------------------------------------- HTTP/1.1 on a raw stream
+class HttpError(Exception):
+    """A malformed response (never expected from uvicorn)."""
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                self.writer.transport.abort()
+        self.reader = self.writer = None
+
+    async def exchange(self, request: bytes) -> tuple[int, bytes, bytes]:
+        """Send pre-rendered request bytes, return (status, lower-cased header block, body)."""
+        if self.writer is None:
+            await self.open()
+        assert self.reader is not None and self.writer is not None
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        # "HTTP/1.1 201 Created\r\n..."
+        try:
+            status = int(head[9:12])
+        except ValueError:
+            raise HttpError(f"bad status line {head[:40]!r}") from None
+        lower = head.lower()
+        i = lower.find(b"\r\ncontent-length:")
+        if i < 0:
+            raise HttpError("response without content-length")
+        j = lower.index(b"\r\n", i + 17)
+        n = int(lower[i + 17:j])
+        body = await self.reader.readexactly(n) if n else b""
+        if b"\r\nconnection: close" in lower:
+            self.close()
+        return status, lower, body
+
+
+def render(method: str, path: str, host: str, token: str | None, body: bytes | None = None,
+           key: str | None = None) -> bytes:
+    """Request bytes (HTTP/1.1, keep-alive)."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    if key:
+        lines.append(f"Idempotency-Key: {key}")
+    if body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + (body or b"")
+
+
+async def request_json(host: str, port: int, method: str, path: str, token: str | None = None,
+                       body: Any = None, key: str | None = None, conn: Conn | None = None) -> tuple[int, Any]:
+    """One request (setup and checks; not the hot path). Opens a connection unless given one."""
+    own = conn is None
+    c = conn or Conn(host, port)
+    try:
+        raw = None if body is None else json.dumps(body).encode()
+        status, _, data = await c.exchange(render(method, path, f"{host}:{port}", token, raw, key))
+        return status, (json.loads(data) if data else None)
+    finally:
+        if own:
+            c.close()
+
+
+async def wait_healthy(host: str, port: int, timeout: float = 60.0) -> float:
+    """Poll GET /health until it answers 200; return the seconds waited. Raises TimeoutError."""
+    t0 = time.perf_counter()
+    while True:
+        try:
+            status, _ = await request_json(host, port, "GET", "/health")
+            if status == 200:
+                return time.perf_counter() - t0
+        except (OSError, asyncio.IncompleteReadError, HttpError):
+            pass
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError(f"the service on {host}:{port} did not become healthy in {timeout:g} s")
+        await asyncio.sleep(0.02)
+
+
+async def create_clients(host: str, port: int, admin_token: str, n: int, prefix: str = "load") -> list[Client]:
+    """Create ``n`` participants (alternately seller, buyer) with one token each, through the admin API.
+
+    Idempotent: the keys are derived from the participant ids, so a repeated call returns the same tokens only
+    on the first run (a replayed token issue answers ``token: null``); use a fresh ``prefix`` per database."""
+    conn = Conn(host, port)
+    out: list[Client] = []
+    try:
+        for i in range(n):
+            pid = f"{prefix}-{i:03d}"
+            role = "seller" if i % 2 == 0 else "buyer"
+            country = ALLIED_ORIGINS[i % len(ALLIED_ORIGINS)]
+            status, body = await request_json(host, port, "POST", "/v1/participants", admin_token,
+                                              {"id": pid, "name": pid, "role": role, "country": country},
+                                              key=f"setup-p-{pid}", conn=conn)
+            if status not in (200, 201):
+                raise RuntimeError(f"cannot create participant {pid}: {status} {body}")
+            status, body = await request_json(host, port, "POST", f"/v1/participants/{pid}/tokens", admin_token,
+                                              {"label": "load"}, key=f"setup-t-{pid}", conn=conn)
+            if status != 201 or not body.get("token"):
+                raise RuntimeError(f"cannot issue a token to {pid}: {status} {body}")
+            out.append(Client(pid, role, body["token"]))
+    finally:
+        conn.close()
+    return out
+
+
+# ---------------------------------------------------------------------- the order mix
+def order_body(role: str, rng: random.Random, client_order_id: str) -> dict[str, Any]:
+    """One realistic order for a participant of ``role``."""
+    commodity, form, grade, mid = rng.choices(BOOKS, BOOK_WEIGHTS)[0]
+    # Prices on a 1 % grid around the mid: sells ask mid·[0.97, 1.03], buys bid mid·[0.97, 1.04].
+    body: dict[str, Any] = {"commodity": commodity, "form": form, "grade": grade,
+                            "quantity": str(rng.randrange(100, 2001, 50)),
+                            "delivery_start": f"2027-{rng.randint(1, 3):02d}-01",
+                            "delivery_end": f"2027-{rng.randint(4, 9):02d}-28",
+                            "location": rng.choice(LOCATIONS), "client_order_id": client_order_id}
+    if role == "seller":
+        body["side"] = "sell"
+        body["limit_price"] = f"{mid * rng.randint(97, 103) / 100:.2f}"
+        allied = rng.random() < 0.85
+        body["origin"] = rng.choice(ALLIED_ORIGINS if allied else OTHER_ORIGINS)
+        if not allied and rng.random() < 0.5:
+            body["nonmarket"] = True
+        att: dict[str, Any] = {"oecd_ddg": rng.random() < 0.8}
+        if rng.random() < 0.7:
+            att["irma_level"] = rng.choice((50, 75, 100))
+        if rng.random() < 0.5:
+            att["carbon_kg_per_kg"] = str(rng.randint(5, 40))
+        body["attestations"] = att
+    else:
+        body["side"] = "buy"
+        body["limit_price"] = f"{mid * rng.randint(97, 104) / 100:.2f}"
+        u = rng.random()
+        if u < 0.25:
+            body["requirements"] = {"allied_only": True}
+        elif u < 0.40:
+            body["requirements"] = {"allied_only": True, "min_irma": 50}
+        elif u < 0.50:
+            body["requirements"] = {"exclude_nonmarket": True, "require_oecd": True}
+        elif u < 0.55:
+            body["requirements"] = {"allowed_origins": ["AUS", "CAN", "USA"], "max_carbon": "30"}
+    return body
+
+
+# ---------------------------------------------------------------------- the load
+async def _client_loop(c: Client, host: str, port: int, rng: random.Random, key_prefix: str, stop_at: float,
+                       count: int | None, deadline: float, out: list[Record], stats: dict[str, int],
+                       prerender: int, keep_requests: bool) -> None:
+    hostport = f"{host}:{port}"
+    conn = Conn(host, port)
+    n = 0
+
+    def make(i: int) -> tuple[str, dict[str, Any], bytes]:
+        key = f"{key_prefix}{c.participant_id}-{i}"
+        body = order_body(c.role, rng, key)
+        raw = json.dumps(body, separators=(",", ":")).encode()
+        return key, body, render("POST", "/v1/orders", hostport, c.token, raw, key)
+
+    # Render ahead of time, outside the timed exchanges; refill in chunks (a few µs per request).
+    ahead: deque[tuple[str, dict[str, Any], bytes]] = deque(make(i) for i in range(prerender))
+    made = prerender
+    try:
+        while (count is None or n < count) and time.perf_counter() < stop_at:
+            if not ahead:
+                ahead.extend(make(i) for i in range(made, made + prerender))
+                made += prerender
+            key, body, req = ahead.popleft()
+            n += 1
+            rec = Record(c.participant_id, key, body["side"], body["quantity"], time.perf_counter(),
+                         request=req if keep_requests else b"")
+            out.append(rec)
+            backoff = 0.02
+            while True:
+                rec.attempts += 1
+                try:
+                    status, head, data = await conn.exchange(req)
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, HttpError) as exc:
+                    conn.close()
+                    stats["reconnects"] += 1
+                    rec.error = type(exc).__name__
+                    if time.perf_counter() > deadline:
+                        rec.done_at = time.perf_counter()
+                        return
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 1.5, 0.25)
+                    continue
+                if status in (503, 429) and time.perf_counter() < deadline:
+                    rec.error = f"http {status}"
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 1.5, 0.25)
+                    continue
+                rec.done_at = time.perf_counter()
+                rec.status = status
+                rec.replayed = b"\r\nidempotency-replayed: true" in head
+                if 200 <= status < 300:
+                    doc = json.loads(data)
+                    rec.order_id = doc["order"]["id"]
+                    rec.trade_ids = tuple(t["id"] for t in doc["trades"])
+                    rec.error = ""
+                else:
+                    rec.error = data[:300].decode("utf-8", "replace")
+                break
+    finally:
+        conn.close()
+
+
+async def run_load(host: str, port: int, clients: Sequence[Client], *, seed: int = 0, key_prefix: str = "k",
+                   duration: float | None = None, count: int | None = None, retry_deadline: float = 60.0,
+                   prerender: int = 256, keep_requests: bool = False) -> LoadResult:
+    """Run every client concurrently (closed loop, one request in flight each) and return all records.
+
+    Parameters
+    ----------
+    duration : float, optional
+        Seconds during which clients start new requests; a request started before the end is still finished.
+    count : int, optional
+        Requests per client (with or without ``duration``; at least one of the two is needed).
+    retry_deadline : float
+        Seconds after the end of ``duration`` (or after the start, with ``count`` only) until which a request is
+        retried on connection errors, 503 and 429; after it the request is recorded with status 0.
+    key_prefix : str
+        Idempotency keys are ``{key_prefix}{participant}-{n}``: use a fresh prefix per run on the same database.
+    keep_requests : bool
+        Keep each request's bytes in its record (to replay it later with :func:`replay`).
+    """
+    if duration is None and count is None:
+        raise ValueError("give duration or count")
+    res = LoadResult()
+    stats = {"reconnects": 0}
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    stop_at = t0 + duration if duration is not None else float("inf")
+    deadline = (stop_at if duration is not None else t0) + retry_deadline
+    outs: list[list[Record]] = [[] for _ in clients]
+    tasks = [asyncio.create_task(_client_loop(c, host, port, random.Random(f"{seed}/{c.participant_id}"),
+                                              key_prefix, stop_at, count, deadline, outs[i], stats,
+                                              min(prerender, count or prerender), keep_requests))
+             for i, c in enumerate(clients)]
+    res.started = t0
+    await asyncio.gather(*tasks)
+    res.finished = time.perf_counter()
+    res.client_cpu = time.process_time() - cpu0
+    res.records = [r for out in outs for r in out]
+    res.reconnects = stats["reconnects"]
+    return res
+
+
+async def replay(host: str, port: int, rec: Record, conn: Conn | None = None) -> Record:
+    """Send a recorded request again (same bytes: same token, key and body) and return what came back."""
+    own = conn is None
+    c = conn or Conn(host, port)
+    out = Record(rec.client, rec.key, rec.side, rec.quantity, time.perf_counter(), attempts=1)
+    try:
+        status, head, data = await c.exchange(rec.request)
+    finally:
+        if own:
+            c.close()
+    out.done_at, out.status = time.perf_counter(), status
+    out.replayed = b"\r\nidempotency-replayed: true" in head
+    if 200 <= status < 300:
+        doc = json.loads(data)
+        out.order_id = doc["order"]["id"]
+        out.trade_ids = tuple(t["id"] for t in doc["trades"])
+    else:
+        out.error = data[:300].decode("utf-8", "replace")
+    return out
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of ``values``; NaN when empty."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(-(-q * len(s) // 100)) - 1))
+    return s[k]
+
+
+def summarize(res: LoadResult, t_from: float | None = None, t_to: float | None = None) -> dict[str, Any]:
+    """Acknowledged orders/s and latency percentiles (ms) of the requests *answered* in [t_from, t_to]
+    (default the whole run)."""
+    lo = res.started if t_from is None else t_from
+    hi = res.finished if t_to is None else t_to
+    window = [r for r in res.records if r.done_at and lo <= r.done_at <= hi]
+    acked = [r for r in window if r.acked]
+    lat = [r.latency * 1000 for r in acked]
+    span = max(hi - lo, 1e-9)
+    statuses: dict[int, int] = {}
+    for r in window:
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+    return {"acked": len(acked), "seconds": span, "rate": len(acked) / span,
+            "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95), "p99_ms": percentile(lat, 99),
+            "max_ms": max(lat) if lat else float("nan"), "statuses": statuses,
+            "trades": sum(len(r.trade_ids) for r in acked)}
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (it comes with uvicorn[standard]), else asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
