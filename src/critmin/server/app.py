@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -45,7 +46,7 @@ from critmin.server.engine import (
     token_body,
 )
 from critmin.server.migrate import upgrade
-from critmin.server.sequencer import Sequencer
+from critmin.server.sequencer import OrderIntake, Sequencer
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": S.ErrorBody, "description": text} for code, text in (
@@ -93,6 +94,38 @@ def _loc(err: dict) -> str:
     return ".".join(loc)
 
 
+_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+               float: "a number", type(None): "null"}
+
+
+def _describe(err: dict, content_type: str | None) -> str:
+    """One validation error in words, led by its field: ``body.quantity: String should match pattern ...``."""
+    loc, kind, value = _loc(err), err.get("type"), err.get("input")
+    if kind == "json_invalid":
+        pos = err.get("loc", ())[1:2]
+        where = f" at character {pos[0]}" if pos else ""
+        return f"{loc}: invalid JSON ({(err.get('ctx') or {}).get('error', 'decode error')}{where})"
+    if kind in ("model_attributes_type", "model_type", "dict_type"):
+        if loc == "body" and isinstance(value, bytes | bytearray):  # not parsed: the Content-Type is not JSON
+            return (f"body: must be a JSON object sent with Content-Type: application/json, got "
+                    f"{repr(content_type) if content_type else 'no Content-Type'}")
+        return f"{loc}: must be a JSON object, got {_JSON_KINDS.get(type(value), type(value).__name__)}"
+    if kind == "missing" and loc == "body":
+        return "body: required (a JSON object), the request has none"
+    return f"{loc}: {err.get('msg')}"
+
+
+def _unparsable(exc: BaseException | None) -> str:
+    """Why a request body that FastAPI could not parse was refused (it only says "error parsing the body")."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"body: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); send UTF-8 JSON"
+    if isinstance(exc, RecursionError):
+        return "body: JSON nested too deeply"
+    if isinstance(exc, ValueError) and "digits" in str(exc):
+        return f"body: a JSON number has more than {sys.get_int_max_str_digits()} digits"
+    return f"body: cannot be parsed ({type(exc).__name__ if exc is not None else 'unknown error'})"
+
+
 def _if_match(value: str | None) -> int | None:
     if value is None:
         return None
@@ -104,9 +137,11 @@ def _error(status: int, code: str, message: str, field: str | None = None, heade
 
 
 # ---------------------------------------------------------------------- dependencies
-def actor(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Actor:
+async def actor(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Actor:
     if cred is None or cred.scheme.lower() != "bearer":
-        raise ApiError(401, "unauthenticated", "missing bearer token", "Authorization")
+        given = "authorization" in request.headers
+        raise ApiError(401, "unauthenticated", "the Authorization header must be 'Bearer <token>'" if given
+                       else "missing bearer token", "Authorization")
     who = request.app.state.seq.engine.actor_for(hash_token(cred.credentials))
     if who is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked token", "Authorization")
@@ -171,20 +206,19 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
                   redoc_url=None,
                   description=__doc__)
     app.state.limiter = RateLimiter(rate, burst)
+    app.add_middleware(OrderIntake, api=app)  # POST /v1/orders fast lane; everything else reaches the routes
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errs = exc.errors()
-        parts = []
-        for e in errs[:5]:
-            loc = _loc(e)
-            detail = (e.get("ctx") or {}).get("error")
-            parts.append(f"{loc}: {e.get('msg')}" + (f" ({detail})" if detail and e.get("type") == "json_invalid" else ""))
+        parts = [_describe(e, request.headers.get("content-type")) for e in errs[:5]]
         first = _loc(errs[0]) if errs else None
         return _error(422, "invalid_request", "; ".join(parts) or "invalid request", first)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            return _error(422, "invalid_request", _unparsable(exc.__cause__), "body")
         return _error(exc.status_code, "http", str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(ApiError)
@@ -223,7 +257,8 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         return await change(request, "create_participant", who, body.model_dump(), key, body=body)
 
     @app.get("/v1/participants", response_model=S.ParticipantPage, tags=["participants"])
-    def list_participants(request: Request, who: Who, after: Annotated[str | None, Query(max_length=64)] = None,
+    def list_participants(request: Request, who: Who,
+                          after: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] = None,
                           limit: Limit = 100) -> dict:
         need(who, "read", *SEES_ALL)
         p = db.participants
@@ -275,7 +310,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
     @app.get("/v1/orders", response_model=S.OrderPage, tags=["orders"])
     def list_orders(request: Request, who: Who,
                     status: Annotated[str | None, Query(pattern="^(open|filled|cancelled)$")] = None,
-                    commodity: Annotated[str | None, Query(max_length=64)] = None,
+                    commodity: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = None,
                     after: Annotated[int | None, Query(ge=-1, le=2**62)] = None, limit: Limit = 100) -> dict:
         need(who, "read")
         o = db.orders
@@ -506,6 +541,22 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, with each optional parameter declared as what travels: absent or a value, never
+        ``null`` (``anyOf: [T, null]`` told clients ``If-Match: null`` was valid)."""
+        if app.openapi_schema is None:
+            for item in base_openapi().get("paths", {}).values():
+                for op in item.values():
+                    for param in op.get("parameters", []):
+                        schema = param.get("schema", {})
+                        alts = [a for a in schema.get("anyOf", ()) if a != {"type": "null"}]
+                        if len(alts) == 1 and len(schema["anyOf"]) == 2:
+                            param["schema"] = {**{k: v for k, v in schema.items() if k != "anyOf"}, **alts[0]}
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
