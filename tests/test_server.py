@@ -332,8 +332,6 @@ def test_optimistic_concurrency(url, tmp_path):
         assert t["programme_id"] is None and D(t["support_paid"]) == 0
 
 
-@pytest.mark.xfail(reason="BUG app.py change(): the idempotency request hash ignores If-Match, so a retry with the "
-                          "same key and a new If-Match replays the first (428/412) answer instead of 409", strict=False)
 def test_retry_with_a_different_if_match_is_not_a_replay(url, tmp_path):
     """Same Idempotency-Key, different If-Match: a different request, refused (409), never answered with the stale
     first answer."""

@@ -22,8 +22,8 @@ Interpretations recorded here (the rules leave them open):
   of others. The regulator's "read-only" is about the market, not its own credentials;
 - a regulator does not see the token lists of others (token administration is not market data): 404;
 - programmes and policies are public market rules: every reader sees them (GET 200);
-- policies are per commodity/form, not owned: any programme participant may replace one set by another (with
-  If-Match).
+- a policy (per commodity/form) is changed only by the programme that set it, or an admin (with If-Match);
+  another programme gets 403 (policies are public, so this leaks nothing).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ MATRIX: dict[tuple[str, str], dict[str, tuple[int | None, ...]]] = {
         "missing": (404, 404, 404, 404, 404, 404, 404, 401, 401, 401)},
     ("PUT", "/v1/policies/{commodity}/{form}"): {
         "-":       (403, 403, 403, 200, 403, 200, 403, 401, 401, 401),   # a new policy
-        "peer":    (403, 403, 403, 200, 403, 200, 403, 401, 401, 401)},  # one set by another programme
+        "peer":    (403, 403, 403, 403, 403, 200, 403, 401, 401, 401)},  # one set by another programme
     ("POST", "/v1/deposits"): {
         "-":       (403, 403, 403, 403, 403, 201, 403, 401, 401, 401)},
     ("GET", "/v1/accounts/{owner}"): {

@@ -232,7 +232,10 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
     async def change(request: Request, kind: str, who: Actor, data: dict[str, Any], key: str,
                      if_match: str | None = None, body: Any = None) -> JSONResponse:
         raw = canonical(body.model_dump(mode="json") if body is not None else data)
-        cmd = Command(kind, who, data, key, request_hash(request.method, request.url.path, raw), _if_match(if_match))
+        version = _if_match(if_match)
+        if version is not None:  # part of the request: a retry with another If-Match is another request (409)
+            raw += b"\nIf-Match: %d" % version
+        cmd = Command(kind, who, data, key, request_hash(request.method, request.url.path, raw), version)
         res: Result = await request.app.state.seq.submit(cmd)
         headers = {"Idempotency-Replayed": "true"} if res.replayed else {}
         version = res.body.get("version") if isinstance(res.body, dict) else None

@@ -485,6 +485,10 @@ class Engine:
         key = (d["commodity"], d["form"])
         old = self.policies.get(key)
         if old is not None:
+            if old.set_by != actor.participant_id and actor.role is not Role.ADMIN:
+                # Policies are public, so saying who owns this one leaks nothing.
+                raise ApiError(403, "forbidden", f"the policy for {key[0]}/{key[1]} is set by {old.set_by!r}; only "
+                                                 "it or an admin may change it")
             self._check_version(cmd, old.version, "policy")
         elif cmd.if_match not in (None, 0):
             raise ApiError(412, "version_mismatch", f"no policy for {key[0]}/{key[1]} yet; If-Match must be 0 or "
