@@ -591,3 +591,30 @@ def test_audit_tampering_is_detected(url, tmp_path):
         assert f"INVALID at record {seq}" in res.output
         records = [json.loads(line) for line in (tmp_path / "tampered.jsonl").read_text().splitlines()]
         assert records[seq]["payload"]["amount"] == "9000"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bulk_order_entry(backend, tmp_path):
+    """POST /v1/orders/batch places each order as POST /v1/orders would, in order, each answered on its own; order i
+    has the idempotency key '<key>#i', so a retried batch replays every order and creates nothing."""
+    with open_market(database_url(backend, tmp_path), tmp_path) as m:
+        m.order("lynas", SELL)                                                   # 1,000 kg at 95
+        bids = [BUY, {**BUY, "quantity": "700"}, {**BUY, "side": "sell", "origin": "AUS"},  # third: wrong side
+                {**BUY, "requirements": {"allowed_origins": ["XXX"]}}]             # fourth: unknown country
+        r = m.post("toyota", "/v1/orders/batch", {"orders": bids}, key="bulk-1")
+        assert r.status_code == 200, r.text
+        res = r.json()["results"]
+        assert [x["status"] for x in res] == [201, 201, 403, 422]
+        assert res[0]["trades"][0]["quantity"] == "400" and res[1]["trades"][0]["quantity"] == "600"
+        assert res[1]["order"]["remaining"] == "100" and res[1]["order"]["status"] == "open"
+        assert res[2]["error"]["field"] == "side" and res[2]["order"] is None
+        assert "XXX" in res[3]["error"]["message"]
+        again = m.post("toyota", "/v1/orders/batch", {"orders": bids}, key="bulk-1")
+        assert again.json() == r.json()
+        one = m.post("toyota", "/v1/orders", BUY, key="bulk-1#0")        # the same order alone: a replay
+        assert one.status_code == 201 and one.headers.get("Idempotency-Replayed") == "true"
+        assert one.json()["order"]["id"] == res[0]["order"]["id"]
+        orders = m.get("admin", "/v1/orders").json()["items"]
+        assert len(orders) == 3
+        bad = m.post("toyota", "/v1/orders/batch", {"orders": []})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "body.orders"

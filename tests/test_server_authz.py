@@ -74,6 +74,8 @@ MATRIX: dict[tuple[str, str], dict[str, tuple[int | None, ...]]] = {
     ("POST", "/v1/orders"): {
         "-":       (201, 403, 201, 403, 403, 403, 403, 401, 401, 401),
         "wrong_side": (403, 403, 403, 403, 403, 403, 403, 401, 401, 401)},
+    ("POST", "/v1/orders/batch"): {                                      # per-order statuses inside the 200
+        "-":       (200, 403, 200, 403, 403, 403, 403, 401, 401, 401)},
     ("GET", "/v1/orders"): {
         "-":       (200, 200, 200, 200, 200, 200, 200, 401, 401, 401)},
     ("GET", "/v1/orders/{order_id}"): {
@@ -260,6 +262,11 @@ def b_place(w: World, a: str, c: str) -> Req:
     return "/v1/orders", _order("", PLACE_BOOK, side), {}
 
 
+def b_place_batch(w: World, a: str, c: str) -> Req:
+    _, body, headers = b_place(w, a, c)
+    return "/v1/orders/batch", {"orders": [body]}, headers
+
+
 def b_get_order(w: World, a: str, c: str) -> Req:
     oid = MISSING["order"] if c == "missing" else w.orders.get(owner(a, c))
     return None if oid is None else (f"/v1/orders/{oid}", None, {})
@@ -354,6 +361,7 @@ BUILDERS: dict[tuple[str, str], Callable[[World, str, str], Req]] = {
     ("GET", "/v1/participants/{participant_id}/tokens"): b_participant("/tokens"),
     ("DELETE", "/v1/tokens/{token_id}"): b_revoke,
     ("POST", "/v1/orders"): b_place,
+    ("POST", "/v1/orders/batch"): b_place_batch,
     ("GET", "/v1/orders"): b_plain("/v1/orders"),
     ("GET", "/v1/orders/{order_id}"): b_get_order,
     ("DELETE", "/v1/orders/{order_id}"): b_cancel,
@@ -542,4 +550,4 @@ def test_regulator_never_changes_the_market():
     for op in writes:
         for case, row in MATRIX[op].items():
             assert row[reg] in (403, None), (op, case)
-    assert len(writes) == 9
+    assert len(writes) == 10

@@ -310,6 +310,30 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         data = body.model_dump(mode="json")
         return await change(request, "place_order", who, data, key, body=body)
 
+    @app.post("/v1/orders/batch", response_model=S.OrderBatchOut, tags=["orders"],
+              description="Bulk order entry: each order is placed exactly as by POST /v1/orders, in the order given, "
+                          "and answered on its own (one may be refused while the others trade). Order i carries the "
+                          "idempotency key '<Idempotency-Key>#i', so retrying the batch replays every order.")
+    async def place_orders(request: Request, body: S.OrderBatchIn, who: Who,
+                           key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=190,
+                                                      pattern=r"^[\x21-\x7e]+$")]) -> JSONResponse:
+        need(who, "trade", Role.SELLER, Role.BUYER)
+        cmds = []
+        for i, item in enumerate(body.orders):
+            data = item.model_dump(mode="json")
+            # The same command and request hash as POST /v1/orders of this one order.
+            cmds.append(Command("place_order", who, data, f"{key}#{i}",
+                                request_hash("POST", "/v1/orders", canonical(data)), None))
+        results = await request.app.state.seq.submit_many(cmds)
+        out = []
+        for res in results:
+            if res.status < 300:
+                out.append({"status": res.status, "order": res.body["order"], "trades": res.body["trades"],
+                            "error": None})
+            else:
+                out.append({"status": res.status, "order": None, "trades": None, "error": res.body.get("error")})
+        return JSONResponse({"results": out}, 200)
+
     @app.get("/v1/orders", response_model=S.OrderPage, tags=["orders"])
     def list_orders(request: Request, who: Who,
                     status: Annotated[str | None, Query(pattern="^(open|filled|cancelled)$")] = None,

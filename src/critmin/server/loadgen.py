@@ -248,16 +248,20 @@ def order_body(role: str, rng: random.Random, client_order_id: str) -> dict[str,
 # ---------------------------------------------------------------------- the load
 async def _client_loop(c: Client, host: str, port: int, rng: random.Random, key_prefix: str, stop_at: float,
                        count: int | None, deadline: float, out: list[Record], stats: dict[str, int],
-                       prerender: int, keep_requests: bool) -> None:
+                       prerender: int, keep_requests: bool, bulk: int = 1) -> None:
     hostport = f"{host}:{port}"
     conn = Conn(host, port)
     n = 0
 
-    def make(i: int) -> tuple[str, dict[str, Any], bytes]:
+    def make(i: int) -> tuple[str, list[dict[str, Any]], bytes]:
         key = f"{key_prefix}{c.participant_id}-{i}"
-        body = order_body(c.role, rng, key)
-        raw = json.dumps(body, separators=(",", ":")).encode()
-        return key, body, render("POST", "/v1/orders", hostport, c.token, raw, key)
+        if bulk == 1:
+            body = order_body(c.role, rng, key)
+            raw = json.dumps(body, separators=(",", ":")).encode()
+            return key, [body], render("POST", "/v1/orders", hostport, c.token, raw, key)
+        bodies = [order_body(c.role, rng, f"{key}#{j}") for j in range(bulk)]
+        raw = json.dumps({"orders": bodies}, separators=(",", ":")).encode()
+        return key, bodies, render("POST", "/v1/orders/batch", hostport, c.token, raw, key)
 
     # Render ahead of time, outside the timed exchanges; refill in chunks (a few µs per request).
     ahead: deque[tuple[str, dict[str, Any], bytes]] = deque(make(i) for i in range(prerender))
@@ -267,9 +271,9 @@ async def _client_loop(c: Client, host: str, port: int, rng: random.Random, key_
             if not ahead:
                 ahead.extend(make(i) for i in range(made, made + prerender))
                 made += prerender
-            key, body, req = ahead.popleft()
+            key, bodies, req = ahead.popleft()
             n += 1
-            rec = Record(c.participant_id, key, body["side"], body["quantity"], time.perf_counter(),
+            rec = Record(c.participant_id, key, bodies[0]["side"], bodies[0]["quantity"], time.perf_counter(),
                          request=req if keep_requests else b"")
             out.append(rec)
             backoff = 0.02
@@ -297,8 +301,18 @@ async def _client_loop(c: Client, host: str, port: int, rng: random.Random, key_
                 rec.replayed = b"\r\nidempotency-replayed: true" in head
                 if 200 <= status < 300:
                     doc = json.loads(data)
-                    rec.order_id = doc["order"]["id"]
-                    rec.trade_ids = tuple(t["id"] for t in doc["trades"])
+                    if bulk == 1:
+                        rec.order_id = doc["order"]["id"]
+                        rec.trade_ids = tuple(t["id"] for t in doc["trades"])
+                    else:  # one record per order of the batch, answered together
+                        out.pop()
+                        for j, (b, item) in enumerate(zip(bodies, doc["results"], strict=True)):
+                            one = Record(c.participant_id, f"{key}#{j}", b["side"], b["quantity"], rec.sent_at,
+                                         rec.done_at, item["status"], rec.attempts, rec.replayed)
+                            if item["order"] is not None:
+                                one.order_id = item["order"]["id"]
+                                one.trade_ids = tuple(t["id"] for t in item["trades"])
+                            out.append(one)
                     rec.error = ""
                 else:
                     rec.error = data[:300].decode("utf-8", "replace")
@@ -309,7 +323,7 @@ async def _client_loop(c: Client, host: str, port: int, rng: random.Random, key_
 
 async def run_load(host: str, port: int, clients: Sequence[Client], *, seed: int = 0, key_prefix: str = "k",
                    duration: float | None = None, count: int | None = None, retry_deadline: float = 60.0,
-                   prerender: int = 256, keep_requests: bool = False) -> LoadResult:
+                   prerender: int = 256, keep_requests: bool = False, bulk: int = 1) -> LoadResult:
     """Run every client concurrently (closed loop, one request in flight each) and return all records.
 
     Parameters
@@ -325,6 +339,9 @@ async def run_load(host: str, port: int, clients: Sequence[Client], *, seed: int
         Idempotency keys are ``{key_prefix}{participant}-{n}``: use a fresh prefix per run on the same database.
     keep_requests : bool
         Keep each request's bytes in its record (to replay it later with :func:`replay`).
+    bulk : int
+        Orders per request: 1 = ``POST /v1/orders``; more = ``POST /v1/orders/batch`` (one record per order, all
+        with the request's latency).
     """
     if duration is None and count is None:
         raise ValueError("give duration or count")
@@ -337,7 +354,7 @@ async def run_load(host: str, port: int, clients: Sequence[Client], *, seed: int
     outs: list[list[Record]] = [[] for _ in clients]
     tasks = [asyncio.create_task(_client_loop(c, host, port, random.Random(f"{seed}/{c.participant_id}"),
                                               key_prefix, stop_at, count, deadline, outs[i], stats,
-                                              min(prerender, count or prerender), keep_requests))
+                                              min(prerender, count or prerender), keep_requests, bulk))
              for i, c in enumerate(clients)]
     res.started = t0
     await asyncio.gather(*tasks)

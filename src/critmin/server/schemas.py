@@ -174,6 +174,21 @@ class PlaceOrderOut(BaseModel):
     trades: list[TradeOut]
 
 
+class OrderBatchIn(In):
+    orders: list[OrderIn] = Field(min_length=1, max_length=100, description="1 to 100 orders, placed in this order")
+
+
+class OrderBatchItem(BaseModel):
+    status: int = Field(description="What POST /v1/orders would have answered for this order (201, 403, 422 …)")
+    order: OrderOut | None = None
+    trades: list[TradeOut] | None = None
+    error: ErrorDetail | None = None
+
+
+class OrderBatchOut(BaseModel):
+    results: list[OrderBatchItem] = Field(description="One per order, in the order given")
+
+
 class CancelOut(BaseModel):
     order_id: str
     status: Literal["cancelled"]

@@ -170,6 +170,14 @@ class Sequencer:
         self._queue.put((cmd, loop, fut))
         return await fut
 
+    async def submit_many(self, cmds: list[Command]) -> list[Result]:
+        """Queue several commands back to back, in order, and wait until all are committed (or refused)."""
+        loop = asyncio.get_running_loop()
+        futs = [loop.create_future() for _ in cmds]
+        for cmd, fut in zip(cmds, futs, strict=True):
+            self._queue.put((cmd, loop, fut))
+        return list(await asyncio.gather(*futs))
+
     def submit_sync(self, cmd: Command) -> Result:
         """Apply and commit one command from a thread without an event loop (bootstrap, tests)."""
         if self._applier is None:
