@@ -178,8 +178,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--pg-url", help="a PostgreSQL server (a database is created on it and dropped)")
     ap.add_argument("--quick", action="store_true", help="1 s warm-up + 3 s per server")
-    ap.add_argument("--bulk", type=int, default=10, help="orders per request of the bulk-entry row (POST "
-                                                         "/v1/orders/batch); 0 = no bulk row")
+    ap.add_argument("--bulk", type=int, default=0, help="add a row with this many orders per request (POST "
+                                                         "/v1/orders/batch); 0 = no such row")
     args = ap.parse_args()
     modes = (*MODES, (f"group commit, bulk {args.bulk}", 512, args.bulk)) if args.bulk > 1 else MODES
     if args.quick:
