@@ -65,3 +65,21 @@ def test_serve_refuses_bad_options(tmp_path):
     assert r.exit_code == 2 and "--rate-limit" in r.output
     r = runner.invoke(app, ["audit", "verify"])
     assert r.exit_code == 2 and "FILE or --db" in r.output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_server_per_database(backend, tmp_path):
+    """A second server on the same database is refused (its in-memory book would be stale); the first one's lock
+    goes when it stops."""
+    from fastapi.testclient import TestClient
+
+    from critmin.errors import ConfigError
+    from critmin.server.app import create_app
+
+    url = database_url(backend, tmp_path)
+    with TestClient(create_app(url)) as first:
+        assert first.get("/health").status_code == 200
+        with pytest.raises(ConfigError, match="another critmin server is running"), TestClient(create_app(url)):
+            pass
+    with TestClient(create_app(url)) as again:
+        assert again.get("/health").status_code == 200

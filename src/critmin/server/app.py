@@ -189,16 +189,21 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         sa_engine = db.make_engine(url, durable=durable)
-        upgrade(sa_engine)
-        seq = Sequencer(sa_engine)
-        if admin_token_file is not None and not seq.engine.participants:
-            _bootstrap(seq, admin_token_file, admin_country)
-        seq.start()
-        app.state.sa_engine, app.state.seq = sa_engine, seq
+        lock = db.ServerLock(sa_engine)
+        lock.acquire()
         try:
-            yield
+            upgrade(sa_engine)
+            seq = Sequencer(sa_engine)
+            if admin_token_file is not None and not seq.engine.participants:
+                _bootstrap(seq, admin_token_file, admin_country)
+            seq.start()
+            app.state.sa_engine, app.state.seq = sa_engine, seq
+            try:
+                yield
+            finally:
+                seq.stop()
         finally:
-            seq.stop()
+            lock.release()
             sa_engine.dispose()
 
     # No /docs page: Swagger UI loads its JS from a CDN, and nothing here may leave the machine.

@@ -196,3 +196,55 @@ def make_engine(url: str, *, durable: bool = True) -> sa.Engine:
 
 def is_sqlite(engine: sa.Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+class ServerLock:
+    """One marketplace server per database: the sequencer keeps the books in memory, so a second server writing the
+    same database would match against a stale book. SQLite: an exclusive ``flock`` on ``<database>.lock``;
+    PostgreSQL: a session advisory lock on a connection held open. Both vanish with the process, ``kill -9``
+    included, so a restart after a crash is never locked out.
+    """
+
+    _PG_KEY = 0x63726D6E  # "crmn"
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._fd: int | None = None
+        self._conn: sa.Connection | None = None
+
+    def acquire(self) -> None:
+        from critmin.errors import ConfigError
+
+        if is_sqlite(self.engine):
+            import fcntl
+
+            database = self.engine.url.database
+            if not database or database == ":memory:":
+                return
+            fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise ConfigError(f"another critmin server is running on {database} (lock {database}.lock)") from None
+            self._fd = fd
+            return
+        conn = self.engine.connect()
+        got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._PG_KEY}).scalar()
+        conn.commit()
+        if not got:
+            conn.close()
+            raise ConfigError(f"another critmin server is running on the database {self.engine.url.database!r}")
+        self._conn = conn
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+        if self._conn is not None:
+            try:
+                self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._PG_KEY})
+                self._conn.commit()
+            finally:
+                self._conn.close()
+                self._conn = None
