@@ -83,3 +83,21 @@ def test_one_server_per_database(backend, tmp_path):
             pass
     with TestClient(create_app(url)) as again:
         assert again.get("/health").status_code == 200
+
+
+def test_serve_refuses_a_busy_or_unreachable_database(tmp_path):
+    from critmin.server.db import ServerLock, make_engine
+
+    url = f"sqlite:///{tmp_path / 'market.sqlite3'}"
+    engine = make_engine(url)
+    lock = ServerLock(engine)
+    lock.acquire()  # as a running server holds it
+    try:
+        r = runner.invoke(app, ["serve", "--db", url, "--data-dir", str(tmp_path)])
+        assert r.exit_code == 2 and "another critmin server is running" in r.output
+    finally:
+        lock.release()
+        engine.dispose()
+    r = runner.invoke(app, ["serve", "--db", "postgresql://someone:secret@127.0.0.1:1/nodb", "--data-dir",
+                            str(tmp_path)])
+    assert r.exit_code == 2 and "cannot open the database" in r.output and "secret" not in r.output

@@ -42,11 +42,32 @@ def register(app: typer.Typer) -> None:
         if rate < 0:
             raise ConfigError(f"--rate-limit must be ≥ 0, got {rate}")
         url = db or default_url(data_dir)
+        _check_free(url)
         app_ = create_app(url, rate=rate, burst=2 * rate, admin_token_file=data_dir / "admin.token",
                           admin_country=admin_country)
         typer.echo(f"critmin marketplace on http://{host}:{port} (OpenAPI /openapi.json); database {_redact(url)}; "
                    f"first admin token (empty database only): {data_dir / 'admin.token'}", err=True)
         uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _check_free(url: str) -> None:
+    """Refuse at once, exit code 2, when another server holds the database (the service itself re-checks when it
+    starts: this only turns uvicorn's start-up traceback into one line)."""
+    from critmin.errors import ConfigError
+    from critmin.server.db import ServerLock, make_engine
+
+    engine = make_engine(url)
+    lock = ServerLock(engine)
+    try:
+        lock.acquire()
+        lock.release()
+    except ConfigError:
+        raise
+    except Exception as exc:  # unreachable database, bad URL: say which, without the password
+        raise ConfigError(f"cannot open the database {_redact(url)}: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    finally:
+        engine.dispose()
 
 
 def _redact(url: str) -> str:
