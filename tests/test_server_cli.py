@@ -101,3 +101,19 @@ def test_serve_refuses_a_busy_or_unreachable_database(tmp_path):
     r = runner.invoke(app, ["serve", "--db", "postgresql://someone:secret@127.0.0.1:1/nodb", "--data-dir",
                             str(tmp_path)])
     assert r.exit_code == 2 and "cannot open the database" in r.output and "secret" not in r.output
+
+
+def test_error_messages_keep_brackets(monkeypatch):
+    """A message naming the extra to install keeps its brackets (rich must not eat "[server]" as markup)."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_sqlalchemy(name, *args, **kwargs):
+        if name == "sqlalchemy" or name.startswith("sqlalchemy."):
+            raise ImportError("No module named 'sqlalchemy'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_sqlalchemy)
+    r = runner.invoke(app, ["audit", "verify", "--db", "sqlite:///nowhere.db"])
+    assert r.exit_code == 2 and "pip install 'critmin[server]'" in r.output

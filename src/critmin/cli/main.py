@@ -36,7 +36,10 @@ def handled(fn):
         try:
             return fn(*args, **kwargs)
         except CritminError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            from rich.markup import escape
+
+            # escape: a message may hold brackets ("critmin[server]") that rich would take for markup
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
