@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,3 +50,24 @@ def to_array(frame: pd.DataFrame, dims: Sequence[str], value: str = "value", *, 
     if "source" in frame:
         da.attrs["sources"] = sorted(pd.unique(frame["source"].astype(str)).tolist())
     return da
+
+
+def read_csv(path: str | Path, required: Sequence[str], what: str) -> pd.DataFrame:
+    """A user's CSV with its required columns present; errors name the file (and the missing column).
+
+    Raises
+    ------
+    DataError
+        Unreadable file, or a column of ``required`` missing from the header (line 1).
+    """
+    from critmin.errors import DataError
+
+    path = Path(path)
+    try:
+        df = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"cannot read {what}: {exc}", file=str(path)) from None
+    for col in required:
+        if col not in df.columns:
+            raise DataError("missing column", file=str(path), row=1, column=col)
+    return df

@@ -47,8 +47,6 @@ def register(app: typer.Typer) -> None:
 
 
 def _from_db(url: str) -> list[dict]:
-    import json
-
     from critmin.errors import ConfigError, DataError
 
     try:
@@ -60,17 +58,7 @@ def _from_db(url: str) -> list[dict]:
     try:
         engine = db.make_engine(url)
         with engine.connect() as conn:
-            a = db.audit_log
-            rows = conn.execute(sa.select(a).order_by(a.c.seq)).mappings().all()
+            return list(db.audit_records(conn))
     except (sa.exc.SQLAlchemyError, ValueError) as exc:
         raise DataError(f"cannot read the audit log from {url.split('@')[-1]}: {type(exc).__name__}: "
                         f"{str(exc).splitlines()[0]}", column="--db") from None
-    out = []
-    for r in rows:
-        try:
-            payload = json.loads(r["payload"])
-        except json.JSONDecodeError:
-            payload = r["payload"]  # verify() then reports the record as modified
-        out.append({"seq": r["seq"], "kind": r["kind"], "payload": payload, "prev_hash": r["prev_hash"],
-                    "hash": r["hash"]})
-    return out

@@ -39,6 +39,7 @@ import xarray as xr
 
 from critmin.constants import COMMODITY, SCENARIO
 from critmin.errors import CritminError, DataError
+from critmin.frames import read_csv
 from critmin.optimize.stockpile import InfeasibleError, _solve, diagnose_infeasibility, weighted_cvar
 
 PROJECT, INSTRUMENT = "project", "instrument"
@@ -107,13 +108,7 @@ def read_candidates(path: str | Path) -> pd.DataFrame:
 def read_instruments(path: str | Path) -> pd.DataFrame:
     """Instrument table CSV: instrument, cost_rate, max_share[, budget_usd_m, reason]."""
     path = Path(path)
-    try:
-        df = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot read instruments CSV: {exc}", file=str(path)) from None
-    for col in ("instrument", "cost_rate", "max_share"):
-        if col not in df.columns:
-            raise DataError("missing column", file=str(path), row=1, column=col)
+    df = read_csv(path, ("instrument", "cost_rate", "max_share"), "instruments CSV")
     for col in ("cost_rate", "max_share"):
         bad = ~pd.to_numeric(df[col], errors="coerce").between(0, 1)
         if bad.any():

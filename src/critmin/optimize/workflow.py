@@ -118,16 +118,10 @@ def stockpile_plan(catalog, *, holders: list[str], draws: int, months: int, seed
 def stockpile_simulate(catalog, *, plan_csv: Path, holders: list[str], draws: int, months: int, seed: int,
                        share: float) -> Outcome:
     """Drawdown of a plan (CSV commodity, holder, stock_t) month by month against the ensemble's mean path."""
-    from critmin.errors import DataError
+    from critmin.frames import read_csv
     from critmin.optimize.stockpile import simulate_drawdown
 
-    try:
-        plan = pd.read_csv(plan_csv)
-    except (OSError, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot read plan: {exc}", file=str(plan_csv)) from None
-    for col in ("commodity", "holder", "stock_t"):
-        if col not in plan.columns:
-            raise DataError("missing column", file=str(plan_csv), row=1, column=col)
+    plan = read_csv(plan_csv, ("commodity", "holder", "stock_t"), "plan")
     inp = ensemble_inputs(catalog, draws=draws, months=months, seed=seed, holders=holders)
     stock = plan.set_index(["commodity", "holder"])["stock_t"].to_xarray().fillna(0.0)
     stock = stock.reindex_like(inp.demand_annual).fillna(0.0)

@@ -508,41 +508,28 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         exists = owner in eng.participants or prog is not None
         if not exists or not (mine or who.sees_all):
             raise not_found("account", owner)
-        e = db.ledger_entries
-        totals: dict[str, Decimal] = {}
         with conn(request) as c:
-            for asset, amount in c.execute(sa.select(e.c.asset, e.c.amount).where(e.c.owner == owner)):
-                totals[asset] = totals.get(asset, Decimal(0)) + Decimal(amount)
-        return {"owner": owner, "balances": [{"asset": a, "amount": format(v, "f")} for a, v in sorted(totals.items())]}
+            totals = db.balances(c, owner)
+        return {"owner": owner, "balances": [{"asset": a, "amount": format(v, "f")} for (_, a), v in sorted(totals.items())]}
 
     @app.get("/v1/ledger/trial-balance", response_model=S.TrialBalanceOut, tags=["ledger"])
     def trial_balance(request: Request, who: Who) -> dict:
         need(who, "audit", *SEES_ALL)
-        e = db.ledger_entries
         totals: dict[str, Decimal] = {}
         with conn(request) as c:
-            for asset, amount in c.execute(sa.select(e.c.asset, e.c.amount)):
-                totals[asset] = totals.get(asset, Decimal(0)) + Decimal(amount)
+            for (_, asset), amount in db.balances(c).items():
+                totals[asset] = totals.get(asset, Decimal(0)) + amount
             n = c.execute(sa.select(sa.func.count()).select_from(db.postings)).scalar_one()
         return {"balanced": all(v == 0 for v in totals.values()), "postings": n,
                 "totals": [{"asset": a, "amount": format(v, "f")} for a, v in sorted(totals.items())]}
 
     # ------------------------------------------------------------------ audit
-    def _audit_rows(c: sa.Connection, after: int | None = None, limit: int | None = None) -> list[dict]:
-        a = db.audit_log
-        q = sa.select(a).order_by(a.c.seq)
-        if after is not None:
-            q = q.where(a.c.seq > after)
-        if limit is not None:
-            q = q.limit(limit)
-        return [{**dict(r), "payload": json.loads(r["payload"])} for r in c.execute(q).mappings()]
-
     @app.get("/v1/audit", response_model=S.AuditPage, tags=["audit"])
     def audit(request: Request, who: Who, after: Annotated[int | None, Query(ge=-1, le=2**62)] = None,
               limit: Limit = 100) -> dict:
         need(who, "audit", *SEES_ALL)
         with conn(request) as c:
-            rows = _audit_rows(c, after, limit)
+            rows = list(db.audit_records(c, after, limit))
         return {"items": rows, "next_after": rows[-1]["seq"] if len(rows) == limit else None}
 
     @app.get("/v1/audit/head", response_model=S.AuditHead, tags=["audit"])
@@ -553,7 +540,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
             last = c.execute(sa.select(a.c.seq, a.c.hash).order_by(a.c.seq.desc()).limit(1)).first()
             out: dict[str, Any] = {"count": last[0] + 1 if last else 0, "head": last[1] if last else "0" * 64}
             if verify_chain:
-                ok, bad, reason = verify(_audit_rows(c))
+                ok, bad, reason = verify(list(db.audit_records(c)))
                 out.update(valid=ok, first_bad=bad, reason=reason)
         return out
 
@@ -565,10 +552,8 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         engine = request.app.state.sa_engine
 
         def lines() -> Iterator[bytes]:
-            a = db.audit_log
             with engine.connect() as c:
-                for r in c.execute(sa.select(a).order_by(a.c.seq)).mappings():
-                    rec = {**dict(r), "payload": json.loads(r["payload"])}
+                for rec in db.audit_records(c):
                     yield canonical(rec) + b"\n"
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")

@@ -11,7 +11,9 @@ The audit log and the ledger are append-only: triggers refuse UPDATE and DELETE 
 
 from __future__ import annotations
 
+import json
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -164,6 +166,35 @@ idempotency = sa.Table(
 
 #: Tables that may only grow (checked by triggers and by the tests).
 APPEND_ONLY = ("audit_log", "postings", "ledger_entries")
+
+
+def balances(conn: sa.Connection, owner: str | None = None) -> dict[tuple[str, str], Decimal]:
+    """Sum of the ledger entries per (owner, asset), exact (amounts are decimal text); one owner's, or everyone's."""
+    e = ledger_entries
+    q = sa.select(e.c.owner, e.c.asset, e.c.amount)
+    if owner is not None:
+        q = q.where(e.c.owner == owner)
+    out: dict[tuple[str, str], Decimal] = {}
+    for who, asset, amount in conn.execute(q):
+        out[(who, asset)] = out.get((who, asset), Decimal(0)) + Decimal(amount)
+    return out
+
+
+def audit_records(conn: sa.Connection, after: int | None = None, limit: int | None = None):
+    """Audit records in log order as :func:`critmin.market.audit.verify` reads them (payload parsed). A payload
+    that is not JSON any more (tampered) is kept as its text, so verification reports the record, never crashes."""
+    a = audit_log
+    q = sa.select(a).order_by(a.c.seq)
+    if after is not None:
+        q = q.where(a.c.seq > after)
+    if limit is not None:
+        q = q.limit(limit)
+    for r in conn.execute(q).mappings():
+        try:
+            payload = json.loads(r["payload"])
+        except json.JSONDecodeError:
+            payload = r["payload"]
+        yield {"seq": r["seq"], "kind": r["kind"], "payload": payload, "prev_hash": r["prev_hash"], "hash": r["hash"]}
 
 
 def default_url(data_dir: Path | None = None) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import secrets
@@ -33,8 +34,18 @@ from critmin.market.audit import GENESIS, to_jsonable
 from critmin.market.eligibility import allied_group
 from critmin.market.ledger import EXTERNAL, Ledger
 from critmin.market.matching import OrderBook, call_auction
-from critmin.market.model import Attestations, Order, Programme, Requirements, Role, Side, Trade
-from critmin.market.pricing import CostInputs, nonmarket_adjustment, reference_price
+from critmin.market.model import (
+    Attestations,
+    Order,
+    Participant,
+    Programme,
+    Requirements,
+    Role,
+    Side,
+    Trade,
+    _iso3,
+)
+from critmin.market.pricing import CostInputs, nonmarket_adjustment, programme_covers, reference_price
 from critmin.server import db
 
 ZERO = Decimal(0)
@@ -160,9 +171,9 @@ class Policy:
     set_by: str
     version: int
 
-    @property
+    @functools.cached_property
     def reference(self):
-        """:class:`~critmin.market.pricing.ReferencePrice` or None."""
+        """:class:`~critmin.market.pricing.ReferencePrice` or None (built once: a policy is replaced, never edited)."""
         if self.cost_inputs is None:
             return None
         ci = self.cost_inputs
@@ -347,10 +358,7 @@ class Engine:
         e.next_order_seq = _next(conn, o.c.seq)
         e.next_trade_id = _next(conn, db.trades.c.id)
         e.next_posting = _next(conn, db.postings.c.seq)
-        balances: dict[tuple[str, str], Decimal] = {}
-        for owner, asset, amount in conn.execute(sa.select(db.ledger_entries.c.owner, db.ledger_entries.c.asset,
-                                                           db.ledger_entries.c.amount)):
-            balances[(owner, asset)] = balances.get((owner, asset), ZERO) + Decimal(amount)
+        balances = db.balances(conn)
         spent: dict[str, Decimal] = {}
         t = db.trades
         for pid, paid in conn.execute(sa.select(t.c.programme_id, t.c.support_paid).where(t.c.programme_id.is_not(None))):
@@ -420,8 +428,6 @@ class Engine:
         if d["id"] in self.participants or d["id"] == EXTERNAL or d["id"] in self.programmes:
             raise ApiError(409, "exists", f"participant {d['id']!r} already exists", "id")
         role = Role(d["role"])
-        from critmin.market.model import Participant
-
         Participant(d["id"], role, d["country"])  # validates the country code
         row = {"id": d["id"], "name": d["name"], "role": role.value, "country": d["country"],
                "created_seq": self.audit_seq, "version": 1}
@@ -502,8 +508,6 @@ class Engine:
             raise ApiError(422, "invalid", "nonmarket_use_reference needs cost_inputs (the reference price)",
                            "cost_inputs")
         origins = frozenset(d.get("nonmarket_origins") or ())
-        from critmin.market.model import _iso3
-
         for code in sorted(origins):
             _iso3(code, "nonmarket_origins")
         version = (old.version if old else 0) + 1
@@ -655,8 +659,6 @@ class Engine:
 
     def _programme_for(self, trade: Trade) -> ProgrammeState | None:
         """The programme that supports a trade: the oldest active one covering it (one per trade, never two)."""
-        from critmin.market.pricing import programme_covers
-
         for state in self.programmes.values():  # insertion order = creation order
             if state.active and programme_covers(trade, state.programme, self.allies)[0]:
                 return state
@@ -689,7 +691,7 @@ class Engine:
                "support_reason": sup.reason if sup else "no programme covers the trade",
                "levy": fmt(levy[1] if levy else ZERO), "posting_seq": s.posting.seq}
         batch.add(db.trades, row)
-        return trade_body(row)
+        return dict(row)
 
     def _cmd_cancel_order(self, cmd: Command, batch: Batch) -> Result:
         oid, actor = cmd.data["order_id"], cmd.actor
@@ -704,9 +706,7 @@ class Engine:
         version = st.version + 1
         batch.order_updates[oid] = {"remaining": fmt(st.remaining), "status": "cancelled", "version": version}
         self._audit(batch, "order.cancel", actor, {"order_id": oid, "remaining": st.remaining})
-        row = {**order_row(st.order, None, None), "remaining": fmt(st.remaining), "status": "cancelled",
-               "version": version}
-        return Result(200, {"order_id": oid, "status": "cancelled", "remaining": row["remaining"], "version": version})
+        return Result(200, {"order_id": oid, "status": "cancelled", "remaining": fmt(st.remaining), "version": version})
 
     # ------------------------------------------------------------------ books and auctions
     def _cmd_set_book_mode(self, cmd: Command, batch: Batch) -> Result:
@@ -840,9 +840,6 @@ def order_body(row) -> dict[str, Any]:
         out[k] = out[k].isoformat() if isinstance(out[k], dt.date) else out[k]
     return out
 
-
-def trade_body(row) -> dict[str, Any]:
-    return dict(row)
 
 
 def participant_body(p: dict[str, Any]) -> dict[str, Any]:
