@@ -54,13 +54,13 @@ DEFAULT_PG = "postgresql+psycopg://critmin:critmin@127.0.0.1:5432/critmin_test"
 LAUNCHER = r'''
 import functools, sys
 from pathlib import Path
-import uvicorn
 import critmin.server.app as service
+from critmin.server.run import serve
 from critmin.server.sequencer import Sequencer
 url, port, data_dir, max_batch = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 service.Sequencer = functools.partial(Sequencer, max_batch=max_batch)   # what create_app's lifespan builds
 app = service.create_app(url, rate=0, burst=0, admin_token_file=data_dir / "admin.token")
-uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+sys.exit(serve(app, "127.0.0.1", port))   # what `critmin serve` runs: this core and its HTTP front
 '''
 
 #: (label, sequencer batch size, orders per HTTP request)
@@ -74,8 +74,16 @@ def _free_port() -> int:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of a process and its children (the service's core and its HTTP front)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent pid
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _pg_server_url(arg: str | None) -> str | None:

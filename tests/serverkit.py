@@ -96,16 +96,20 @@ def open_market(url: str, tmp_path: Path, cast: dict[str, tuple[str, str]] | Non
         token_file = tmp_path / f"admin-{next(_keys)}.token"
         app = create_app(url, admin_token_file=token_file, **app_kw)
         with TestClient(app) as client:
-            m = Market(client)
-            if token_file.exists():
-                m.tokens["admin"] = token_file.read_text().strip()
-            for pid, (role, country) in (CAST if cast is None else cast).items():
-                r = m.post("admin", "/v1/participants", {"id": pid, "name": pid.upper(), "role": role,
-                                                         "country": country})
-                assert r.status_code == 201, r.text
-                r = m.post("admin", f"/v1/participants/{pid}/tokens", {"label": "test"})
-                assert r.status_code == 201, r.text
-                m.tokens[pid] = r.json()["token"]
-            yield m
+            yield populate(client, token_file.read_text().strip() if token_file.exists() else None, cast)
 
     return _cm()
+
+
+def populate(client: Any, admin_token: str | None, cast: dict[str, tuple[str, str]] | None = None) -> Market:
+    """A Market on ``client`` (TestClient, or an httpx.Client on a running server) with ``cast`` created."""
+    m = Market(client)
+    if admin_token is not None:
+        m.tokens["admin"] = admin_token
+    for pid, (role, country) in (CAST if cast is None else cast).items():
+        r = m.post("admin", "/v1/participants", {"id": pid, "name": pid.upper(), "role": role, "country": country})
+        assert r.status_code == 201, r.text
+        r = m.post("admin", f"/v1/participants/{pid}/tokens", {"label": "test"})
+        assert r.status_code == 201, r.text
+        m.tokens[pid] = r.json()["token"]
+    return m

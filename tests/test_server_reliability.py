@@ -21,7 +21,7 @@ At the end the whole order and trade lists are read through ``GET /v1/orders`` a
 once more. ``CRITMIN_CRASH_TRIALS`` sets the number of trials per backend (default 20).
 
 The other tests are quick and in-process: the ``POST /v1/orders`` fast lane
-(:class:`critmin.server.sequencer.OrderIntake`) answers exactly as the FastAPI route does, for valid requests and
+(:class:`critmin.server.intake.OrderIntake`) answers exactly as the FastAPI route does, for valid requests and
 each kind of refusal, and applies the rate limit; a failed commit in the sequencer's pipeline refuses what was
 applied on top of it, rebuilds the engine, and retries then succeed once each; the engine's spliced audit encoding
 is exactly the canonical record hash.
@@ -320,7 +320,7 @@ def _scenario(m) -> list:
 
 
 def test_order_fast_lane_answers_as_the_route_does(tmp_path, monkeypatch):
-    from critmin.server import sequencer
+    from critmin.server import intake
 
     fast = tmp_path / "fast"
     fast.mkdir()
@@ -332,7 +332,7 @@ def test_order_fast_lane_answers_as_the_route_does(tmp_path, monkeypatch):
     async def passthrough(self, scope, receive, send):
         await self.app(scope, receive, send)
 
-    monkeypatch.setattr(sequencer.OrderIntake, "__call__", passthrough)
+    monkeypatch.setattr(intake.OrderIntake, "__call__", passthrough)
     slow = tmp_path / "slow"
     slow.mkdir()
     with open_market(database_url("sqlite", slow), slow) as m:

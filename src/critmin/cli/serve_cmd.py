@@ -31,10 +31,9 @@ def register(app: typer.Typer) -> None:
         from critmin.errors import ConfigError
 
         try:
-            import uvicorn
-
             from critmin.server.app import create_app
             from critmin.server.db import default_url
+            from critmin.server.run import serve as run_service
         except ImportError as exc:
             raise ConfigError(f"the marketplace service needs its extra: pip install 'critmin[server]' ({exc})") from None
         if not 0 < port < 65536:
@@ -47,7 +46,9 @@ def register(app: typer.Typer) -> None:
                           admin_country=admin_country)
         typer.echo(f"critmin marketplace on http://{host}:{port} (OpenAPI /openapi.json); database {_redact(url)}; "
                    f"first admin token (empty database only): {data_dir / 'admin.token'}", err=True)
-        uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+        code = run_service(app_, host, port)
+        if code:
+            raise typer.Exit(code)
 
 
 def _check_free(url: str) -> None:

@@ -45,8 +45,9 @@ from critmin.server.engine import (
     request_hash,
     token_body,
 )
+from critmin.server.intake import OrderIntake
 from critmin.server.migrate import upgrade
-from critmin.server.sequencer import OrderIntake, Sequencer
+from critmin.server.sequencer import Sequencer
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": S.ErrorBody, "description": text} for code, text in (

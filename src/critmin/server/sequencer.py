@@ -10,13 +10,6 @@ Idempotency: a state-changing request carries an ``Idempotency-Key``. Its (parti
 request and the response is written in the same transaction as the change, so a retry after a crash or a lost
 response gets the original answer (flagged ``replayed``) and never applies twice; the same key with a different
 request is refused (409).
-
-Order intake: :class:`OrderIntake` is an ASGI fast lane in front of the FastAPI app for ``POST /v1/orders``, the
-one endpoint that carries the load. It answers only requests that are valid in every respect (the same checks, in
-effect, as the FastAPI route: bearer token, scope and role, ``Idempotency-Key``, JSON body validated by the same
-pydantic model, rate limit) and hands every other request, unchanged, to the FastAPI app, so errors keep their
-exact form. The command it submits is the one the route builds (same data, same request hash), and the answer is
-the same status, body and headers.
 """
 
 from __future__ import annotations
@@ -27,7 +20,6 @@ import gc
 import json
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import Iterable
@@ -43,11 +35,8 @@ from critmin.server.engine import (
     Command,
     Engine,
     Result,
-    canonical_text,
     dumps,
-    hash_token,
     render,
-    request_hash,
     write_batch,
 )
 
@@ -177,6 +166,11 @@ class Sequencer:
         for cmd, fut in zip(cmds, futs, strict=True):
             self._queue.put((cmd, loop, fut))
         return list(await asyncio.gather(*futs))
+
+    def enqueue(self, cmd: Command, loop: asyncio.AbstractEventLoop, reply: Any) -> None:
+        """Queue a command without waiting: after its commit, ``reply.set_result(result)`` is called on ``loop``
+        (``reply`` needs ``done()`` and ``set_result()``, like a future)."""
+        self._queue.put((cmd, loop, reply))
 
     def submit_sync(self, cmd: Command) -> Result:
         """Apply and commit one command from a thread without an event loop (bootstrap, tests)."""
@@ -461,124 +455,3 @@ def _unavailable(exc: Exception) -> Result:
     err = ApiError(503, "storage_unavailable", f"the change was not committed, retry with the same Idempotency-Key "
                                                f"({type(exc).__name__})")
     return Result(503, err.body())
-
-
-# ---------------------------------------------------------------------- order intake (ASGI fast lane)
-_IDEM_KEY = re.compile(r"[\x21-\x7e]{1,200}")  # the route's Idempotency-Key rule (fullmatch)
-_MAX_FAST_BODY = 65536  # larger bodies go to the FastAPI app (and its body limit, if one is set)
-_WANTED = frozenset({b"authorization", b"idempotency-key", b"content-type"})
-
-
-class OrderIntake:
-    """ASGI middleware: ``POST /v1/orders`` without FastAPI's per-request machinery (about 3× cheaper).
-
-    Parameters
-    ----------
-    app : ASGI app
-        The next app (FastAPI's stack).
-    api : fastapi.FastAPI
-        The service: its ``state.seq`` (sequencer) and ``state.limiter`` (rate limiter).
-
-    A request is answered here only when the route would accept it: a bearer token of a live token, the ``trade``
-    scope and a seller or buyer role, one valid ``Idempotency-Key``, ``Content-Type: application/json`` and a body
-    that ``OrderIn`` validates, and no rate limit (checked last, so a request handed on is counted once). Anything
-    else, the body included, is passed on untouched to ``app``, which answers it as before.
-    """
-
-    def __init__(self, app: Any, api: Any) -> None:
-        from pydantic import TypeAdapter
-
-        from critmin.market.model import Role
-        from critmin.server.schemas import OrderIn
-
-        self.app, self.api = app, api
-        self._adapter = TypeAdapter(OrderIn)
-        self._roles = (Role.SELLER, Role.BUYER)
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/v1/orders" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":  # disconnected: let the app see it
-                await self.app(scope, _replay_receive(chunks, receive, message), send)
-                return
-            chunk = message.get("body", b"")
-            chunks.append(chunk)
-            size += len(chunk)
-            more = message.get("more_body", False)
-            if more and size > _MAX_FAST_BODY:
-                await self.app(scope, _replay_receive(chunks, receive, None, more=True), send)
-                return
-        cmd = self._command(scope, b"".join(chunks))
-        if cmd is None:
-            await self.app(scope, _replay_receive(chunks, receive, None), send)
-            return
-        res: Result = await self.api.state.seq.submit(cmd)
-        raw = res.raw if res.raw is not None else render(res.body).encode("utf-8")
-        headers = [(b"content-length", str(len(raw)).encode("ascii")), (b"content-type", b"application/json")]
-        if res.replayed:
-            headers.append((b"idempotency-replayed", b"true"))
-        version = res.body.get("version") if isinstance(res.body, dict) else None
-        if res.status < 300 and isinstance(version, int):
-            headers.append((b"etag", f'"{version}"'.encode("ascii")))
-        await send({"type": "http.response.start", "status": res.status, "headers": headers})
-        await send({"type": "http.response.body", "body": raw})
-
-    def _command(self, scope: dict, body: bytes) -> Command | None:
-        """The route's command for this request, or None when the route should answer it."""
-        found: dict[bytes, bytes] = {}
-        for name, value in scope["headers"]:
-            if name in _WANTED:
-                if name in found:
-                    return None
-                found[name] = value
-        if len(found) != 3 or len(body) > _MAX_FAST_BODY:
-            return None
-        scheme, _, token = found[b"authorization"].decode("latin-1").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return None
-        key = found[b"idempotency-key"].decode("latin-1")
-        if not _IDEM_KEY.fullmatch(key):
-            return None
-        if found[b"content-type"].split(b";", 1)[0].strip().lower() != b"application/json":
-            return None
-        state = self.api.state
-        who = state.seq.engine.actor_for(hash_token(token))
-        if who is None or "trade" not in who.scopes or who.role not in self._roles:
-            return None
-        try:
-            obj = json.loads(body)
-            if isinstance(obj, dict):
-                # Absent sub-objects as {}: the same model as the defaults, without pydantic deep-copying them.
-                for name in ("attestations", "requirements"):
-                    if name not in obj:
-                        obj[name] = {}
-            model = self._adapter.validate_python(obj, from_attributes=True)
-        except Exception:  # JSON or validation error, undecodable bytes, nesting too deep: the route says which
-            return None
-        if state.limiter.check(who.token_id):
-            return None  # the route answers 429 (a refusal does not use up the bucket)
-        data = model.model_dump(mode="json")
-        # canonical(data): the body is plain JSON data (strings, ints, booleans, None), so one C-encoder pass.
-        raw = canonical_text(data).encode("utf-8")
-        return Command("place_order", who, data, key, request_hash("POST", "/v1/orders", raw), None)
-
-
-def _replay_receive(chunks: list[bytes], receive: Any, last: dict | None, more: bool = False) -> Any:
-    """A ``receive`` that first gives back the body already read (then ``last``, if any), then reads on."""
-    pending: list[dict] = [{"type": "http.request", "body": b"".join(chunks), "more_body": more or last is not None}]
-    if last is not None:  # the client went away mid-body
-        pending = (pending if chunks else []) + [last]
-
-    async def replay() -> dict:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replay

@@ -1,0 +1,190 @@
+"""``critmin serve`` as shipped: the core process and its HTTP front (critmin.server.front) answer exactly as the
+app does in one process, and stop and die together."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+import httpx
+from serverkit import BUY, SELL, database_url, open_market, populate
+from test_server_reliability import _scenario
+
+HOST = "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid) and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class Serve:
+    """``critmin serve`` on SQLite in a subprocess."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir, self.port = data_dir, port or _free_port()
+        self.log = data_dir / "serve.log"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "critmin.cli.main", "serve", "--data-dir", str(data_dir), "--host", HOST,
+                 "--port", str(self.port), "--rate-limit", "0"], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL)
+        self.base = f"http://{HOST}:{self.port}"
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(self.base + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"not healthy: {self.log.read_text()}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def served(tmp_path):
+    s = Serve(tmp_path)
+    try:
+        s.wait_healthy()
+        yield s
+    finally:
+        s.stop()
+
+
+def _market(served: Serve):
+    client = httpx.Client(base_url=served.base, timeout=30)
+    return populate(client, (served.data_dir / "admin.token").read_text().strip())
+
+
+def test_the_split_service_answers_orders_exactly_as_the_app_in_one_process(served, tmp_path):
+    """Fast lane (placed, crossed, replayed) and every refusal handed to the routes: the same status, body and
+    headers through the front as from the app in one process."""
+    m = _market(served)
+    split = _scenario(m)
+    one = tmp_path / "one"
+    one.mkdir()
+    with open_market(database_url("sqlite", one), one) as m1:
+        single = _scenario(m1)
+    assert [s for s, _, _ in split][:4] == [201, 201, 201, 409]
+    assert split == single
+
+
+def test_forwarded_requests_keep_queries_streams_and_errors(served, tmp_path):
+    m = _market(served)
+    for i in range(3):
+        m.order("lynas", SELL, limit_price=str(95 + i))
+    m.order("toyota", BUY)
+    one = tmp_path / "one"
+    one.mkdir()
+    with open_market(database_url("sqlite", one), one) as m1:
+        for i in range(3):
+            m1.order("lynas", SELL, limit_price=str(95 + i))
+        m1.order("toyota", BUY)
+        for path in ("/v1/orders?limit=2", "/v1/orders?limit=2&after=1", "/v1/trades", "/v1/books",
+                     "/v1/orders/ord_999", "/v1/orders?limit=abc", "/v1/nothing-here"):
+            a, b = m.get("lynas", path), m1.get("lynas", path)
+            assert (a.status_code, a.json()) == (b.status_code, b.json()), path
+        # the audit export is a stream (no content-length): relayed whole, line for line
+        a, b = m.get("gao", "/v1/audit/export"), m1.get("gao", "/v1/audit/export")
+        assert a.status_code == b.status_code == 200
+        lines = a.text.splitlines()
+        assert len(lines) == len(b.text.splitlines()) > 10
+        assert [json.loads(x)["kind"] for x in lines] == [json.loads(x)["kind"] for x in b.text.splitlines()]
+    # a body sent in chunks (no content-length) still reaches the route
+    chunks = (part for part in (json.dumps({**SELL, "limit_price": "99"}).encode(),))
+    r = m.client.post("/v1/orders", content=chunks, headers={**m.headers("mp"), "Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    # too large for the front: 413 in the service's error form
+    r = m.client.post("/v1/orders", content=b"x" * (16 * 1024 * 1024 + 1), headers=m.headers("mp"))
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+
+
+def test_a_revoked_token_is_refused_at_once_on_the_fast_lane(served):
+    m = _market(served)
+    r = m.post("admin", "/v1/participants/lynas/tokens", {"label": "second"})
+    second = r.json()
+    ok = m.client.post("/v1/orders", json=SELL, headers={"Authorization": f"Bearer {second['token']}",
+                                                         "Idempotency-Key": "k1"})
+    assert ok.status_code == 201
+    r = m.delete("admin", f"/v1/tokens/{second['id']}")
+    assert r.status_code in (200, 204), r.text
+    refused = m.client.post("/v1/orders", json=SELL, headers={"Authorization": f"Bearer {second['token']}",
+                                                              "Idempotency-Key": "k2"})
+    assert refused.status_code == 401, refused.text
+
+
+def test_kill_9_of_the_service_takes_its_front_and_port_with_it(served):
+    fronts = _children(served.proc.pid)
+    assert len(fronts) == 1 and _alive(fronts[0])
+    os.kill(served.proc.pid, signal.SIGKILL)
+    served.proc.wait()
+    t0 = time.monotonic()
+    while _alive(fronts[0]) and time.monotonic() - t0 < 5:
+        time.sleep(0.02)
+    assert not _alive(fronts[0])
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(served.base + "/health", timeout=2)
+    again = Serve(served.data_dir, served.port)  # same database and port: the lock and the port are free
+    try:
+        again.wait_healthy()
+    finally:
+        assert again.stop() == 0
+
+
+def test_sigterm_stops_front_then_core_cleanly(served):
+    fronts = _children(served.proc.pid)
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(timeout=30) == 0
+    assert not any(_alive(f) for f in fronts)
+
+
+def test_a_port_in_use_stops_the_service_with_exit_2(tmp_path):
+    with socket.socket() as busy:
+        busy.bind((HOST, 0))
+        busy.listen()
+        s = Serve(tmp_path, busy.getsockname()[1])
+        assert s.proc.wait(timeout=60) == 2
+    assert "HTTP front ended" in s.log.read_text()
