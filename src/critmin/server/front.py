@@ -66,6 +66,7 @@ class IntakeClient(asyncio.Protocol):
 
     def __init__(self, on_lost: Any) -> None:
         self.buf = bytearray()
+        self.out: list[bytes] = []
         self.waiting: dict[int, asyncio.Future] = {}
         self.ids = itertools.count(1)
         self.transport: asyncio.Transport | None = None
@@ -90,14 +91,22 @@ class IntakeClient(asyncio.Protocol):
                 fut.set_result(None if status == FALLBACK else (status, raw, replayed, version))
 
     def submit(self, prepared: tuple) -> asyncio.Future:
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         if self.transport is None:
             fut.set_exception(ConnectionError("the service core went away"))
             return fut
         rid = next(self.ids)
         self.waiting[rid] = fut
-        self.transport.write(encode_frame((rid, *prepared)))
+        if not self.out:  # frames of one event-loop turn leave in one write (one wake-up of the core)
+            loop.call_soon(self._flush)
+        self.out.append(encode_frame((rid, *prepared)))
         return fut
+
+    def _flush(self) -> None:
+        if self.transport is not None and self.out:
+            self.transport.write(b"".join(self.out))
+        self.out.clear()
 
 
 class Forwarder:

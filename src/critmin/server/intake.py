@@ -250,13 +250,15 @@ class CoreIntake(asyncio.Protocol):
                 self.transport.close()
             return
         state = self.api.state
+        items = []
         for msg in msgs:
             rid, prepared = msg[0], msg[1:]
             cmd = admit(state, prepared)  # type: ignore[arg-type]
             if cmd is None:
                 self.reply((rid, FALLBACK, b"", False, None))
             else:
-                state.seq.enqueue(cmd, self.loop, _Reply(self, rid))
+                items.append((cmd, self.loop, _Reply(self, rid)))
+        state.seq.enqueue(items)
 
     def reply(self, msg: tuple) -> None:
         if self.transport is None:

@@ -167,10 +167,12 @@ class Sequencer:
             self._queue.put((cmd, loop, fut))
         return list(await asyncio.gather(*futs))
 
-    def enqueue(self, cmd: Command, loop: asyncio.AbstractEventLoop, reply: Any) -> None:
-        """Queue a command without waiting: after its commit, ``reply.set_result(result)`` is called on ``loop``
-        (``reply`` needs ``done()`` and ``set_result()``, like a future)."""
-        self._queue.put((cmd, loop, reply))
+    def enqueue(self, items: list[tuple[Command, asyncio.AbstractEventLoop, Any]]) -> None:
+        """Queue (command, loop, reply) items without waiting, in order and as one hand-over (one wake-up of the
+        applier for all). After each commit, ``reply.set_result(result)`` is called on ``loop`` (``reply`` needs
+        ``done()`` and ``set_result()``, like a future)."""
+        if items:
+            self._queue.put(items)
 
     def submit_sync(self, cmd: Command) -> Result:
         """Apply and commit one command from a thread without an event loop (bootstrap, tests)."""
@@ -196,7 +198,7 @@ class Sequencer:
             if item is _STOP:
                 self._applied.put(_STOP)
                 return
-            items = [item]
+            items = list(item) if type(item) is list else [item]  # a list: several queued at once (enqueue)
             stop = False
             while len(items) < self.max_batch:
                 try:
@@ -206,7 +208,10 @@ class Sequencer:
                 if nxt is _STOP:
                     stop = True
                     break
-                items.append(nxt)
+                if type(nxt) is list:
+                    items.extend(nxt)
+                else:
+                    items.append(nxt)
             self._settle_done()
             if self._failed_gen >= self._gen:
                 self._recover()
