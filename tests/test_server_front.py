@@ -1,5 +1,5 @@
-"""``critmin serve`` as shipped: the core process and its HTTP front (critmin.server.front) answer exactly as the
-app does in one process, and stop and die together."""
+"""``critmin serve`` as shipped: the core process, its HTTP front (critmin.server.front) and its storage writer
+(critmin.server.storage) answer exactly as the app does in one process, and stop and die together."""
 
 from __future__ import annotations
 
@@ -156,15 +156,20 @@ def test_a_revoked_token_is_refused_at_once_on_the_fast_lane(served):
     assert refused.status_code == 401, refused.text
 
 
-def test_kill_9_of_the_service_takes_its_front_and_port_with_it(served):
-    fronts = _children(served.proc.pid)
-    assert len(fronts) == 1 and _alive(fronts[0])
+def _module_of(pid: int) -> str:
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    return args[args.index(b"-m") + 1].decode() if b"-m" in args else ""
+
+
+def test_kill_9_of_the_service_takes_its_front_writer_and_port_with_it(served):
+    children = _children(served.proc.pid)
+    assert sorted(_module_of(p) for p in children) == ["critmin.server.front", "critmin.server.storage"]
     os.kill(served.proc.pid, signal.SIGKILL)
     served.proc.wait()
     t0 = time.monotonic()
-    while _alive(fronts[0]) and time.monotonic() - t0 < 5:
+    while any(_alive(p) for p in children) and time.monotonic() - t0 < 5:
         time.sleep(0.02)
-    assert not _alive(fronts[0])
+    assert not any(_alive(p) for p in children)
     with pytest.raises(httpx.ConnectError):
         httpx.get(served.base + "/health", timeout=2)
     again = Serve(served.data_dir, served.port)  # same database and port: the lock and the port are free
@@ -175,10 +180,10 @@ def test_kill_9_of_the_service_takes_its_front_and_port_with_it(served):
 
 
 def test_sigterm_stops_front_then_core_cleanly(served):
-    fronts = _children(served.proc.pid)
+    children = _children(served.proc.pid)
     served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(timeout=30) == 0
-    assert not any(_alive(f) for f in fronts)
+    assert not any(_alive(p) for p in children)
 
 
 def test_a_port_in_use_stops_the_service_with_exit_2(tmp_path):
@@ -188,3 +193,24 @@ def test_a_port_in_use_stops_the_service_with_exit_2(tmp_path):
         s = Serve(tmp_path, busy.getsockname()[1])
         assert s.proc.wait(timeout=60) == 2
     assert "HTTP front ended" in s.log.read_text()
+
+
+def test_the_storage_writer_dying_refuses_its_batch_then_restarts(served):
+    """kill -9 of the writer process: the order in flight is refused (503, not committed), memory is rebuilt from
+    the database, a new writer starts, and the retry with the same key is applied once."""
+    m = _market(served)
+    first = m.order("lynas", SELL)
+    writer = next(p for p in _children(served.proc.pid) if _module_of(p) == "critmin.server.storage")
+    os.kill(writer, signal.SIGKILL)
+    r = m.post("toyota", "/v1/orders", BUY, key="after-kill")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "storage_unavailable", r.text
+    r = m.post("toyota", "/v1/orders", BUY, key="after-kill")
+    assert r.status_code == 201, r.text
+    assert r.json()["trades"] and r.json()["trades"][0]["sell_order_id"] == first["order"]["id"]
+    again = m.post("toyota", "/v1/orders", BUY, key="after-kill")
+    assert again.status_code == 201 and again.headers.get("idempotency-replayed") == "true"
+    orders = m.get("gao", "/v1/orders?limit=50").json()["items"]
+    assert [o["id"] for o in orders if o["participant_id"] == "toyota"] == [r.json()["order"]["id"]]
+    head = m.get("gao", "/v1/audit/head?verify=true").json()
+    assert head["valid"] is True, head
+    assert [p for p in _children(served.proc.pid) if _module_of(p) == "critmin.server.storage"] not in ([], [writer])

@@ -48,6 +48,7 @@ from critmin.server.engine import (
 from critmin.server.intake import OrderIntake
 from critmin.server.migrate import upgrade
 from critmin.server.sequencer import Sequencer
+from critmin.server.storage import WriterProcess
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": S.ErrorBody, "description": text} for code, text in (
@@ -194,7 +195,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         lock.acquire()
         try:
             upgrade(sa_engine)
-            seq = Sequencer(sa_engine)
+            seq = Sequencer(sa_engine, storage=WriterProcess(url, durable=durable))
             if admin_token_file is not None and not seq.engine.participants:
                 _bootstrap(seq, admin_token_file, admin_country)
             seq.start()

@@ -203,8 +203,6 @@ class Batch:
 #: Insert order (foreign keys first).
 _TABLE_ORDER = (db.participants, db.tokens, db.programmes, db.policies, db.books, db.orders, db.postings,
                 db.ledger_entries, db.trades, db.audit_log, db.idempotency)
-#: Tables written on every order: inserted through the driver's executemany with precompiled SQL (below).
-_HOT = frozenset({"orders", "postings", "ledger_entries", "trades", "audit_log", "idempotency"})
 _ORDER_UPDATE = db.orders.update().where(db.orders.c.id == sa.bindparam("_id")).values(
     remaining=sa.bindparam("remaining"), status=sa.bindparam("status"), version=sa.bindparam("version"))
 
@@ -250,22 +248,27 @@ class _DriverStatement:
                               f"version = {col['version']} FROM (VALUES ", "(" + ", ".join("?" * len(order)) + ")",
                               f") AS v WHERE orders.id = {col['_id']}")
 
-    def run(self, cur: Any, rows: list[dict[str, Any]]) -> None:
-        """Execute for every row (``rows`` non-empty)."""
+    def steps(self, rows: list[dict[str, Any]]) -> list[Step]:
+        """The steps that write ``rows`` (non-empty)."""
         params = self.params(rows)
         if self.multi is None or len(params) == 1:
-            cur.executemany(self.sql, params)
-            return
+            return [(self.sql, True, params)]
         head, row, tail = self.multi
         k = self.rows_per_statement
-        for i in range(0, len(params), k):
-            chunk = params[i:i + k]
-            cur.execute(head + ", ".join([row] * len(chunk)) + tail, [x for p in chunk for x in p])
+        return [(head + ", ".join([row] * len(chunk)) + tail, False, [x for p in chunk for x in p])
+                for i in range(0, len(params), k) if (chunk := params[i:i + k])]
 
 
-def _driver_statement(dialect: sa.Dialect, name: str) -> _DriverStatement:
+#: One write, as the DBAPI driver runs it: (SQL, many, parameters) = ``cursor.executemany(SQL, parameters)`` when
+#: ``many``, else ``cursor.execute(SQL, parameters)``. Parameters are plain data (str, int, float, bytes, None;
+#: tuples/lists/dicts of them), already through the column types' bind processors: a batch's steps can be sent to
+#: another process (critmin.server.storage) and run there.
+Step = tuple[str, bool, Any]
+
+
+def _driver_statement(dialect: sa.Dialect, name: str, keys: tuple[str, ...] | None = None) -> _DriverStatement:
     cache = dialect.__dict__.setdefault("_critmin_statements", {})
-    st = cache.get(name)
+    st = cache.get((name, keys))
     if st is None:
         if name == "orders.update":
             o = db.orders
@@ -274,28 +277,26 @@ def _driver_statement(dialect: sa.Dialect, name: str) -> _DriverStatement:
                                    "version": o.c.version.type}, dialect)
         else:
             table = db.metadata.tables[name]
-            st = _DriverStatement(table.insert(), [c.key for c in table.columns],
-                                  {c.key: c.type for c in table.columns}, dialect)
-        cache[name] = st
+            names = [c.key for c in table.columns] if keys is None else list(keys)
+            st = _DriverStatement(table.insert(), names, {c.key: c.type for c in table.columns}, dialect)
+        cache[(name, keys)] = st
     return st
 
 
-def _executemany(conn: sa.Connection, steps: list[tuple[str, list[dict[str, Any]]]]) -> None:
-    """Run ``executemany`` of each (statement name, rows) on the connection's DBAPI cursor; with psycopg, all of
-    them in one pipeline (one round trip to the server instead of one per statement)."""
-    raw = conn.connection.dbapi_connection
-    pipeline = getattr(raw, "pipeline", None) if conn.dialect.name == "postgresql" else None
-    with pipeline() if pipeline is not None else contextlib.nullcontext():
-        cur = raw.cursor()
-        try:
-            for name, rows in steps:
-                _driver_statement(conn.dialect, name).run(cur, rows)
-        finally:
-            cur.close()
+def _statement_step(dialect: sa.Dialect, stmt: sa.Executable) -> Step:
+    """A Core statement (an UPDATE of one object) as a step: its SQL and processed parameters."""
+    compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    values = compiled.construct_params()
+    procs = compiled._bind_processors
+    if compiled.positional:
+        params: Any = tuple(procs[k](values[k]) if k in procs else values[k] for k in compiled.positiontup or ())
+    else:
+        params = {k: procs[k](v) if k in procs else v for k, v in values.items()}
+    return str(compiled), False, params
 
 
-def write_batch(conn: sa.Connection, batch: Batch) -> None:
-    """Write a batch on an open transaction."""
+def batch_steps(dialect: sa.Dialect, batch: Batch) -> list[Step]:
+    """The writes of a batch, in order (foreign keys first), for ``dialect``'s driver."""
     new_orders = {r["id"]: r for r in batch.inserts.get("orders", [])}
     updates = []
     for oid, values in batch.order_updates.items():
@@ -303,24 +304,45 @@ def write_batch(conn: sa.Connection, batch: Batch) -> None:
             new_orders[oid].update(values)
         else:
             updates.append({"_id": oid, **values})
-    fast: list[tuple[str, list[dict[str, Any]]]] = []  # consecutive driver-level steps, run together
+    out: list[Step] = []
     for table in _TABLE_ORDER:
         rows = batch.inserts.get(table.name)
-        if rows:
-            columns = table.columns.keys()
-            if table.name in _HOT and all(len(r) == len(columns) for r in rows):
-                fast.append((table.name, rows))  # hot rows carry every column (checked by the length)
-            else:
-                if fast:
-                    _executemany(conn, fast)
-                    fast = []
-                conn.execute(table.insert(), rows)
+        if not rows:
+            continue
+        n = len(table.columns)
+        if all(len(r) == n for r in rows):  # every column given (hot rows always are)
+            out += _driver_statement(dialect, table.name).steps(rows)
+            continue
+        by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for r in rows:  # rows that leave columns to their defaults, by the columns they give
+            by_keys.setdefault(tuple(r), []).append(r)
+        for keys, group in by_keys.items():
+            out += _driver_statement(dialect, table.name, keys).steps(group)
     if updates:
-        fast.append(("orders.update", updates))
-    if fast:
-        _executemany(conn, fast)
-    for stmt in batch.statements:
-        conn.execute(stmt)
+        out += _driver_statement(dialect, "orders.update").steps(updates)
+    out += [_statement_step(dialect, stmt) for stmt in batch.statements]
+    return out
+
+
+def run_steps(dbapi_conn: Any, dialect_name: str, steps: list[Step]) -> None:
+    """Run steps on a DBAPI connection (in its open transaction; the caller commits). With psycopg, all in one
+    pipeline: one round trip to the server instead of one per statement."""
+    pipeline = getattr(dbapi_conn, "pipeline", None) if dialect_name == "postgresql" else None
+    with pipeline() if pipeline is not None else contextlib.nullcontext():
+        cur = dbapi_conn.cursor()
+        try:
+            for sql, many, params in steps:
+                if many:
+                    cur.executemany(sql, params)
+                else:
+                    cur.execute(sql, params)
+        finally:
+            cur.close()
+
+
+def write_batch(conn: sa.Connection, batch: Batch) -> None:
+    """Write a batch on an open transaction of ``conn``."""
+    run_steps(conn.connection.dbapi_connection, conn.dialect.name, batch_steps(conn.dialect, batch))
 
 
 class Engine:

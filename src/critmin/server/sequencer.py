@@ -35,10 +35,12 @@ from critmin.server.engine import (
     Command,
     Engine,
     Result,
+    batch_steps,
     dumps,
     render,
     write_batch,
 )
+from critmin.server.storage import StorageError, WriterProcess
 
 _STOP = object()
 log = logging.getLogger(__name__)
@@ -80,17 +82,22 @@ class Sequencer:
         Allied group for eligibility (default ``msp``).
     max_batch : int
         Most commands per transaction (1 = one transaction and commit per command, no group commit).
+    storage : WriterProcess, optional
+        While the pipeline runs, the writer thread commits through this process (see
+        :mod:`critmin.server.storage`) instead of a connection of its own. ``critmin serve`` uses one.
     """
 
-    def __init__(self, sa_engine: sa.Engine, allies: Iterable[str] | None = None, max_batch: int = 512) -> None:
+    def __init__(self, sa_engine: sa.Engine, allies: Iterable[str] | None = None, max_batch: int = 512,
+                 storage: WriterProcess | None = None) -> None:
         self.sa_engine = sa_engine
+        self.storage = storage
         self.allies = None if allies is None else frozenset(allies)
         self.max_batch = max(1, int(max_batch))
         with sa_engine.connect() as conn:
             self.engine = Engine.load(conn, self.allies)
         dbapi = getattr(sa_engine.dialect, "loaded_dbapi", None)
         # The hot paths use DBAPI cursors directly: their errors are the driver's, not SQLAlchemy's.
-        self._db_errors: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError,) + (
+        self._db_errors: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError, StorageError) + (
             (dbapi.Error,) if dbapi is not None else ())
         self._queue: queue.SimpleQueue = queue.SimpleQueue()      # clients → applier
         self._applied: queue.SimpleQueue = queue.SimpleQueue()    # applier → writer
@@ -109,6 +116,10 @@ class Sequencer:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        if self.storage is not None:
+            # Started from this (long-lived) thread: PR_SET_PDEATHSIG fires when the *thread* that started the
+            # child ends. A restart after the process died happens in the writer thread, which lives as long.
+            self.storage.start()
         self._gc_before = _tune_gc()
         self._writer = threading.Thread(target=self._write_loop, name="critmin-writer", daemon=True)
         self._applier = threading.Thread(target=self._apply_loop, name="critmin-sequencer", daemon=True)
@@ -126,6 +137,8 @@ class Sequencer:
             self._writer = None
         self._drop("_read_conn", invalidate=False)
         self._drop("_write_conn", invalidate=False)
+        if self.storage is not None:
+            self.storage.close()
         if self._gc_before is not None:
             gc.set_threshold(*self._gc_before)
             self._gc_before = None
@@ -311,12 +324,13 @@ class Sequencer:
                     break
                 group.append(nxt)
                 n += len(nxt.items)
-            self._commit(group)
+            self._commit(group, self.storage)
             if stop:
                 return
 
-    def _commit(self, group: list[_Applied]) -> None:
-        """Write and commit ``group`` in one transaction, then answer its clients (503 for all if it fails)."""
+    def _commit(self, group: list[_Applied], storage: WriterProcess | None = None) -> None:
+        """Write and commit ``group`` in one transaction (through ``storage`` when given), then answer its clients
+        (503 for all if it fails)."""
         gen = group[0].gen
         n = sum(len(a.items) for a in group)
         failure: BaseException | None = None
@@ -325,9 +339,12 @@ class Sequencer:
         elif any(len(a.batch) for a in group):
             merged = group[0].batch if len(group) == 1 else _merge([a.batch for a in group])
             try:
-                conn = self._conn("_write_conn")
-                with conn.begin():
-                    write_batch(conn, merged)
+                if storage is not None:
+                    storage.commit(batch_steps(self.sa_engine.dialect, merged))
+                else:
+                    conn = self._conn("_write_conn")
+                    with conn.begin():
+                        write_batch(conn, merged)
             except Exception as exc:  # storage errors, and any other: the writer must go on answering
                 self._drop("_write_conn")
                 # Memory ran ahead of storage: refuse this and every later batch until the applier rebuilds.

@@ -1,0 +1,174 @@
+"""The storage writer: a child process of the service that owns the write connection and commits its batches.
+
+Why a process: the sequencer's applier thread runs Python (matching, settlement) nearly all the time, and the
+database driver releases the GIL around every statement it runs and must take it back after. In a thread of the
+same process each of those hand-backs waited for the applier (measured: a batch's statements spent ~3x longer
+waiting for the GIL than the database took to run them), and the writes could not run beside the matching on the
+machine's other core. Here the sequencer's writer thread compiles a committed group into plain steps
+(:func:`critmin.server.engine.batch_steps`: SQL and driver parameters), sends them over a socket pair and blocks,
+without the GIL, until this process has run them in one transaction and committed (or refused) them.
+
+Protocol (a 4-byte big-endian length, then a pickle; both ends are this module, over a private socket pair):
+the parent sends ``(url, durable)`` once and gets ``("ready",)``; then per batch a list of steps, answered by
+``("ok",)`` after the commit or ``("error", text)`` after a rollback. The child exits when the socket closes, and
+is killed with its parent (``PR_SET_PDEATHSIG``): a transaction it has not committed is rolled back by the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+from typing import Any
+
+log = logging.getLogger(__name__)
+_LEN = struct.Struct(">I")
+
+
+class StorageError(Exception):
+    """A batch was not committed: the database refused it, or the writer process is gone."""
+
+
+def _send(sock: socket.socket, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_LEN.pack(len(data)) + data)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("the other end closed the storage socket")
+        buf += chunk
+    return bytes(buf)
+
+
+def _recv(sock: socket.socket) -> Any:
+    (n,) = _LEN.unpack(_recv_exact(sock, 4))
+    return pickle.loads(_recv_exact(sock, n))
+
+
+class WriterProcess:
+    """The parent's handle on the writer process (started on first use, restarted after it died).
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL of the database (sent over the socket, never on a command line).
+    durable : bool
+        SQLite ``synchronous=FULL`` (default) or ``NORMAL``, as :func:`critmin.server.db.make_engine`.
+    """
+
+    def __init__(self, url: str, durable: bool = True) -> None:
+        self.url, self.durable = url, durable
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+
+    def start(self) -> None:
+        from critmin.server.front import die_with_parent
+
+        parent, child = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "critmin.server.storage", str(child.fileno()), str(os.getpid())],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        finally:
+            child.close()
+        self.sock = parent
+        try:
+            _send(parent, (self.url, self.durable))
+            reply = _recv(parent)
+        except (OSError, EOFError) as exc:
+            self.close()
+            raise StorageError(f"the storage writer did not start ({exc})") from None
+        if reply[0] != "ready":
+            self.close()
+            raise StorageError(f"the storage writer cannot open the database: {reply[1]}")
+
+    def commit(self, steps: list) -> None:
+        """Run ``steps`` in one transaction and commit; raises :class:`StorageError` when it was not committed."""
+        if self.sock is None:
+            self.start()
+        assert self.sock is not None
+        try:
+            _send(self.sock, steps)
+            reply = _recv(self.sock)
+        except (OSError, EOFError) as exc:
+            self.close()  # whatever it was doing is rolled back; the next batch starts a new one
+            raise StorageError(f"the storage writer process ended ({type(exc).__name__}: {exc})") from None
+        if reply[0] != "ok":
+            raise StorageError(reply[1])
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Close the socket (the process then exits) and reap the process."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:  # pragma: no cover - stuck in the database
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+def _serve(sock: socket.socket) -> None:
+    from critmin.server.db import make_engine
+    from critmin.server.engine import run_steps
+
+    url, durable = _recv(sock)
+    try:
+        engine = make_engine(url, durable=durable)
+        pooled = engine.raw_connection()
+    except Exception as exc:
+        _send(sock, ("error", f"{type(exc).__name__}: {exc}"))
+        return
+    dialect = engine.dialect.name
+    conn = pooled.dbapi_connection
+    if dialect == "sqlite":
+        conn.isolation_level = None  # transactions begun and committed here, explicitly
+    _send(sock, ("ready",))
+    while True:
+        try:
+            steps = _recv(sock)
+        except EOFError:
+            return
+        try:
+            if dialect == "sqlite":
+                conn.execute("BEGIN")
+            run_steps(conn, dialect, steps)
+            conn.commit()
+        except Exception as exc:
+            try:
+                conn.rollback()
+            except Exception:  # the connection is broken: a new one for the next batch
+                pooled.invalidate()
+                pooled = engine.raw_connection()
+                conn = pooled.dbapi_connection
+                if dialect == "sqlite":
+                    conn.isolation_level = None
+            _send(sock, ("error", f"{type(exc).__name__}: {exc}"))
+        else:
+            _send(sock, ("ok",))
+
+
+def main(argv: list[str]) -> int:
+    fd, parent = int(argv[0]), int(argv[1])
+    if os.getppid() != parent:  # the parent died before PR_SET_PDEATHSIG took effect
+        return 1
+    with socket.socket(fileno=fd) as sock:
+        try:
+            _serve(sock)
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            pass  # the parent is gone
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
