@@ -14,12 +14,13 @@ Two servers per backend, the same code and configuration but for the sequencer's
                         transaction and one commit)
   one commit per order  max_batch 1: one transaction and one commit per order (the naive baseline)
 
-Each server is `create_app(url, rate=0)` under uvicorn (uvloop, httptools, no access log, like `critmin serve`)
-in a subprocess started from a launcher embedded below; rate limiting is off. Reported for the measuring window
-(requests answered after the warm-up): acknowledged orders/s (2xx received), latency p50/p95/p99 from the first
-byte sent to the answer, trades/s, and the CPU used by the server and by this client process (the client must not
-be the bottleneck). Target from the issue: >= 2,000 acknowledged orders/s and p99 <= 25 ms on SQLite. Printed,
-never asserted: the numbers depend on the machine and on whatever else runs on it (the load average is printed).
+Each server is `create_app(url, rate=0)` run by `critmin.server.run.serve`, exactly what `critmin serve` runs
+(the core process with its HTTP front and storage writer processes), in a subprocess started from a launcher
+embedded below; rate limiting is off. Reported for the measuring window (requests answered after the warm-up):
+acknowledged orders/s (2xx received), latency p50/p95/p99 from the first byte sent to the answer, trades/s, and
+the CPU used by the server's three processes together and by this client process. Target from the issue:
+>= 2,000 acknowledged orders/s and p99 <= 25 ms on SQLite. Printed, never asserted: the numbers depend on the
+machine and on whatever else runs on it (the load average is printed).
 
 PostgreSQL: --pg-url, else $CRITMIN_BENCH_PG_URL, else $CRITMIN_TEST_PG_URL (CI's server), else the local server
 CI sets up (postgresql://critmin:critmin@127.0.0.1:5432/critmin_test). A fresh database is created on that server
@@ -248,7 +249,7 @@ def main() -> int:
         if b == "sqlite" and m != MODES[1][0]:
             print(f"  target (SQLite): >= 2,000 orders/s and p99 <= 25 ms; {m}: {sq['rate']:,.0f} orders/s "
                   f"({sq['rate'] / 2000:.2f}x the target), p99 {sq['p99_ms']:.1f} ms ({25 / sq['p99_ms']:.2f}x the budget)")
-    print(f"  load average at the end {os.getloadavg()[0]:.2f} (CPU columns: cores used by the server process and "
+    print(f"  load average at the end {os.getloadavg()[0]:.2f} (CPU columns: cores used by the server's processes and "
           "by this client process)")
     return 0
 

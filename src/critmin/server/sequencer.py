@@ -40,7 +40,7 @@ from critmin.server.engine import (
     render,
     write_batch,
 )
-from critmin.server.storage import StorageError, WriterProcess
+from critmin.server.storage import StorageError, WriterProcess, encode_steps
 
 _STOP = object()
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class _Applied:
     batch: Batch
     keys: list[_Key]                        # idempotency keys first recorded here
     final: bool = False                     # results stand even if the batch is refused
+    payload: bytes | None = None            # its writes as the storage writer process takes them (encode_steps)
 
 
 class Sequencer:
@@ -230,6 +231,10 @@ class Sequencer:
                 self._recover()
             try:
                 applied = self._apply(items)
+                if self.storage is not None and len(applied.batch):
+                    # Compiled here, while this thread holds the GIL anyway: the writer thread then needs it only
+                    # briefly, so it is not kept waiting for the applier between batches.
+                    applied.payload = encode_steps(batch_steps(self.sa_engine.dialect, applied.batch))
             except Exception as exc:  # a bug in a command: memory may be half-changed, so rebuild it
                 log.exception("command failed; rebuilding the engine from the database")
                 self._failed_gen = self._gen
@@ -337,11 +342,11 @@ class Sequencer:
         if gen <= self._failed_gen:
             failure = RuntimeError("an earlier commit failed")
         elif any(len(a.batch) for a in group):
-            merged = group[0].batch if len(group) == 1 else _merge([a.batch for a in group])
             try:
                 if storage is not None:
-                    storage.commit(batch_steps(self.sa_engine.dialect, merged))
+                    storage.commit([a.payload for a in group if a.payload is not None])
                 else:
+                    merged = group[0].batch if len(group) == 1 else _merge([a.batch for a in group])
                     conn = self._conn("_write_conn")
                     with conn.begin():
                         write_batch(conn, merged)

@@ -4,13 +4,15 @@ Why a process: the sequencer's applier thread runs Python (matching, settlement)
 database driver releases the GIL around every statement it runs and must take it back after. In a thread of the
 same process each of those hand-backs waited for the applier (measured: a batch's statements spent ~3x longer
 waiting for the GIL than the database took to run them), and the writes could not run beside the matching on the
-machine's other core. Here the sequencer's writer thread compiles a committed group into plain steps
-(:func:`critmin.server.engine.batch_steps`: SQL and driver parameters), sends them over a socket pair and blocks,
-without the GIL, until this process has run them in one transaction and committed (or refused) them.
+machine's other core. Here the sequencer's applier compiles each batch into plain steps
+(:func:`critmin.server.engine.batch_steps`: SQL and driver parameters), and its writer thread sends a group of
+them over a socket pair and blocks, without the GIL, until this process has run them in one transaction and
+committed (or refused) them.
 
 Protocol (a 4-byte big-endian length, then a pickle; both ends are this module, over a private socket pair):
-the parent sends ``(url, durable)`` once and gets ``("ready",)``; then per batch a list of steps, answered by
-``("ok",)`` after the commit or ``("error", text)`` after a rollback. The child exits when the socket closes, and
+the parent sends ``(url, durable)`` once and gets ``("ready",)``; then per transaction a list of batches (each
+its steps, pickled by the applier thread: :func:`encode_steps`), answered by ``("ok",)`` after the commit or
+``("error", text)`` after a rollback. The child exits when the socket closes, and
 is killed with its parent (``PR_SET_PDEATHSIG``): a transaction it has not committed is rolled back by the database.
 """
 
@@ -53,6 +55,11 @@ def _recv(sock: socket.socket) -> Any:
     return pickle.loads(_recv_exact(sock, n))
 
 
+def encode_steps(steps: list) -> bytes:
+    """A batch's steps as the writer process takes them (encoded by the sequencer's applier thread)."""
+    return pickle.dumps(steps, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 class WriterProcess:
     """The parent's handle on the writer process (started on first use, restarted after it died).
 
@@ -90,13 +97,14 @@ class WriterProcess:
             self.close()
             raise StorageError(f"the storage writer cannot open the database: {reply[1]}")
 
-    def commit(self, steps: list) -> None:
-        """Run ``steps`` in one transaction and commit; raises :class:`StorageError` when it was not committed."""
+    def commit(self, batches: list[bytes]) -> None:
+        """Run the steps of ``batches`` (each from :func:`encode_steps`), in order, in one transaction and commit;
+        raises :class:`StorageError` when it was not committed."""
         if self.sock is None:
             self.start()
         assert self.sock is not None
         try:
-            _send(self.sock, steps)
+            _send(self.sock, batches)
             reply = _recv(self.sock)
         except (OSError, EOFError) as exc:
             self.close()  # whatever it was doing is rolled back; the next batch starts a new one
@@ -136,13 +144,14 @@ def _serve(sock: socket.socket) -> None:
     _send(sock, ("ready",))
     while True:
         try:
-            steps = _recv(sock)
+            batches = _recv(sock)
         except EOFError:
             return
         try:
             if dialect == "sqlite":
                 conn.execute("BEGIN")
-            run_steps(conn, dialect, steps)
+            for blob in batches:
+                run_steps(conn, dialect, pickle.loads(blob))
             conn.commit()
         except Exception as exc:
             try:
