@@ -137,6 +137,9 @@ def test_forwarded_requests_keep_queries_streams_and_errors(served, tmp_path):
     chunks = (part for part in (json.dumps({**SELL, "limit_price": "99"}).encode(),))
     r = m.client.post("/v1/orders", content=chunks, headers={**m.headers("mp"), "Content-Type": "application/json"})
     assert r.status_code == 201, r.text
+    # one Date header on every answer (the front's), relayed or from the fast lane; no server banner
+    for r in (m.client.get("/health"), m.post("mp", "/v1/orders", {**SELL, "limit_price": "98"})):
+        assert len(r.headers.get_list("date")) == 1 and "server" not in r.headers, r.headers
     # too large for the front: 413 in the service's error form
     r = m.client.post("/v1/orders", content=b"x" * (16 * 1024 * 1024 + 1), headers=m.headers("mp"))
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"

@@ -142,7 +142,7 @@ class Forwarder:
         if not any(n == b"host" for n, _ in headers):
             headers.append((b"host", b"critmin"))
         headers.append((b"content-length", str(len(body)).encode("ascii")))
-        started = False
+        started = reusable = False
         try:
             writer.write(h.send(h11.Request(method=scope["method"], target=target, headers=headers)))
             if body:
@@ -164,18 +164,18 @@ class Forwarder:
                 elif isinstance(event, h11.ConnectionClosed):
                     raise ConnectionError("the core closed the connection mid-answer")
                 # h11.InformationalResponse (100 Continue): nothing to relay
+            reusable = h.our_state is h11.DONE and h.their_state is h11.DONE
         except (OSError, ConnectionError, h11.ProtocolError) as exc:
-            writer.close()
             if started:
                 raise  # the answer is cut: uvicorn drops the client connection
             log.warning("forwarding %s %s failed: %s", scope["method"], scope["path"], exc)
             await _send_error(send, 502, "core_unavailable", "the service core did not answer; retry "
                                                              "(with the same Idempotency-Key)")
-            return
-        if h.our_state is h11.DONE and h.their_state is h11.DONE:
-            self.idle.append(conn)
-        else:
-            writer.close()
+        finally:  # also when the client went away mid-answer: a half-read connection is never reused
+            if reusable:
+                self.idle.append(conn)
+            else:
+                writer.close()
 
     def close(self) -> None:
         for _, writer in self.idle:
@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     import uvicorn
 
+    # The front adds the Date header to every answer (the core's uvicorn adds none, so none is doubled).
     uvicorn.run(Front(args.api_socket, args.intake_socket), host=args.host, port=args.port, log_level="warning",
                 access_log=False, proxy_headers=False, lifespan="on", server_header=False)
     return 0

@@ -39,7 +39,7 @@ def serve(app: Any, host: str, port: int, front_ready_timeout: float = 60.0) -> 
     sockets = tempfile.mkdtemp(prefix="critmin-serve-")  # mode 0700: only this user reaches the core
     try:
         config = uvicorn.Config(app, uds=os.path.join(sockets, "api.sock"), log_level="warning", access_log=False,
-                                lifespan="on", timeout_keep_alive=24 * 3600)
+                                lifespan="on", timeout_keep_alive=24 * 3600, server_header=False, date_header=False)
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
             return runner.run(_serve(app, config, sockets, host, port, front_ready_timeout))
     finally:

@@ -168,6 +168,11 @@ def _serve(sock: socket.socket) -> None:
 
 
 def main(argv: list[str]) -> int:
+    import signal
+
+    # Ctrl-C reaches every process of the terminal's group: this one ends when the core closes the socket (after
+    # committing what it holds), never in the middle of it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     fd, parent = int(argv[0]), int(argv[1])
     if os.getppid() != parent:  # the parent died before PR_SET_PDEATHSIG took effect
         return 1
