@@ -217,3 +217,23 @@ def test_the_storage_writer_dying_refuses_its_batch_then_restarts(served):
     head = m.get("gao", "/v1/audit/head?verify=true").json()
     assert head["valid"] is True, head
     assert [p for p in _children(served.proc.pid) if _module_of(p) == "critmin.server.storage"] not in ([], [writer])
+
+
+def test_a_new_server_waits_for_the_last_writer_of_the_previous_one(tmp_path):
+    """The storage writer holds its own lock for its life; a server starting on the database waits until it is
+    free before loading, so a commit still in flight from a killed server cannot land after the load."""
+    import threading
+
+    from critmin.errors import ConfigError
+    from critmin.server.db import ServerLock, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'market.sqlite3'}")
+    held = ServerLock(engine, writer=True)
+    held.acquire()
+    with pytest.raises(ConfigError, match="storage writer"):
+        ServerLock(engine, writer=True).wait_free(timeout=0.1)
+    threading.Timer(0.3, held.release).start()
+    t0 = time.monotonic()
+    ServerLock(engine, writer=True).wait_free(timeout=10)
+    assert 0.2 < time.monotonic() - t0 < 5
+    engine.dispose()

@@ -194,6 +194,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         lock = db.ServerLock(sa_engine)
         lock.acquire()
         try:
+            db.ServerLock(sa_engine, writer=True).wait_free()  # a previous server's writer is gone
             upgrade(sa_engine)
             seq = Sequencer(sa_engine, storage=WriterProcess(url, durable=durable))
             if admin_token_file is not None and not seq.engine.participants:

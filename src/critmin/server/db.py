@@ -238,35 +238,63 @@ class ServerLock:
 
     _PG_KEY = 0x63726D6E  # "crmn"
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, writer: bool = False) -> None:
         self.engine = engine
+        self.writer = writer  # the storage writer's lock (see wait_free) instead of the server's
         self._fd: int | None = None
         self._conn: sa.Connection | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, wait: float = 0.0) -> None:
+        """Take the lock; when another process holds it, retry for ``wait`` seconds, then raise ConfigError."""
+        import time
+
         from critmin.errors import ConfigError
 
+        deadline = time.monotonic() + wait
+        while not self._try():
+            if time.monotonic() >= deadline:
+                what = "storage writer of another critmin server" if self.writer else "another critmin server"
+                where = (f"{self.engine.url.database} (lock {self._path()})" if is_sqlite(self.engine)
+                         else f"the database {self.engine.url.database!r}")
+                raise ConfigError(f"{what} is running on {where}")
+            time.sleep(0.02)
+
+    def wait_free(self, timeout: float = 30.0) -> None:
+        """Return once nobody holds the lock. The server calls it on the storage writer's lock before it loads the
+        database: a writer left by a server killed a moment ago (it dies with it) has then finished or abandoned
+        its last commit, so nothing lands in the database after the load."""
+        self.acquire(wait=timeout)
+        self.release()
+
+    def _path(self) -> str:
+        return f"{self.engine.url.database}.{'writer.' if self.writer else ''}lock"
+
+    def _try(self) -> bool:
         if is_sqlite(self.engine):
             import fcntl
 
             database = self.engine.url.database
             if not database or database == ":memory:":
-                return
-            fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                return True
+            fd = os.open(self._path(), os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 os.close(fd)
-                raise ConfigError(f"another critmin server is running on {database} (lock {database}.lock)") from None
+                return False
             self._fd = fd
-            return
+            return True
         conn = self.engine.connect()
-        got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._PG_KEY}).scalar()
+        got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key()}).scalar()
         conn.commit()
         if not got:
             conn.close()
-            raise ConfigError(f"another critmin server is running on the database {self.engine.url.database!r}")
+            return False
         self._conn = conn
+        return True
+
+    def _key(self) -> int:
+        return self._PG_KEY + (1 if self.writer else 0)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -274,7 +302,7 @@ class ServerLock:
             self._fd = None
         if self._conn is not None:
             try:
-                self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._PG_KEY})
+                self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key()})
                 self._conn.commit()
             finally:
                 self._conn.close()

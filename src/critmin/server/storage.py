@@ -127,12 +127,16 @@ class WriterProcess:
 
 
 def _serve(sock: socket.socket) -> None:
-    from critmin.server.db import make_engine
+    from critmin.server.db import ServerLock, make_engine
     from critmin.server.engine import run_steps
 
     url, durable = _recv(sock)
     try:
         engine = make_engine(url, durable=durable)
+        # Held while this function runs, i.e. for the process's life (released by its exit, kill included): a
+        # server starting on the same database waits until it is free before loading (ServerLock.wait_free).
+        writer_lock = ServerLock(engine, writer=True)
+        writer_lock.acquire(wait=30)
         pooled = engine.raw_connection()
     except Exception as exc:
         _send(sock, ("error", f"{type(exc).__name__}: {exc}"))
