@@ -43,11 +43,16 @@ _HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"tr
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """In a child between fork and exec: get SIGKILL when the parent dies (Linux), so a ``kill -9`` of the
-    service never leaves a front answering on the port."""
+def die_with_parent(parent: int) -> bool:
+    """First thing in a child process (the front, the storage writer): get SIGKILL when the parent dies (Linux),
+    so a ``kill -9`` of the service never leaves a child answering on the port or writing. False when the parent
+    ``parent`` is already gone (it died before the request took effect): the child should exit.
+
+    Done in the child, not in a ``preexec_fn``: code between fork and exec can deadlock when the parent has
+    threads."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return os.getppid() == parent
 
 
 def _error(status: int, code: str, message: str) -> bytes:
@@ -259,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--intake-socket", required=True)
     ap.add_argument("--parent", type=int, required=True, help="pid of the core; the front exits if it is gone")
     args = ap.parse_args(argv)
-    if os.getppid() != args.parent:  # the core died before PR_SET_PDEATHSIG took effect
+    if not die_with_parent(args.parent):
         return 1
     import uvicorn
 

@@ -63,7 +63,7 @@ async def _serve(app: Any, config: uvicorn.Config, sockets: str, host: str, port
     front = subprocess.Popen(
         [sys.executable, "-m", "critmin.server.front", "--host", host, "--port", str(port),
          "--api-socket", config.uds, "--intake-socket", intake_path, "--parent", str(os.getpid())],
-        stdin=subprocess.DEVNULL, preexec_fn=_front_setup)
+        stdin=subprocess.DEVNULL)
     code = 0
     try:
         while not stop.is_set() and not serving.done():
@@ -80,12 +80,6 @@ async def _serve(app: Any, config: uvicorn.Config, sockets: str, host: str, port
             await serving
         intake.close()
     return code
-
-
-def _front_setup() -> None:
-    from critmin.server.front import die_with_parent
-
-    die_with_parent()
 
 
 async def _stop_front(front: subprocess.Popen, timeout: float = 30.0) -> None:

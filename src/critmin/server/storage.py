@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 _LEN = struct.Struct(">I")
 
 
+#: Seconds the parent waits for a new writer process to be ready.
+START_TIMEOUT = 90.0
+
+
 class StorageError(Exception):
     """A batch was not committed: the database refused it, or the writer process is gone."""
 
@@ -77,20 +81,20 @@ class WriterProcess:
         self.sock: socket.socket | None = None
 
     def start(self) -> None:
-        from critmin.server.front import die_with_parent
-
         parent, child = socket.socketpair()
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "critmin.server.storage", str(child.fileno()), str(os.getpid())],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
         finally:
             child.close()
         self.sock = parent
         try:
+            parent.settimeout(START_TIMEOUT)  # it waits up to 30 s for a previous writer's lock, then answers
             _send(parent, (self.url, self.durable))
             reply = _recv(parent)
-        except (OSError, EOFError) as exc:
+            parent.settimeout(None)
+        except (OSError, EOFError) as exc:  # socket.timeout is an OSError
             self.close()
             raise StorageError(f"the storage writer did not start ({exc})") from None
         if reply[0] != "ready":
@@ -178,7 +182,9 @@ def main(argv: list[str]) -> int:
     # committing what it holds), never in the middle of it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fd, parent = int(argv[0]), int(argv[1])
-    if os.getppid() != parent:  # the parent died before PR_SET_PDEATHSIG took effect
+    from critmin.server.front import die_with_parent
+
+    if not die_with_parent(parent):
         return 1
     with socket.socket(fileno=fd) as sock:
         try:
