@@ -38,8 +38,6 @@ import asyncio
 import os
 import platform
 import secrets
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -66,12 +64,6 @@ sys.exit(serve(app, "127.0.0.1", port))   # what `critmin serve` runs: this core
 
 #: (label, sequencer batch size, orders per HTTP request)
 MODES = (("group commit", 512, 1), ("one commit per order", 1, 1))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -137,7 +129,7 @@ def _pg_settings(server_url: str) -> str:
 
 async def _measure(url: str, data_dir: Path, max_batch: int, clients: int, warmup: float, seconds: float,
                    bulk: int = 1) -> dict:
-    port = _free_port()
+    port = L.free_port(HOST)
     log = open(data_dir / "server.log", "wb")  # closed below
     proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, url, str(port), str(data_dir), str(max_batch)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -164,12 +156,7 @@ async def _measure(url: str, data_dir: Path, max_batch: int, clients: int, warmu
         out["errors"] = {k: v for k, v in out["statuses"].items() if not 200 <= k < 300}
         return out
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            proc.kill()
-            proc.wait()
+        L.stop_server(proc)
         log.close()
 
 

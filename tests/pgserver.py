@@ -16,10 +16,11 @@ import pwd
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from critmin.server.loadgen import free_port
 
 _UNSET = object()
 _url: object = _UNSET
@@ -78,12 +79,6 @@ def _bindir() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_throwaway() -> str:
     try:
         import psycopg  # noqa: F401
@@ -126,7 +121,7 @@ def _start_throwaway() -> str:
         shutil.rmtree(top, ignore_errors=True)
         raise _Unavailable(f"initdb failed: {(r.stderr or r.stdout).strip()[-500:]}")
     for _attempt in range(3):  # the free port can be taken between the check and the start
-        port = _free_port()
+        port = free_port()
         opts = f"-p {port} -h 127.0.0.1 -k {top} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         r = run(bindir / "pg_ctl", "-D", data, "-l", log, "-w", "-o", opts, "start")
         if r.returncode == 0:

@@ -19,13 +19,9 @@ import httpx
 from serverkit import BUY, SELL, database_url, open_market, populate
 from test_server_reliability import _scenario
 
+from critmin.server.loadgen import free_port, stop_server
+
 HOST = "127.0.0.1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def _children(pid: int) -> list[int]:
@@ -52,7 +48,7 @@ class Serve:
     """``critmin serve`` on SQLite in a subprocess."""
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        self.data_dir, self.port = data_dir, port or _free_port()
+        self.data_dir, self.port = data_dir, port or free_port(HOST)
         self.log = data_dir / "serve.log"
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -74,14 +70,7 @@ class Serve:
         raise AssertionError(f"not healthy: {self.log.read_text()}")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_server(self.proc)
 
 
 @pytest.fixture

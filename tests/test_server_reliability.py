@@ -34,7 +34,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -54,17 +53,11 @@ HOST = "127.0.0.1"
 SEED = 20260415
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """``critmin serve`` in a subprocess (``python -m critmin.cli.main``), killed with SIGKILL and restarted."""
 
     def __init__(self, url: str, data_dir: Path) -> None:
-        self.url, self.data_dir, self.port = url, data_dir, _free_port()
+        self.url, self.data_dir, self.port = url, data_dir, L.free_port(HOST)
         self.proc: subprocess.Popen | None = None
         self.log = open(data_dir / "serve.log", "ab")  # closed in close()
         self.startups: list[float] = []
@@ -89,13 +82,8 @@ class Server:
         self.kills += 1
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            L.stop_server(self.proc, timeout=15)
         self.log.close()
 
     def tail(self) -> str:

@@ -212,7 +212,7 @@ _SQLITE_MAX_VARIABLES = 999
 
 
 class _DriverStatement:
-    """A statement compiled once for a dialect, executed with the DBAPI cursor's ``executemany``.
+    """A statement compiled once for a dialect, run through the DBAPI driver (see :data:`Step`).
 
     SQLAlchemy's ``conn.execute(insert, rows)`` spends ~10 µs per row building parameters; here a row costs a
     tuple (or dict) and the column types' own bind processors (JSON, dates, booleans: exactly the conversions
@@ -233,9 +233,8 @@ class _DriverStatement:
                 else "{" + ", ".join(f"{k!r}: {c}" for k, c in zip(order, cells, strict=True)) + "}")
         exec(f"def convert(rows):\n    return [{body} for r in rows]\n", env)  # the names come from our own schema
         self.params: Any = env["convert"]
-        # SQLite: many rows in one statement (head + row × n + tail). executemany steps the statement once per
-        # row, and each step releases and re-takes the GIL, which the applier thread holds most of the time:
-        # measured, a batch's rows then waited ~3x longer for the GIL than SQLite took to write them.
+        # SQLite: many rows in one statement (head + row × n + tail) instead of executemany's one step per row:
+        # fewer statements per batch, and each statement gives up and re-takes the GIL once, not once per row.
         self.multi: tuple[str, str, str] | None = None
         self.rows_per_statement = max(1, _SQLITE_MAX_VARIABLES // max(1, len(order)))
         if dialect.name == "sqlite" and self.positional:
@@ -956,17 +955,27 @@ _std_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str
 _encode_str = json.encoder.encode_basestring  # JSONEncoder(ensure_ascii=False).encode(s) for a str s
 
 
+def _via_orjson(obj: Any, default: Any, option: int, ascii_only: bool = False) -> str | None:
+    """orjson's text of ``obj`` when it is provably the stdlib encoder's (see above), else None. ``ascii_only``:
+    for an encoder with ``ensure_ascii``, which escapes all non-ASCII and DEL where orjson writes them raw."""
+    if not _orjson_safe(obj):
+        return None
+    try:
+        out = orjson.dumps(obj, default=default, option=option)
+    except orjson.JSONEncodeError:  # lone surrogate, int beyond 64 bits, non-str key, too deep
+        return None
+    if ascii_only and (not out.isascii() or b"\x7f" in out):
+        return None
+    return out.decode()
+
+
 def canonical_text(obj: Any) -> str:
     """``canonical(x).decode()`` (:func:`critmin.market.audit.canonical`): sorted keys, compact, UTF-8 text.
     Byte-identical to the stdlib encoder (the audit chain hashes it); orjson when that is provably so."""
     if type(obj) is str:  # what JSONEncoder.encode does first, and cheaper than orjson for one string
         return _encode_str(obj)
-    if _orjson_safe(obj):
-        try:
-            return orjson.dumps(obj, default=_plain, option=_ORJSON_OPTS | orjson.OPT_SORT_KEYS).decode()
-        except orjson.JSONEncodeError:  # lone surrogate, int beyond 64 bits, non-str key, too deep
-            pass
-    return _std_canonical(obj)
+    out = _via_orjson(obj, _plain, _ORJSON_OPTS | orjson.OPT_SORT_KEYS)
+    return out if out is not None else _std_canonical(obj)
 
 
 def render(body: dict[str, Any]) -> str:
@@ -974,28 +983,15 @@ def render(body: dict[str, Any]) -> str:
     Byte-identical to the stdlib encoder (keys in insertion order, ``default=str``); orjson when provably so."""
     if type(body) is str:
         return _encode_str(body)
-    if _orjson_safe(body):
-        try:
-            return orjson.dumps(body, default=str, option=_ORJSON_OPTS).decode()
-        except orjson.JSONEncodeError:
-            pass
-    return _std_render(body)
+    out = _via_orjson(body, str, _ORJSON_OPTS)
+    return out if out is not None else _std_render(body)
+
+
+def dumps(body: dict[str, Any]) -> str:
+    """``json.dumps(body, separators=(",", ":"), sort_keys=True, default=str)``, byte for byte."""
+    out = _via_orjson(body, str, _ORJSON_OPTS | orjson.OPT_SORT_KEYS, ascii_only=True)
+    return out if out is not None else _std_dumps(body)
 
 
 def request_hash(method: str, path: str, body: bytes) -> str:
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
-
-
-def dumps(body: dict[str, Any]) -> str:
-    """``json.dumps(body, separators=(",", ":"), sort_keys=True, default=str)``, byte for byte. That escapes all
-    non-ASCII (ensure_ascii) and DEL, which orjson writes raw: orjson's text is kept only when it has neither."""
-    if _orjson_safe(body):
-        try:
-            out = orjson.dumps(body, default=str, option=_ORJSON_OPTS | orjson.OPT_SORT_KEYS)
-        except orjson.JSONEncodeError:
-            pass
-        else:
-            if out.isascii() and b"\x7f" not in out:
-                return out.decode()
-    return _std_dumps(body)
-

@@ -24,13 +24,13 @@ import asyncio
 import contextlib
 import ctypes
 import itertools
-import json
 import logging
 import os
 import signal
 import sys
 from typing import Any
 
+from critmin.server.engine import ApiError, render
 from critmin.server.intake import FALLBACK, decode_frames, encode_frame, is_order_post, order_adapter, prepare, send_answer
 
 log = logging.getLogger(__name__)
@@ -55,15 +55,9 @@ def die_with_parent(parent: int) -> bool:
     return os.getppid() == parent
 
 
-def _error(status: int, code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message, "field": None}}).encode()
-
-
 async def _send_error(send: Any, status: int, code: str, message: str) -> None:
-    body = _error(status, code, message)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    """An error the front itself answers, in the service's error form (:meth:`ApiError.body`)."""
+    await send_answer(send, status, render(ApiError(status, code, message).body()).encode(), False, None)
 
 
 class IntakeClient(asyncio.Protocol):

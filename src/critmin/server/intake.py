@@ -29,6 +29,7 @@ import re
 import struct
 from typing import Any
 
+from critmin.market.model import Role
 from critmin.server.engine import Command, Result, canonical_text, hash_token, render, request_hash
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 _IDEM_KEY = re.compile(r"[\x21-\x7e]{1,200}")  # the route's Idempotency-Key rule (fullmatch)
 MAX_FAST_BODY = 65536  # larger bodies go to the FastAPI app
 _WANTED = frozenset({b"authorization", b"idempotency-key", b"content-type"})
+_TRADERS = (Role.SELLER, Role.BUYER)  # the roles the route lets place orders
 
 #: A prepared order: (token hash, Idempotency-Key, validated body as plain JSON data, request hash).
 Prepared = tuple[str, str, dict[str, Any], str]
@@ -88,11 +90,9 @@ def prepare(headers: list[tuple[bytes, bytes]], body: bytes, adapter: Any) -> Pr
 def admit(state: Any, prepared: Prepared) -> Command | None:
     """The state half of the lane: the command, or None when the route should answer (unknown or revoked token,
     missing scope, wrong role, rate limited). ``state`` is the FastAPI app's state (``seq``, ``limiter``)."""
-    from critmin.market.model import Role
-
     token_hash, key, data, rhash = prepared
     who = state.seq.engine.actor_for(token_hash)
-    if who is None or "trade" not in who.scopes or who.role not in (Role.SELLER, Role.BUYER):
+    if who is None or "trade" not in who.scopes or who.role not in _TRADERS:
         return None
     if state.limiter.check(who.token_id):
         return None  # the route answers 429 (a refusal does not use up the bucket)

@@ -25,6 +25,9 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
+import socket
+import subprocess
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -411,6 +414,25 @@ def summarize(res: LoadResult, t_from: float | None = None, t_to: float | None =
             "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95), "p99_ms": percentile(lat, 99),
             "max_ms": max(lat) if lat else float("nan"), "statuses": statuses,
             "trades": sum(len(r.trade_ids) for r in acked)}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (for a server the caller starts next)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 30.0) -> int:
+    """Stop a server subprocess as Ctrl-C does (SIGINT), killing it after ``timeout`` s; returns its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:  # pragma: no cover - it hung
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

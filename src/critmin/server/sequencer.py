@@ -177,8 +177,7 @@ class Sequencer:
         """Queue several commands back to back, in order, and wait until all are committed (or refused)."""
         loop = asyncio.get_running_loop()
         futs = [loop.create_future() for _ in cmds]
-        for cmd, fut in zip(cmds, futs, strict=True):
-            self._queue.put((cmd, loop, fut))
+        self.enqueue([(cmd, loop, fut) for cmd, fut in zip(cmds, futs, strict=True)])
         return list(await asyncio.gather(*futs))
 
     def enqueue(self, items: list[tuple[Command, asyncio.AbstractEventLoop, Any]]) -> None:
