@@ -134,6 +134,81 @@ def test_forwarded_requests_keep_queries_streams_and_errors(served, tmp_path):
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
 
 
+def _read_answers(sock: socket.socket, n: int, heads: frozenset[int] = frozenset()) -> list[tuple[int, dict, bytes]]:
+    """Read ``n`` HTTP/1.1 answers off a raw socket: (status, headers, body); bodies by content-length or chunked,
+    none for the answers numbered in ``heads`` (to HEAD requests)."""
+    buf, out = b"", []
+    f = sock.makefile("rb")
+    for i in range(n):
+        line = f.readline()
+        status = int(line.split()[1])
+        headers: dict[str, str] = {}
+        while (h := f.readline()) not in (b"\r\n", b""):
+            name, _, value = h.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if status == 100 or i in heads:
+            out.append((status, headers, b""))
+            continue
+        if "content-length" in headers:
+            buf = f.read(int(headers["content-length"]))
+        elif headers.get("transfer-encoding") == "chunked":
+            buf = b""
+            while (size := int(f.readline().strip(), 16)) > 0:
+                buf += f.read(size)
+                f.readline()
+            f.readline()
+        else:
+            buf = f.read()
+        out.append((status, headers, buf))
+    return out
+
+
+def test_the_front_speaks_http_1_1_on_a_raw_socket(served):
+    m = _market(served)
+    token = m.tokens["mp"]
+
+    def connect() -> socket.socket:
+        return socket.create_connection((HOST, served.port), timeout=10)
+
+    # pipelined requests are answered in order on one connection, a HEAD without a body
+    with connect() as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /v1/nothing-here HTTP/1.1\r\nHost: x\r\n\r\n")
+        answers = _read_answers(s, 3, heads=frozenset({1}))
+        assert [a[0] for a in answers] == [200, 405, 404]
+        assert json.loads(answers[0][2])["status"] == "ok" and answers[1][2] == b""
+        assert all(len(a[1]["date"]) > 10 for a in answers)
+    # Expect: 100-continue is answered before the body is sent; the order then goes through the fast lane
+    body = json.dumps({**SELL, "limit_price": "97"}).encode()
+    with connect() as s:
+        s.sendall(b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode()
+                  + b"\r\nIdempotency-Key: raw-1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+                  + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        assert _read_answers(s, 1)[0][0] == 100
+        s.sendall(body)
+        status, headers, raw = _read_answers(s, 1)[0]
+        assert status == 201 and json.loads(raw)["order"]["side"] == "sell"
+        assert headers["content-type"] == "application/json"
+    # HTTP/1.0: the answer says connection: close and the connection ends after it
+    with connect() as s:
+        s.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+        status, headers, _ = _read_answers(s, 1)[0]
+        assert status == 200 and headers["connection"] == "close"
+        assert s.recv(10) == b""
+    # malformed requests and oversized headers: 400 and 431 in the service's error form, then the connection closes
+    for request, status, code in ((b"NOT AN HTTP REQUEST\r\n\r\n", 400, "bad_request"),
+                                  (b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431,
+                                   "headers_too_large")):
+        with connect() as s:
+            s.sendall(request)
+            got, headers, raw = _read_answers(s, 1)[0]
+            assert (got, json.loads(raw)["error"]["code"]) == (status, code)
+            assert headers["connection"] == "close" and s.recv(10) == b""
+    # the front still serves new connections after all that
+    assert httpx.get(served.base + "/health").status_code == 200
+
+
 def test_a_revoked_token_is_refused_at_once_on_the_fast_lane(served):
     m = _market(served)
     r = m.post("admin", "/v1/participants/lynas/tokens", {"label": "second"})

@@ -106,12 +106,18 @@ def answer(res: Result) -> tuple[int, bytes, bool, int | None]:
     return res.status, raw, res.replayed, version if res.status < 300 and isinstance(version, int) else None
 
 
-async def send_answer(send: Any, status: int, raw: bytes, replayed: bool, version: int | None) -> None:
+def answer_headers(raw: bytes, replayed: bool, version: int | None) -> list[tuple[bytes, bytes]]:
+    """The headers of an answer of the lane (or of the front's own errors)."""
     headers = [(b"content-length", str(len(raw)).encode("ascii")), (b"content-type", b"application/json")]
     if replayed:
         headers.append((b"idempotency-replayed", b"true"))
     if version is not None:
         headers.append((b"etag", f'"{version}"'.encode("ascii")))
+    return headers
+
+
+async def send_answer(send: Any, status: int, raw: bytes, replayed: bool, version: int | None) -> None:
+    headers = answer_headers(raw, replayed, version)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": raw})
 

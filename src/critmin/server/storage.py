@@ -130,6 +130,18 @@ class WriterProcess:
             self.proc = None
 
 
+#: SQLite: commits between two WAL checkpoints run by the writer itself, after answering the commit that completes
+#: them (a group commit writes roughly 50-150 pages, so ~1,000 pages: SQLite's own default interval).
+CHECKPOINT_EVERY = 10
+
+
+def _own_checkpoints(conn: Any) -> None:
+    """Transactions begun and committed here, explicitly; the WAL checkpointed here, after the answers (SQLite's
+    automatic checkpoint would run inside a commit, and the clients of that batch would wait for it)."""
+    conn.isolation_level = None
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+
+
 def _serve(sock: socket.socket) -> None:
     from critmin.server.db import ServerLock, make_engine
     from critmin.server.engine import run_steps
@@ -148,8 +160,9 @@ def _serve(sock: socket.socket) -> None:
     dialect = engine.dialect.name
     conn = pooled.dbapi_connection
     if dialect == "sqlite":
-        conn.isolation_level = None  # transactions begun and committed here, explicitly
+        _own_checkpoints(conn)
     _send(sock, ("ready",))
+    since_checkpoint = 0
     while True:
         try:
             batches = _recv(sock)
@@ -169,10 +182,19 @@ def _serve(sock: socket.socket) -> None:
                 pooled = engine.raw_connection()
                 conn = pooled.dbapi_connection
                 if dialect == "sqlite":
-                    conn.isolation_level = None
+                    _own_checkpoints(conn)
             _send(sock, ("error", f"{type(exc).__name__}: {exc}"))
         else:
             _send(sock, ("ok",))
+            since_checkpoint += 1
+            if dialect == "sqlite" and since_checkpoint >= CHECKPOINT_EVERY:
+                # After the answer, not inside the commit: the batch it would have delayed is already answered,
+                # and the core is applying the next one meanwhile.
+                since_checkpoint = 0
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except Exception as exc:  # pragma: no cover - a checkpoint is retried next time
+                    log.warning("WAL checkpoint failed: %s", exc)
 
 
 def main(argv: list[str]) -> int:
