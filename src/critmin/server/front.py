@@ -34,6 +34,7 @@ import itertools
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections import deque
@@ -102,7 +103,12 @@ class IntakeClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        for rid, status, raw, replayed, version in decode_frames(self.buf):
+        self.deliver(self.buf)
+
+    def deliver(self, buf: bytearray) -> None:
+        """Resolve the requests answered by the complete frames at the front of ``buf`` (from this connection or
+        from the answer channel)."""
+        for rid, status, raw, replayed, version in decode_frames(buf):
             fut = self.waiting.pop(rid, None)
             if fut is not None and not fut.done():
                 fut.set_result(None if status == FALLBACK else (status, raw, replayed, version))
@@ -124,6 +130,22 @@ class IntakeClient(asyncio.Protocol):
         if self.transport is not None and self.out:
             self.transport.write(b"".join(self.out))
         self.out.clear()
+
+
+class AnswerChannel(asyncio.Protocol):
+    """The front's end of the answer channel: answers of committed orders, sent by the storage writer process right
+    after its commit (see :mod:`critmin.server.storage`), for the requests the intake client is waiting on."""
+
+    def __init__(self, intake: IntakeClient, on_lost: Any) -> None:
+        self.intake, self.on_lost = intake, on_lost
+        self.buf = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        self.intake.deliver(self.buf)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.on_lost()
 
 
 class Forwarder:
@@ -483,8 +505,8 @@ class _Refused(Exception):
 class Front:
     """The front: its connections, the intake client and the forwarder."""
 
-    def __init__(self, api_socket: str, intake_socket: str) -> None:
-        self.intake_socket = intake_socket
+    def __init__(self, api_socket: str, intake_socket: str, answer_fd: int | None = None) -> None:
+        self.intake_socket, self.answer_fd = intake_socket, answer_fd
         self.forward = Forwarder(api_socket)
         self.intake: IntakeClient | None = None
         self.adapter = order_adapter()
@@ -499,6 +521,10 @@ class Front:
             loop.add_signal_handler(sig, stop.set)
         try:
             _, self.intake = await loop.create_unix_connection(lambda: IntakeClient(stop.set), self.intake_socket)
+            if self.answer_fd is not None:
+                intake = self.intake
+                await loop.create_unix_connection(lambda: AnswerChannel(intake, stop.set),
+                                                  sock=socket.socket(fileno=self.answer_fd))
         except OSError as exc:
             log.error("cannot reach the core: %s", exc)
             return 1
@@ -542,13 +568,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--api-socket", required=True)
     ap.add_argument("--intake-socket", required=True)
     ap.add_argument("--parent", type=int, required=True, help="pid of the core; the front exits if it is gone")
+    ap.add_argument("--answer-fd", type=int, help="inherited socket on which committed answers arrive")
     args = ap.parse_args(argv)
     if not die_with_parent(args.parent):
         return 1
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: critmin front: %(message)s")
     # The front adds the Date header to every answer (the core's uvicorn adds none, so none is doubled).
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(Front(args.api_socket, args.intake_socket).run(args.host, args.port))
+        return runner.run(Front(args.api_socket, args.intake_socket, args.answer_fd).run(args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -226,6 +226,11 @@ class _Reply:
     def set_result(self, res: Result) -> None:
         self.conn.reply((self.rid, *answer(res)))
 
+    def frame(self, res: Result) -> bytes:
+        """The answer as the front takes it, for the storage process to send after the commit (Sequencer._commit).
+        Only the front's intake connection's replies render their own answers: the answer channel leads there."""
+        return encode_frame((self.rid, *answer(res)))
+
 
 class CoreIntake(asyncio.Protocol):
     """The sequencer process's end of the intake socket: admit each prepared order and answer after its commit.

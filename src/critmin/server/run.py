@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -60,10 +61,19 @@ async def _serve(app: Any, config: uvicorn.Config, sockets: str, host: str, port
         await asyncio.sleep(0.01)
     intake_path = os.path.join(sockets, "intake.sock")
     intake = await loop.create_unix_server(lambda: CoreIntake(app), path=intake_path)
-    front = subprocess.Popen(
-        [sys.executable, "-m", "critmin.server.front", "--host", host, "--port", str(port),
-         "--api-socket", config.uds, "--intake-socket", intake_path, "--parent", str(os.getpid())],
-        stdin=subprocess.DEVNULL)
+    # The answer channel: committed orders are answered by the storage writer process straight to the front.
+    ours, theirs = socket.socketpair()
+    storage = getattr(getattr(app.state, "seq", None), "storage", None)
+    try:
+        args = [sys.executable, "-m", "critmin.server.front", "--host", host, "--port", str(port),
+                "--api-socket", config.uds, "--intake-socket", intake_path, "--parent", str(os.getpid())]
+        if storage is not None:
+            args += ["--answer-fd", str(theirs.fileno())]
+        front = subprocess.Popen(args, stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
+    finally:
+        theirs.close()
+    if storage is not None:
+        storage.set_answer_channel(ours)
     code = 0
     try:
         while not stop.is_set() and not serving.done():
@@ -79,6 +89,7 @@ async def _serve(app: Any, config: uvicorn.Config, sockets: str, host: str, port
         with contextlib.suppress(Exception):
             await serving
         intake.close()
+        ours.close()
     return code
 
 

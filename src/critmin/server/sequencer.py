@@ -338,12 +338,20 @@ class Sequencer:
         gen = group[0].gen
         n = sum(len(a.items) for a in group)
         failure: BaseException | None = None
+        sent = False  # the storage process has sent the answers of replies that render their own (see below)
         if gen <= self._failed_gen:
             failure = RuntimeError("an earlier commit failed")
         elif any(len(a.batch) for a in group):
             try:
                 if storage is not None:
-                    storage.commit([a.payload for a in group if a.payload is not None])
+                    answers = b""
+                    if storage.channel is not None:
+                        # Replies that can render their answer (the HTTP front's, intake._Reply) are answered by the
+                        # storage process itself, right after the commit (see critmin.server.storage).
+                        answers = b"".join([fut.frame(res) for a in group for (_, _, fut), res
+                                            in zip(a.items, a.results, strict=True) if hasattr(fut, "frame")])
+                    storage.commit([a.payload for a in group if a.payload is not None], answers)
+                    sent = bool(answers)
                 else:
                     merged = group[0].batch if len(group) == 1 else _merge([a.batch for a in group])
                     conn = self._conn("_write_conn")
@@ -366,7 +374,7 @@ class Sequencer:
             if failure is not None:
                 applied.results = results
             for (_, loop, fut), res in zip(applied.items, results, strict=True):
-                if fut is None:
+                if fut is None or (sent and hasattr(fut, "frame")):
                     continue
                 if loop is None:  # submit_sync from another thread
                     fut.set_result(res)

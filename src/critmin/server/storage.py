@@ -10,10 +10,17 @@ them over a socket pair and blocks, without the GIL, until this process has run 
 committed (or refused) them.
 
 Protocol (a 4-byte big-endian length, then a pickle; both ends are this module, over a private socket pair):
-the parent sends ``(url, durable)`` once and gets ``("ready",)``; then per transaction a list of batches (each
-its steps, pickled by the applier thread: :func:`encode_steps`), answered by ``("ok",)`` after the commit or
-``("error", text)`` after a rollback. The child exits when the socket closes, and
-is killed with its parent (``PR_SET_PDEATHSIG``): a transaction it has not committed is rolled back by the database.
+the parent sends ``(url, durable)`` once and gets ``("ready",)``; then per transaction ``("commit", batches,
+answers)``: the batches (each its steps, pickled by the applier thread: :func:`encode_steps`) and the bytes to
+send to the HTTP front once they are committed, answered by ``("ok",)`` after the commit or ``("error", text)``
+after a rollback. ``("channel",)`` carries, as ``SCM_RIGHTS``, the socket on which to send those answers (see
+:meth:`WriterProcess.set_answer_channel`); it has no reply. The child exits when the socket closes, and is killed
+with its parent (``PR_SET_PDEATHSIG``): a transaction it has not committed is rolled back by the database.
+
+The answer channel: in ``critmin serve`` the answers to ``POST /v1/orders`` are already rendered when their batch
+is handed over, so this process sends them to the front itself, right after the commit, instead of returning to
+the core's writer thread (which must then take the GIL back from the applier) and its event loop. A batch that is
+not committed is answered by the core (503), never here.
 """
 
 from __future__ import annotations
@@ -59,6 +66,18 @@ def _recv(sock: socket.socket) -> Any:
     return pickle.loads(_recv_exact(sock, n))
 
 
+def _recv_with_fds(sock: socket.socket) -> tuple[Any, list[int]]:
+    """A message and the file descriptors sent with it (the length prefix is read with ``recvmsg``, the call that
+    receives them)."""
+    head, fds, _, _ = socket.recv_fds(sock, 4, 1)
+    if not head:
+        raise EOFError("the other end closed the storage socket")
+    if len(head) < 4:
+        head += _recv_exact(sock, 4 - len(head))
+    (n,) = _LEN.unpack(head)
+    return pickle.loads(_recv_exact(sock, n)), fds
+
+
 def encode_steps(steps: list) -> bytes:
     """A batch's steps as the writer process takes them (encoded by the sequencer's applier thread)."""
     return pickle.dumps(steps, protocol=pickle.HIGHEST_PROTOCOL)
@@ -79,8 +98,17 @@ class WriterProcess:
         self.url, self.durable = url, durable
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
+        self.channel: socket.socket | None = None   # where the process sends committed answers (or None)
+        self._channel_sent = False                  # handed to the current process
+
+    def set_answer_channel(self, channel: socket.socket) -> None:
+        """From now on, the ``answers`` of each :meth:`commit` are sent on ``channel`` by the process, after the
+        commit (handed to it before its next commit, and again to a process restarted after a crash). The caller
+        keeps ``channel`` open and never writes to it itself."""
+        self.channel, self._channel_sent = channel, False
 
     def start(self) -> None:
+        self._channel_sent = False
         parent, child = socket.socketpair()
         try:
             self.proc = subprocess.Popen(
@@ -101,14 +129,19 @@ class WriterProcess:
             self.close()
             raise StorageError(f"the storage writer cannot open the database: {reply[1]}")
 
-    def commit(self, batches: list[bytes]) -> None:
+    def commit(self, batches: list[bytes], answers: bytes = b"") -> None:
         """Run the steps of ``batches`` (each from :func:`encode_steps`), in order, in one transaction and commit;
-        raises :class:`StorageError` when it was not committed."""
+        raises :class:`StorageError` when it was not committed. ``answers`` are sent on the answer channel once the
+        transaction is committed (never when it is not; only with a channel set)."""
         if self.sock is None:
             self.start()
         assert self.sock is not None
         try:
-            _send(self.sock, batches)
+            if self.channel is not None and not self._channel_sent:
+                data = pickle.dumps(("channel",), protocol=pickle.HIGHEST_PROTOCOL)
+                socket.send_fds(self.sock, [_LEN.pack(len(data)) + data], [self.channel.fileno()])
+                self._channel_sent = True
+            _send(self.sock, ("commit", batches, answers if self.channel is not None else b""))
             reply = _recv(self.sock)
         except (OSError, EOFError) as exc:
             self.close()  # whatever it was doing is rolled back; the next batch starts a new one
@@ -163,11 +196,18 @@ def _serve(sock: socket.socket) -> None:
         _own_checkpoints(conn)
     _send(sock, ("ready",))
     since_checkpoint = 0
+    channel: socket.socket | None = None
     while True:
         try:
-            batches = _recv(sock)
+            msg, fds = _recv_with_fds(sock)
         except EOFError:
             return
+        if msg[0] == "channel":
+            if channel is not None:
+                channel.close()
+            channel = socket.socket(fileno=fds[0]) if fds else None
+            continue
+        _, batches, answers = msg
         try:
             if dialect == "sqlite":
                 conn.execute("BEGIN")
@@ -185,6 +225,13 @@ def _serve(sock: socket.socket) -> None:
                     _own_checkpoints(conn)
             _send(sock, ("error", f"{type(exc).__name__}: {exc}"))
         else:
+            if answers and channel is not None:
+                try:
+                    channel.sendall(answers)
+                except OSError as exc:  # the front is gone (its clients with it): the commit stands
+                    log.warning("cannot send answers to the HTTP front: %s", exc)
+                    channel.close()
+                    channel = None
             _send(sock, ("ok",))
             since_checkpoint += 1
             if dialect == "sqlite" and since_checkpoint >= CHECKPOINT_EVERY:
