@@ -573,9 +573,13 @@ def main(argv: list[str] | None = None) -> int:
     if not die_with_parent(args.parent):
         return 1
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: critmin front: %(message)s")
+    from critmin.server.sequencer import freeze_gc
+
+    front = Front(args.api_socket, args.intake_socket, args.answer_fd)
+    freeze_gc()
     # The front adds the Date header to every answer (the core's uvicorn adds none, so none is doubled).
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(Front(args.api_socket, args.intake_socket, args.answer_fd).run(args.host, args.port))
+        return runner.run(front.run(args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 
 from critmin.server.intake import CoreIntake
+from critmin.server.sequencer import freeze_gc
 
 
 class _CoreServer(uvicorn.Server):
@@ -74,6 +75,7 @@ async def _serve(app: Any, config: uvicorn.Config, sockets: str, host: str, port
         theirs.close()
     if storage is not None:
         storage.set_answer_channel(ours)
+    freeze_gc()
     code = 0
     try:
         while not stop.is_set() and not serving.done():

@@ -460,6 +460,17 @@ def _tune_gc() -> tuple[int, ...]:
     return before
 
 
+def freeze_gc() -> None:
+    """For each process of ``critmin serve`` (core, HTTP front, storage writer) once it has started: collect once,
+    then move everything alive (modules, classes, the app, the state loaded so far) out of the collector's sight
+    (``gc.freeze``), and raise the thresholds as :func:`_tune_gc` does, for the life of the process. A full pass
+    then walks only what was made since: measured under load before this, full passes took 60-75 ms in the core
+    and 25-35 ms in the front and the writer, stalling every request in flight."""
+    gc.collect()
+    gc.freeze()
+    _tune_gc()
+
+
 def _merge(batches: list[Batch]) -> Batch:
     """Rows of consecutive batches as one: inserts in order, the last update of each order, statements in order."""
     out = Batch()

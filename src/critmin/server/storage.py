@@ -194,6 +194,9 @@ def _serve(sock: socket.socket) -> None:
     conn = pooled.dbapi_connection
     if dialect == "sqlite":
         _own_checkpoints(conn)
+    from critmin.server.sequencer import freeze_gc
+
+    freeze_gc()
     _send(sock, ("ready",))
     since_checkpoint = 0
     channel: socket.socket | None = None
