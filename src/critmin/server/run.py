@@ -36,8 +36,15 @@ class _CoreServer(uvicorn.Server):
         yield
 
 
+#: The core's GIL switch interval (seconds; CPython's default is 0.005). The applier thread runs Python nearly all
+#: the time; the thread that hands batches to the storage writer wakes when a commit is done and must take the GIL
+#: back from it, which by default can take up to 5 ms per commit, with the storage writer idle meanwhile.
+SWITCH_INTERVAL = 0.0005
+
+
 def serve(app: Any, host: str, port: int, front_ready_timeout: float = 60.0) -> int:
     """Serve ``app`` (from :func:`critmin.server.app.create_app`) on ``host:port``; returns the exit code."""
+    sys.setswitchinterval(SWITCH_INTERVAL)
     sockets = tempfile.mkdtemp(prefix="critmin-serve-")  # mode 0700: only this user reaches the core
     try:
         config = uvicorn.Config(app, uds=os.path.join(sockets, "api.sock"), log_level="warning", access_log=False,
