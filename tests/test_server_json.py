@@ -262,3 +262,37 @@ def test_typical_payloads_take_the_orjson_path(monkeypatch):
 def typical_order_model() -> Order:
     return Order("ord_000043", 43, "p_buyer", Side.BUY, "cobalt", "hydroxide", "battery", Decimal("1000"),
                  Decimal("30"), dt.date(2025, 1, 1), dt.date(2025, 2, 1), "Antwerp")
+
+
+# ---------------------------------------------------------------------- the intake's parser (orjson.loads)
+_ORDER = {"side": "sell", "commodity": "ndpr", "form": "oxide", "grade": "std", "quantity": "500",
+          "limit_price": "95.00", "delivery_start": "2027-01-01", "delivery_end": "2027-06-30", "location": "Rotterdam",
+          "origin": "AUS", "attestations": {"irma_level": 75, "oecd_ddg": True}}
+_HEADERS = [(b"authorization", b"Bearer cm_x_y"), (b"idempotency-key", b"k-1"), (b"content-type", b"application/json")]
+
+
+@pytest.mark.parametrize("body", [
+    json.dumps(_ORDER).encode(),
+    json.dumps({**_ORDER, "location": "Yokohama \u6a2a\u6d5c \U0001f6a2"}, ensure_ascii=False).encode(),
+    json.dumps({**_ORDER, "location": "Yokohama \u6a2a\u6d5c"}).encode(),      # \u escapes
+    json.dumps(_ORDER)[:-1].encode() + b', "quantity": "700"}',                # a duplicate key: the last one wins
+    json.dumps({**_ORDER, "quantity": 500}).encode(),                            # a number where a string goes
+    json.dumps({**_ORDER, "quantity": 1e400}).encode(),                          # infinity: orjson refuses
+    json.dumps({**_ORDER, "quantity": 12345678901234567890123}).encode(),        # beyond 64 bits: orjson refuses
+    json.dumps({**_ORDER, "location": "\ud800"}).encode(),                       # a lone surrogate: orjson refuses
+    b'\xef\xbb\xbf' + json.dumps(_ORDER).encode(),                              # a byte-order mark
+    json.dumps(_ORDER).encode("utf-16"),                                         # UTF-16 (the stdlib detects it)
+    b"[1, 2]", b"null", b"{", b"",
+])
+def test_the_intake_parses_as_the_stdlib_or_leaves_the_request_to_the_route(body, monkeypatch):
+    """prepare() parses with orjson: for every body it takes, the prepared order is the one the stdlib's parse
+    gives; what orjson refuses is left to the route (None), which parses it with the stdlib and answers as always."""
+    from critmin.server import intake
+
+    adapter = intake.order_adapter()
+    fast = intake.prepare(_HEADERS, body, adapter)
+    monkeypatch.setattr(intake, "_loads", json.loads)
+    reference = intake.prepare(_HEADERS, body, adapter)
+    assert fast is None or fast == reference
+    if body == json.dumps(_ORDER).encode():
+        assert fast is not None  # the lane does take a plain order

@@ -15,9 +15,15 @@ import json
 import os
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson comes with the server extra
+    _orjson = None
 
 metadata = sa.MetaData()
 
@@ -204,13 +210,26 @@ def default_url(data_dir: Path | None = None) -> str:
     return f"sqlite:///{(base / 'market.sqlite3').resolve()}"
 
 
+def _json_text(value: Any) -> str:
+    """Text of a JSON column (the order's attestations and requirements): orjson's, compact, when it can encode the
+    value (it is ~10x faster than the stdlib's, on the hottest write path), else the stdlib's. Both are JSON of the
+    same value, and the column is only ever read back as JSON."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value).decode()
+        except TypeError:  # orjson.JSONEncodeError: a type it does not encode
+            pass
+    return json.dumps(value)
+
+
 def make_engine(url: str, *, durable: bool = True) -> sa.Engine:
     """SQLAlchemy engine; SQLite gets WAL mode, ``synchronous=FULL`` (a commit survives power loss) and a busy
     timeout; ``durable=False`` (``synchronous=NORMAL``) survives a process kill but not power loss."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                  json_serializer=_json_text)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - exercised by every SQLite test
@@ -222,7 +241,7 @@ def make_engine(url: str, *, durable: bool = True) -> sa.Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    return sa.create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, json_serializer=_json_text)
 
 
 def is_sqlite(engine: sa.Engine) -> bool:

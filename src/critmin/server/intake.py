@@ -34,6 +34,11 @@ from critmin.server.engine import Command, Result, canonical_text, hash_token, r
 
 log = logging.getLogger(__name__)
 
+try:  # orjson parses valid JSON to the same value as the stdlib, ~4x faster; what it refuses goes to the route
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson comes with the server extra
+    _loads = json.loads
+
 _IDEM_KEY = re.compile(r"[\x21-\x7e]{1,200}")  # the route's Idempotency-Key rule (fullmatch)
 MAX_FAST_BODY = 65536  # larger bodies go to the FastAPI app
 _WANTED = frozenset({b"authorization", b"idempotency-key", b"content-type"})
@@ -72,7 +77,7 @@ def prepare(headers: list[tuple[bytes, bytes]], body: bytes, adapter: Any) -> Pr
     if found[b"content-type"].split(b";", 1)[0].strip().lower() != b"application/json":
         return None
     try:
-        obj = json.loads(body)
+        obj = _loads(body)
         if isinstance(obj, dict):
             # Absent sub-objects as {}: the same model as the defaults, without pydantic deep-copying them.
             for name in ("attestations", "requirements"):
