@@ -18,7 +18,8 @@ Each server is `create_app(url, rate=0)` run by `critmin.server.run.serve`, exac
 (the core process with its HTTP front and storage writer processes), in a subprocess started from a launcher
 embedded below; rate limiting is off. Reported for the measuring window (requests answered after the warm-up):
 acknowledged orders/s (2xx received), latency p50/p95/p99 from the first byte sent to the answer, trades/s, and
-the CPU used by the server's three processes together and by this client process. Target from the issue:
+the CPU used by the server's three processes together and by this client process, and a CPU probe taken just
+before each server (ms for a fixed Python loop: the machine's speed at that moment). Target from the issue:
 >= 2,000 acknowledged orders/s and p99 <= 25 ms on SQLite. Printed, never asserted: the numbers depend on the
 machine and on whatever else runs on it (the load average is printed).
 
@@ -113,11 +114,16 @@ def _pg_database(server_url: str) -> tuple[str, str]:
 
 
 def _pg_drop(server_url: str, name: str) -> None:
-    try:
-        with _pg_connect(server_url, None) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    except Exception as exc:  # pragma: no cover - best effort
-        print(f"  (could not drop {name}: {exc})")
+    """Drop a benchmark database; retried for a few seconds while the stopped server's last connections close."""
+    for attempt in range(20):
+        try:
+            with _pg_connect(server_url, None) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except Exception as exc:  # pragma: no cover - best effort
+            if attempt == 19:
+                print(f"  (could not drop {name}: {exc})")
+            time.sleep(0.25)
 
 
 def _pg_settings(server_url: str) -> str:
@@ -163,6 +169,17 @@ async def _measure(url: str, data_dir: Path, max_batch: int, clients: int, warmu
         log.close()
 
 
+def cpu_probe() -> float:
+    """Milliseconds for a fixed pure-Python loop, on one core: the machine's speed right now. On a shared virtual
+    machine it moves a lot (the same loop took 420-980 ms on the development machine within a minute), and the
+    intake figures move with it; printed beside each measurement so that runs can be compared."""
+    t0 = time.perf_counter()
+    s = 0
+    for i in range(2_000_000):
+        s += i * i
+    return (time.perf_counter() - t0) * 1000
+
+
 def _row(label: str, mode: str, r: dict) -> str:
     return (f"  {label:11} {mode:24} {r['rate']:9,.0f} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} {r['p99_ms']:7.1f} "
             f"{r['trades'] / r['seconds']:9,.0f} {r['server_cpu']:6.2f} {r['client_cpu']:6.2f}"
@@ -205,13 +222,16 @@ def main() -> int:
                     else:
                         url, name = _pg_database(pg_server)
                     try:
+                        probe = cpu_probe()
                         r = loop.run_until_complete(_measure(url, data_dir, max_batch, args.clients, args.warmup,
                                                              args.seconds, bulk))
+                        r["probe_ms"] = probe
                     finally:
                         if name:
                             _pg_drop(pg_server, name)
                 results.append((backend, mode, r))
-                print(f"  measured {backend}, {mode}: {r['rate']:,.0f} orders/s, p99 {r['p99_ms']:.1f} ms", flush=True)
+                print(f"  measured {backend}, {mode}: {r['rate']:,.0f} orders/s, p99 {r['p99_ms']:.1f} ms "
+                      f"(CPU probe before it: {r['probe_ms']:.0f} ms)", flush=True)
     finally:
         loop.close()
     print()
