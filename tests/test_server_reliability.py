@@ -335,6 +335,28 @@ def test_rate_limited_orders_get_429_through_the_fast_lane(tmp_path):
     assert got[:2] == [201, 201] and 429 in got[2:]
 
 
+# ---------------------------------------------------------------------- the WAL, checkpointed by the storage writer
+def test_the_storage_writer_keeps_the_sqlite_wal_checkpointed(tmp_path):
+    """SQLite's automatic checkpoints are off on the storage writer's connection (they would run inside a commit,
+    and the clients of that batch would wait); the writer runs them itself after answering, every ~512 kB of
+    batches. Without them the WAL only grows: here it would reach ~6 MB after 2,000 orders, and go on; with them
+    it stays at ~1.2 MB (measured)."""
+    from critmin.server.storage import CHECKPOINT_BYTES
+
+    wal = tmp_path / "market.sqlite3-wal"
+    sizes = []
+    with open_market(database_url("sqlite", tmp_path), tmp_path, {"lynas": ("seller", "AUS")}, rate=0) as m:
+        for i in range(20):
+            asks = [{**SELL, "limit_price": str(95 + j % 7), "quantity": str(100 + i)} for j in range(100)]
+            r = m.post("lynas", "/v1/orders/batch", {"orders": asks})
+            assert r.status_code == 200 and all(x["status"] == 201 for x in r.json()["results"]), r.text[:300]
+            sizes.append(wal.stat().st_size)
+        assert len(m.get("lynas", "/v1/orders?limit=500").json()["items"]) == 500
+    # one checkpoint interval's worth of pages at most: the WAL is reused from its start after each checkpoint
+    assert max(sizes) < 3 * 1024 * 1024, (CHECKPOINT_BYTES, sizes)
+    assert sizes[-1] <= max(sizes[:10]) * 1.2, sizes  # not growing with the orders
+
+
 # ---------------------------------------------------------------------- a failed commit, in the pipeline
 def test_a_failed_commit_refuses_what_was_built_on_it_then_recovers(tmp_path, monkeypatch):
     """The writer fails one commit while the applier has already applied later commands on top of it: those are
