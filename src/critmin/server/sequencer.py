@@ -299,7 +299,16 @@ class Sequencer:
 
     def _recover(self) -> None:
         """After a failed commit: the writer refuses every batch of the failed generation, and has written
-        nothing of it since the failure, so the database holds exactly what was acknowledged; rebuild from it."""
+        nothing of it since the failure, so the database holds exactly what was acknowledged; rebuild from it.
+
+        If the storage process died, first wait until its lock is free (its connection is gone): a commit it had
+        sent has then landed or been abandoned, and cannot land after the rebuild has read the database (on
+        PostgreSQL the server may notice a dead connection a moment later)."""
+        if self.storage is not None and not self.storage.alive:
+            try:
+                db.ServerLock(self.sa_engine, writer=True).wait_free()
+            except Exception as exc:  # still held after the timeout: rebuild anyway, as before this wait
+                log.warning("the last storage writer's lock is still held: %s", exc)
         self._reload()
         self._pending.clear()  # their batches are refused; the keys are free again
         self._gen = self._failed_gen + 1

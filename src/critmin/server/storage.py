@@ -101,6 +101,11 @@ class WriterProcess:
         self.channel: socket.socket | None = None   # where the process sends committed answers (or None)
         self._channel_sent = False                  # handed to the current process
 
+    @property
+    def alive(self) -> bool:
+        """A writer process is running (False after it died, until the next commit starts another)."""
+        return self.sock is not None
+
     def set_answer_channel(self, channel: socket.socket) -> None:
         """From now on, the ``answers`` of each :meth:`commit` are sent on ``channel`` by the process, after the
         commit (handed to it before its next commit, and again to a process restarted after a crash). The caller
