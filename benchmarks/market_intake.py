@@ -171,8 +171,8 @@ async def _measure(url: str, data_dir: Path, max_batch: int, clients: int, warmu
 
 def cpu_probe() -> float:
     """Milliseconds for a fixed pure-Python loop, on one core: the machine's speed right now. On a shared virtual
-    machine it moves a lot (the same loop took 420-980 ms on the development machine within a minute), and the
-    intake figures move with it; printed beside each measurement so that runs can be compared."""
+    machine it moves a lot (a loop like it took 2.3x longer from one minute to the next on the development
+    machine), and the intake figures move with it; printed beside each measurement so that runs can be compared."""
     t0 = time.perf_counter()
     s = 0
     for i in range(2_000_000):

@@ -41,6 +41,8 @@ from collections import deque
 from email.utils import formatdate
 from typing import Any
 
+import httptools
+
 from critmin.server.engine import ApiError, render
 from critmin.server.intake import (
     FALLBACK,
@@ -74,9 +76,13 @@ def die_with_parent(parent: int) -> bool:
     return os.getppid() == parent
 
 
-async def _send_error(send: Any, status: int, code: str, message: str) -> None:
+def _error_body(status: int, code: str, message: str) -> bytes:
     """An error the front itself answers, in the service's error form (:meth:`ApiError.body`)."""
-    await send_answer(send, status, render(ApiError(status, code, message).body()).encode(), False, None)
+    return render(ApiError(status, code, message).body()).encode()
+
+
+async def _send_error(send: Any, status: int, code: str, message: str) -> None:
+    await send_answer(send, status, _error_body(status, code, message), False, None)
 
 
 class IntakeClient(asyncio.Protocol):
@@ -222,13 +228,6 @@ class Forwarder:
         self.idle.clear()
 
 
-def _reason(status: int) -> bytes:
-    try:
-        return http.HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b""
-
-
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode("ascii")) for s in http.HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: A keep-alive connection with no request for this long is closed (seconds; uvicorn's default).
@@ -267,8 +266,6 @@ class HttpConnection(asyncio.Protocol):
     everything else, and an order the lane does not take, is relayed by the :class:`Forwarder`."""
 
     def __init__(self, front: Front) -> None:
-        import httptools
-
         self.front = front
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
@@ -304,8 +301,6 @@ class HttpConnection(asyncio.Protocol):
             self.can_write.set()
 
     def data_received(self, data: bytes) -> None:
-        import httptools
-
         if self.closing and not self.busy:
             return
         try:
@@ -389,9 +384,8 @@ class HttpConnection(asyncio.Protocol):
 
     def _answered(self, req: _Request, fut: asyncio.Future) -> None:
         if fut.cancelled() or fut.exception() is not None:
-            status, raw = 503, render(ApiError(503, "unavailable", "the service is stopping; retry with the same "
-                                                                   "Idempotency-Key").body()).encode()
-            self.respond(req, status, answer_headers(raw, False, None), raw)
+            raw = _error_body(503, "unavailable", "the service is stopping; retry with the same Idempotency-Key")
+            self.respond(req, 503, answer_headers(raw, False, None), raw)
             return
         got = fut.result()
         if got is None:  # the route answers
@@ -402,7 +396,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _head(self, req: _Request, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         keep = req.keep_alive and not self.closing
-        parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d %s\r\n" % (status, _reason(status))]
+        parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]  # a status without a known phrase
         parts += [b"%s: %s\r\n" % (n, v) for n, v in headers]
         parts.append(self.front.date.header())
         if not keep:
@@ -432,7 +426,7 @@ class HttpConnection(asyncio.Protocol):
         """A request the front answers itself before reading all of it; the connection is closed after it."""
         self.refused = True
         self.waiting.clear()
-        raw = render(ApiError(status, code, message).body()).encode()
+        raw = _error_body(status, code, message)
         req = _Request(b"", b"", [], b"", False, "1.1")
         self.closing = True
         if not self.busy and self.transport is not None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import random
 import signal
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from critmin.server.front import new_event_loop  # noqa: F401  (the benchmark's and the tests' loop)
+from critmin.server.sequencer import freeze_gc, thaw_gc
 
 try:
     from orjson import loads as _loads  # the answers' order and trade ids, at ~2,000 answers/s
@@ -422,21 +422,7 @@ async def run_load(host: str, port: int, clients: Sequence[Client], *, seed: int
     stats = {"reconnects": 0}
     # The client's own collector kept out of the measured latencies: the prerendered requests are frozen out of its
     # sight and young passes made rare (a full pass over them took ~60 ms and stalled every client at once).
-    gc.collect()
-    gc.freeze()
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], 50_000), max(thresholds[1], 20), max(thresholds[2], 100))
-    try:
-        return await _run(clients, host, port, requests, duration=duration, count=count,
-                          retry_deadline=retry_deadline, keep_requests=keep_requests, bulk=bulk, res=res, stats=stats)
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
-
-
-async def _run(clients: Sequence[Client], host: str, port: int, requests: list[_Requests], *,
-               duration: float | None, count: int | None, retry_deadline: float, keep_requests: bool, bulk: int,
-               res: LoadResult, stats: dict[str, int]) -> LoadResult:
+    gc_before = freeze_gc()
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     stop_at = t0 + duration if duration is not None else float("inf")
@@ -446,7 +432,10 @@ async def _run(clients: Sequence[Client], host: str, port: int, requests: list[_
                                               keep_requests, bulk))
              for i, c in enumerate(clients)]
     res.started = t0
-    await asyncio.gather(*tasks)
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        thaw_gc(gc_before)
     res.finished = time.perf_counter()
     res.client_cpu = time.process_time() - cpu0
     res.records = [r for out in outs for r in out]

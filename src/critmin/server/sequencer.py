@@ -469,15 +469,22 @@ def _tune_gc() -> tuple[int, ...]:
     return before
 
 
-def freeze_gc() -> None:
+def freeze_gc() -> tuple[int, ...]:
     """For each process of ``critmin serve`` (core, HTTP front, storage writer) once it has started: collect once,
     then move everything alive (modules, classes, the app, the state loaded so far) out of the collector's sight
     (``gc.freeze``), and raise the thresholds as :func:`_tune_gc` does, for the life of the process. A full pass
     then walks only what was made since: measured under load before this, full passes took 60-75 ms in the core
-    and 25-35 ms in the front and the writer, stalling every request in flight."""
+    and 25-35 ms in the front and the writer, stalling every request in flight. Returns the thresholds before
+    (for :func:`thaw_gc`, where the freeze is for a while only: the load client)."""
     gc.collect()
     gc.freeze()
-    _tune_gc()
+    return _tune_gc()
+
+
+def thaw_gc(before: tuple[int, ...]) -> None:
+    """Undo :func:`freeze_gc`."""
+    gc.set_threshold(*before)
+    gc.unfreeze()
 
 
 def _merge(batches: list[Batch]) -> Batch:

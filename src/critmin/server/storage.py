@@ -174,11 +174,16 @@ class WriterProcess:
 CHECKPOINT_BYTES = 512 * 1024
 
 
-def _own_checkpoints(conn: Any) -> None:
-    """Transactions begun and committed here, explicitly; the WAL checkpointed here, after the answers (SQLite's
-    automatic checkpoint would run inside a commit, and the clients of that batch would wait for it)."""
-    conn.isolation_level = None
-    conn.execute("PRAGMA wal_autocheckpoint=0")
+def _connect(engine: Any) -> tuple[Any, Any]:
+    """(pooled connection, DBAPI connection) for the writer. SQLite: transactions begun and committed here,
+    explicitly, and the WAL checkpointed here, after the answers (SQLite's automatic checkpoint would run inside a
+    commit, and the clients of that batch would wait for it)."""
+    pooled = engine.raw_connection()
+    conn = pooled.dbapi_connection
+    if engine.dialect.name == "sqlite":
+        conn.isolation_level = None
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+    return pooled, conn
 
 
 def _serve(sock: socket.socket) -> None:
@@ -192,14 +197,11 @@ def _serve(sock: socket.socket) -> None:
         # server starting on the same database waits until it is free before loading (ServerLock.wait_free).
         writer_lock = ServerLock(engine, writer=True)
         writer_lock.acquire(wait=30)
-        pooled = engine.raw_connection()
+        pooled, conn = _connect(engine)
     except Exception as exc:
         _send(sock, ("error", f"{type(exc).__name__}: {exc}"))
         return
     dialect = engine.dialect.name
-    conn = pooled.dbapi_connection
-    if dialect == "sqlite":
-        _own_checkpoints(conn)
     from critmin.server.sequencer import freeze_gc
 
     freeze_gc()
@@ -229,10 +231,7 @@ def _serve(sock: socket.socket) -> None:
                 conn.rollback()
             except Exception:  # the connection is broken: a new one for the next batch
                 pooled.invalidate()
-                pooled = engine.raw_connection()
-                conn = pooled.dbapi_connection
-                if dialect == "sqlite":
-                    _own_checkpoints(conn)
+                pooled, conn = _connect(engine)
             _send(sock, ("error", f"{type(exc).__name__}: {exc}"))
         else:
             if answers and channel is not None:
