@@ -47,7 +47,7 @@ def balances(m: Market, who: str, owner: str) -> dict[str, Decimal]:
 
 def assert_trial_balance_zero(m: Market) -> None:
     tb = ok(m.get("gao", "/v1/ledger/trial-balance"))
-    assert tb["balanced"] is True
+    assert tb["balanced"] is True and tb["accounts_agree"] is True
     assert all(D(t["amount"]) == 0 for t in tb["totals"]), tb
 
 
@@ -99,6 +99,31 @@ def test_floor_settles_support_per_trade(url, tmp_path):
         assert (D(p["spent"]), D(p["remaining_budget"])) == (6000, 94000)
         assert ok(m.get("gao", f"/v1/trades/{t['id']}")) == t
         assert_trial_balance_zero(m)
+
+
+def test_account_balances_are_checked_against_the_ledger(url, tmp_path):
+    """Accounts are read from the balances the ledger's own transactions keep; the trial balance recomputes them from
+    the entries and reports a stored balance that disagrees, and a restart rebuilds from the entries."""
+    with open_market(url, tmp_path) as m:
+        deposit(m, "toyota", "50000")
+        m.order("lynas", SELL)
+        m.order("toyota", BUY)
+        assert balances(m, "toyota", "toyota") == {"USD": 50000 - 95 * 400, "ndpr/oxide": 400}
+        assert_trial_balance_zero(m)
+        engine = sa_engine(url)
+        try:
+            with engine.begin() as c:
+                c.execute(sa.text("UPDATE account_balances SET amount = '1' WHERE owner = 'toyota' AND asset = 'USD'"))
+        finally:
+            engine.dispose()
+        assert balances(m, "toyota", "toyota")["USD"] == 1
+        tb = ok(m.get("gao", "/v1/ledger/trial-balance"))
+        assert (tb["balanced"], tb["accounts_agree"]) == (True, False)
+        tokens = m.tokens
+    with reopened(url, tokens) as again:
+        deposit(again, "toyota", "1")  # the account moves again: its balance is rewritten from the journal's sum
+        assert balances(again, "toyota", "toyota") == {"USD": 50000 - 95 * 400 + 1, "ndpr/oxide": 400}
+        assert_trial_balance_zero(again)
 
 
 def test_cfd_is_two_sided(url, tmp_path):

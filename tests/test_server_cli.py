@@ -22,10 +22,38 @@ def test_migration_matches_models(backend, tmp_path):
     engine = db.make_engine(database_url(backend, tmp_path))
     migrate.upgrade(engine)
     migrate.upgrade(engine)  # idempotent
-    assert migrate.current(engine) == migrate.head() == "0001"
+    assert migrate.current(engine) == migrate.head() == "0002"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
     assert diff == []
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migration_0002_fills_account_balances_from_the_ledger(backend, tmp_path):
+    """A database with ledger entries written at revision 0001 gets its account balances, summed exactly (decimal
+    text, never floats), and the downgrade takes them away again."""
+    from critmin.server import db, migrate
+
+    engine = db.make_engine(database_url(backend, tmp_path))
+    migrate.upgrade(engine, "0001")
+    legs = [(0, "lynas", "USD", "0.1"), (0, "external", "USD", "-0.1"), (1, "lynas", "USD", "0.2"),
+            (1, "toyota", "USD", "-0.2"), (2, "lynas", "ndpr/oxide", "-400"), (2, "toyota", "ndpr/oxide", "400")]
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO postings (seq, memo) VALUES (0, 'a'), (1, 'b'), (2, 'c')"))
+        for leg, (seq, owner, asset, amount) in enumerate(legs):
+            conn.execute(sa.text("INSERT INTO ledger_entries (posting_seq, leg, owner, asset, amount) "
+                                 "VALUES (:s, :l, :o, :a, :m)"), {"s": seq, "l": leg, "o": owner, "a": asset, "m": amount})
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        rows = {(o, a): (m, s) for o, a, m, s in conn.execute(sa.text(
+            "SELECT owner, asset, amount, posting_seq FROM account_balances"))}
+        assert db.balances(conn) == db.entry_sums(conn)
+    assert rows == {("lynas", "USD"): ("0.3", 1), ("external", "USD"): ("-0.1", 0), ("toyota", "USD"): ("-0.2", 1),
+                    ("lynas", "ndpr/oxide"): ("-400", 2), ("toyota", "ndpr/oxide"): ("400", 2)}
+    migrate.downgrade(engine, "0001")
+    assert migrate.current(engine) == "0001"
+    assert "account_balances" not in sa.inspect(engine).get_table_names()
     engine.dispose()
 
 

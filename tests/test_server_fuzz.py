@@ -280,7 +280,7 @@ def fuzz(url: str, tmp_path: Any, plan: list) -> Fuzz:
                 else:
                     f.hypothesis(who, mode, wanted, n)
             r = client.get("/v1/ledger/trial-balance", headers={"Authorization": f"Bearer {tokens['gao']}"})
-            assert r.status_code == 200 and r.json()["balanced"], r.text
+            assert r.status_code == 200 and r.json()["balanced"] and r.json()["accounts_agree"], r.text
     finally:
         asgi.shutdown_lifespans()  # stops the sequencer and closes the database before tmp_path goes
     print("\n" + f.summary(time.monotonic() - started))

@@ -231,7 +231,7 @@ async def _crash_trials(url: str, data_dir: Path) -> dict:
                 last_trade = new_trades[-1]["id"]
             stats["replay_checks"] += await _replays(server, records, rng)
             status, tb = await L.request_json(HOST, server.port, "GET", "/v1/ledger/trial-balance", admin)
-            assert status == 200 and tb["balanced"], tb
+            assert status == 200 and tb["balanced"] and tb["accounts_agree"], tb
             status, head = await L.request_json(HOST, server.port, "GET", "/v1/audit/head?verify=true", admin)
             assert status == 200 and head["valid"], head
             stats["trials"] += 1

@@ -519,11 +519,15 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
     def trial_balance(request: Request, who: Who) -> dict:
         need(who, "audit", *SEES_ALL)
         totals: dict[str, Decimal] = {}
-        with conn(request) as c:
-            for (_, asset), amount in db.balances(c).items():
-                totals[asset] = totals.get(asset, Decimal(0)) + amount
+        with db.read_snapshot(request.app.state.sa_engine) as c:  # the entries, accounts and count must agree
+            sums = db.entry_sums(c)
+            accounts = db.balances(c)
             n = c.execute(sa.select(sa.func.count()).select_from(db.postings)).scalar_one()
-        return {"balanced": all(v == 0 for v in totals.values()), "postings": n,
+        for (_, asset), amount in sums.items():
+            totals[asset] = totals.get(asset, Decimal(0)) + amount
+        agree = all(accounts.get(k, 0) == v for k, v in sums.items()) and all(
+            sums.get(k, 0) == v for k, v in accounts.items())
+        return {"balanced": all(v == 0 for v in totals.values()), "accounts_agree": agree, "postings": n,
                 "totals": [{"asset": a, "amount": format(v, "f")} for a, v in sorted(totals.items())]}
 
     # ------------------------------------------------------------------ audit

@@ -192,12 +192,15 @@ class Batch:
     inserts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     order_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
     statements: list[sa.Executable] = field(default_factory=list)
+    #: (owner, asset) → (balance text, posting seq) after the batch: upserted into ``account_balances``.
+    balances: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
 
     def add(self, table: sa.Table, row: dict[str, Any]) -> None:
         self.inserts.setdefault(table.name, []).append(row)
 
     def __len__(self) -> int:
-        return sum(map(len, self.inserts.values())) + len(self.order_updates) + len(self.statements)
+        return (sum(map(len, self.inserts.values())) + len(self.order_updates) + len(self.statements)
+                + len(self.balances))
 
 
 #: Insert order (foreign keys first).
@@ -238,9 +241,10 @@ class _DriverStatement:
         self.multi: tuple[str, str, str] | None = None
         self.rows_per_statement = max(1, _SQLITE_MAX_VARIABLES // max(1, len(order)))
         if dialect.name == "sqlite" and self.positional:
-            if isinstance(stmt, sa.Insert):
-                head, _, row = self.sql.rpartition(" VALUES ")
-                self.multi = (head + " VALUES ", row, "")
+            if isinstance(stmt, sa.Insert):  # ... VALUES (?, ?, ...)[ ON CONFLICT ...]: the row repeated
+                head, _, rest = self.sql.rpartition(" VALUES ")
+                row, paren, tail = rest.partition(")")
+                self.multi = (head + " VALUES ", row + paren, tail)
             elif stmt is _ORDER_UPDATE and sqlite3.sqlite_version_info >= (3, 33):  # UPDATE … FROM
                 col = {k: f"v.column{i + 1}" for i, k in enumerate(order)}
                 self.multi = (f"UPDATE orders SET remaining = {col['remaining']}, status = {col['status']}, "
@@ -274,12 +278,27 @@ def _driver_statement(dialect: sa.Dialect, name: str, keys: tuple[str, ...] | No
             st = _DriverStatement(_ORDER_UPDATE, ["_id", "remaining", "status", "version"],
                                   {"_id": o.c.id.type, "remaining": o.c.remaining.type, "status": o.c.status.type,
                                    "version": o.c.version.type}, dialect)
+        elif name == "account_balances.upsert":
+            b = db.account_balances
+            st = _DriverStatement(_balance_upsert(dialect), [c.key for c in b.columns],
+                                  {c.key: c.type for c in b.columns}, dialect)
         else:
             table = db.metadata.tables[name]
             names = [c.key for c in table.columns] if keys is None else list(keys)
             st = _DriverStatement(table.insert(), names, {c.key: c.type for c in table.columns}, dialect)
         cache[(name, keys)] = st
     return st
+
+
+def _balance_upsert(dialect: sa.Dialect) -> sa.Insert:
+    """INSERT of an account's balance that replaces the one stored (``ON CONFLICT ... DO UPDATE``, SQLite 3.24+ and
+    PostgreSQL). A batch holds at most one row per account, so no statement touches a row twice."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    b = db.account_balances
+    stmt = (postgresql.insert(b) if dialect.name == "postgresql" else sqlite.insert(b))
+    return stmt.on_conflict_do_update(index_elements=[b.c.owner, b.c.asset],
+                                      set_={"amount": stmt.excluded.amount, "posting_seq": stmt.excluded.posting_seq})
 
 
 def _statement_step(dialect: sa.Dialect, stmt: sa.Executable) -> Step:
@@ -319,6 +338,10 @@ def batch_steps(dialect: sa.Dialect, batch: Batch) -> list[Step]:
             out += _driver_statement(dialect, table.name, keys).steps(group)
     if updates:
         out += _driver_statement(dialect, "orders.update").steps(updates)
+    if batch.balances:
+        out += _driver_statement(dialect, "account_balances.upsert").steps(
+            [{"owner": o, "asset": a, "amount": amount, "posting_seq": seq}
+             for (o, a), (amount, seq) in batch.balances.items()])
     out += [_statement_step(dialect, stmt) for stmt in batch.statements]
     return out
 
@@ -394,7 +417,7 @@ class Engine:
         e.next_order_seq = _next(conn, o.c.seq)
         e.next_trade_id = _next(conn, db.trades.c.id)
         e.next_posting = _next(conn, db.postings.c.seq)
-        balances = db.balances(conn)
+        balances = db.entry_sums(conn)  # from the append-only journal, not the account table it keeps
         spent: dict[str, Decimal] = {}
         t = db.trades
         for pid, paid in conn.execute(sa.select(t.c.programme_id, t.c.support_paid).where(t.c.programme_id.is_not(None))):
@@ -613,10 +636,12 @@ class Engine:
                             "balance": fmt(self.ledger.balance(owner, d["asset"]))})
 
     def _write_posting(self, batch: Batch, posting) -> None:
-        batch.add(db.postings, {"seq": posting.seq, "memo": posting.memo[:200]})
+        seq, balance, balances = posting.seq, self.ledger.balance, batch.balances
+        batch.add(db.postings, {"seq": seq, "memo": posting.memo[:200]})
         for leg, e in enumerate(posting.entries):
-            batch.add(db.ledger_entries, {"posting_seq": posting.seq, "leg": leg, "owner": e.owner,
+            batch.add(db.ledger_entries, {"posting_seq": seq, "leg": leg, "owner": e.owner,
                                           "asset": e.asset, "amount": fmt(e.amount)})
+            balances[(e.owner, e.asset)] = (fmt(balance(e.owner, e.asset)), seq)
 
     # ------------------------------------------------------------------ orders
     def _cmd_place_order(self, cmd: Command, batch: Batch) -> Result:

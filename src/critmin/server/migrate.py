@@ -27,6 +27,12 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
         command.upgrade(_config(conn), revision)
 
 
+def downgrade(engine: sa.Engine, revision: str) -> None:
+    """Take the database back to ``revision``."""
+    with engine.begin() as conn:
+        command.downgrade(_config(conn), revision)
+
+
 def current(engine: sa.Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

@@ -348,7 +348,8 @@ class AccountOut(BaseModel):
 
 
 class TrialBalanceOut(BaseModel):
-    balanced: bool
+    balanced: bool = Field(description="Every asset's ledger entries sum to zero")
+    accounts_agree: bool = Field(description="Every stored account balance equals the sum of its ledger entries")
     totals: list[Balance]
     postings: int
 

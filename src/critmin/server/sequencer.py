@@ -488,13 +488,15 @@ def thaw_gc(before: tuple[int, ...]) -> None:
 
 
 def _merge(batches: list[Batch]) -> Batch:
-    """Rows of consecutive batches as one: inserts in order, the last update of each order, statements in order."""
+    """Rows of consecutive batches as one: inserts in order, the last update of each order and the last balance of
+    each account, statements in order."""
     out = Batch()
     for b in batches:
         for name, rows in b.inserts.items():
             out.inserts.setdefault(name, []).extend(rows)
         out.order_updates.update(b.order_updates)
         out.statements.extend(b.statements)
+        out.balances.update(b.balances)
     return out
 
 
