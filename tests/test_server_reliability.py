@@ -43,6 +43,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from serverkit import BACKENDS, BUY, SELL, database_url, open_market
 
 from critmin.server import loadgen as L
@@ -460,3 +462,64 @@ def test_fast_audit_encoding_is_the_canonical_record_hash():
         assert canonical(r["payload"]).decode() == next(x["payload"] for x in batch.inserts["audit_log"]
                                                          if x["seq"] == r["seq"])
         assert r["hash"] == record_hash(r["seq"], r["kind"], r["payload"], r["prev_hash"])
+
+
+def test_only_keys_that_may_be_stored_are_looked_up(tmp_path, monkeypatch):
+    """The applier asks the database only about idempotency keys its key filter may hold: a new key is never looked
+    up; a key stored before a restart is (the filter is loaded from the database), and is replayed."""
+    from critmin.market.model import Role
+    from critmin.server import sequencer
+    from critmin.server.db import make_engine
+    from critmin.server.engine import Actor, Command
+    from critmin.server.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'market.sqlite3'}")
+    upgrade(engine)
+    looked_up: list[list[str]] = []
+    real = sequencer.Sequencer._stored_keys
+
+    def spy(self, cmds):
+        looked_up.append([c.idempotency_key for c in cmds])
+        return real(self, cmds)
+
+    monkeypatch.setattr(sequencer.Sequencer, "_stored_keys", spy)
+    system = Actor("system", Role.ADMIN, "USA", "bootstrap", frozenset({"admin", "read", "audit"}))
+
+    def create(pid: str, key: str) -> Command:
+        return Command("create_participant", system, {"id": pid, "name": pid, "role": "buyer", "country": "JPN"},
+                       key, f"hash-{pid}")
+
+    seq = sequencer.Sequencer(engine)
+    first = [seq.submit_sync(create(f"p{i}", f"k{i}")) for i in range(3)]
+    assert [r.status for r in first] == [201] * 3
+    assert looked_up == [[], [], []]
+    assert seq.submit_sync(create("p0", "k0")).replayed  # recorded since start: known without the database
+    assert looked_up[-1] == ["k0"]
+    seq.stop()
+    looked_up.clear()
+    again = sequencer.Sequencer(engine)  # a restart: the filter comes from the stored keys
+    assert len(again._keys) == 3
+    replay = again.submit_sync(create("p1", "k1"))
+    assert replay.replayed and replay.body == first[1].body
+    assert again.submit_sync(create("p9", "k9")).status == 201
+    assert looked_up == [["k1"], []]
+    again.stop()
+    engine.dispose()
+
+
+@settings(max_examples=60, deadline=None)
+@given(loaded=st.lists(st.tuples(st.text(max_size=6), st.text(max_size=6)), max_size=40),
+       added=st.lists(st.tuples(st.text(max_size=6), st.text(max_size=6)), max_size=40))
+def test_the_key_filter_never_forgets_a_key(loaded, added):
+    """Every key loaded or added (through merges of the recent set into the sorted array, forced here every 4 keys)
+    may be held; a key never seen is not (with 64-bit hashes a collision is not expected in these few)."""
+    from critmin.server.sequencer import KeyFilter
+
+    f = KeyFilter(loaded)
+    f.MERGE_AT = 4
+    for i, k in enumerate(added):
+        f.add(k)
+        assert all(f.may_hold(loaded + added[:i + 1]))
+    unseen = [k for k in {("\x00unseen", str(i)) for i in range(20)} if k not in set(loaded) | set(added)]
+    assert f.may_hold(unseen) == [False] * len(unseen)
+    assert len(f) >= len(set(loaded) | set(added))

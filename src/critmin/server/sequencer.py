@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from critmin.server import db
@@ -45,6 +46,46 @@ from critmin.server.storage import StorageError, WriterProcess, encode_steps
 _STOP = object()
 log = logging.getLogger(__name__)
 _Key = tuple[str, str]  # (participant, Idempotency-Key)
+
+
+class KeyFilter:
+    """The idempotency keys that may be stored: a set of 64-bit hashes of (participant, key), each in it before
+    its key can be written. "No" is certain and spares the applier a database look-up (the common case: a new
+    key); "maybe" (a key seen before, or a rare hash collision) is settled by the look-up, as before.
+
+    Loaded from the idempotency table at start (8 bytes per stored key, sorted), keys recorded since then in a set
+    that is merged into the sorted array when it reaches an eighth of it (at least :attr:`MERGE_AT`), so memory
+    stays near 8 bytes per key and merging costs O(1) per key amortised. Hashes are Python's ``hash``, fixed for
+    the life of the process, which is the life of the filter."""
+
+    MERGE_AT = 65536
+
+    def __init__(self, keys: Iterable[_Key] = ()) -> None:
+        self._sorted = np.unique(np.fromiter((hash((p, k)) for p, k in keys), dtype=np.int64))
+        self._recent: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent)
+
+    def add(self, key: _Key) -> None:
+        self._recent.add(hash(key))
+        if len(self._recent) >= max(self.MERGE_AT, len(self._sorted) // 8):
+            new = np.fromiter(self._recent, dtype=np.int64, count=len(self._recent))
+            self._sorted = np.union1d(self._sorted, new)
+            self._recent.clear()
+
+    def may_hold(self, keys: list[_Key]) -> list[bool]:
+        """For each key: False when it was never added (certain), True when it may have been."""
+        if not keys:
+            return []
+        hashes = [hash(k) for k in keys]
+        found = [h in self._recent for h in hashes]
+        arr = self._sorted
+        if len(arr):
+            h = np.array(hashes, dtype=np.int64)
+            at = np.minimum(arr.searchsorted(h), len(arr) - 1)
+            found = [a or b for a, b in zip(found, (arr[at] == h).tolist(), strict=True)]
+        return found
 
 
 @dataclass(eq=False)
@@ -96,6 +137,8 @@ class Sequencer:
         self.max_batch = max(1, int(max_batch))
         with sa_engine.connect() as conn:
             self.engine = Engine.load(conn, self.allies)
+            i = db.idempotency
+            self._keys = KeyFilter(conn.execute(sa.select(i.c.participant_id, i.c.key)))  # applier's only
         dbapi = getattr(sa_engine.dialect, "loaded_dbapi", None)
         # The hot paths use DBAPI cursors directly: their errors are the driver's, not SQLAlchemy's.
         self._db_errors: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError, StorageError) + (
@@ -248,9 +291,11 @@ class Sequencer:
     def _apply(self, items: list[tuple[Command, Any, Any]]) -> _Applied:
         applied = _Applied(self._gen, items, [], Batch(), [])
         pending = self._pending
-        try:
-            stored = self._stored_keys([c for c, _, _ in items if c.idempotency_key
-                                        and (c.actor.participant_id, c.idempotency_key) not in pending])
+        keyed = [(c, k) for c, _, _ in items if c.idempotency_key
+                 and (k := (c.actor.participant_id, c.idempotency_key)) not in pending]
+        try:  # only keys that may be stored are looked up (a new key, the common case, never is)
+            stored = self._stored_keys([c for (c, _), maybe in zip(keyed, self._keys.may_hold([k for _, k in keyed]),
+                                                                   strict=True) if maybe])
         except self._db_errors as exc:
             applied.results = [_unavailable(exc)] * len(items)  # nothing applied; the writer just answers
             return applied
@@ -280,6 +325,7 @@ class Sequencer:
                     body, text = res.body, render(res.body)
                     res.raw = text.encode("utf-8")
                 pending[key] = (applied, cmd.request_hash, Result(res.status, body, raw=res.raw))
+                self._keys.add(key)
                 applied.keys.append(key)
                 batch.add(db.idempotency, {"participant_id": key[0], "key": key[1], "request_hash": cmd.request_hash,
                                            "status": res.status, "body": text})
