@@ -19,13 +19,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
-
-try:
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - orjson comes with the server extra
-    _orjson = None
 
 metadata = sa.MetaData()
 
@@ -234,12 +230,10 @@ def _json_text(value: Any) -> str:
     """Text of a JSON column (the order's attestations and requirements): orjson's, compact, when it can encode the
     value (it is ~10x faster than the stdlib's, on the hottest write path), else the stdlib's. Both are JSON of the
     same value, and the column is only ever read back as JSON."""
-    if _orjson is not None:
-        try:
-            return _orjson.dumps(value).decode()
-        except TypeError:  # orjson.JSONEncodeError: a type it does not encode
-            pass
-    return json.dumps(value)
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # a type it does not encode
+        return json.dumps(value)
 
 
 def make_engine(url: str, *, durable: bool = True) -> sa.Engine:

@@ -22,22 +22,20 @@ from the front, admits them and answers each after its commit.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import marshal
 import re
 import struct
 from typing import Any
 
+# orjson parses valid JSON to the same value as the stdlib, ~4x faster; what it refuses goes to the route
+from orjson import loads as _loads
+
 from critmin.market.model import Role
 from critmin.server.engine import Command, Result, canonical_text, hash_token, render, request_hash
 
 log = logging.getLogger(__name__)
 
-try:  # orjson parses valid JSON to the same value as the stdlib, ~4x faster; what it refuses goes to the route
-    from orjson import loads as _loads
-except ImportError:  # pragma: no cover - orjson comes with the server extra
-    _loads = json.loads
 
 _IDEM_KEY = re.compile(r"[\x21-\x7e]{1,200}")  # the route's Idempotency-Key rule (fullmatch)
 MAX_FAST_BODY = 65536  # larger bodies go to the FastAPI app

@@ -34,13 +34,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orjson import loads as _loads  # the answers' order and trade ids, at ~2,000 answers/s
+
 from critmin.server.front import new_event_loop  # noqa: F401  (the benchmark's and the tests' loop)
 from critmin.server.sequencer import freeze_gc, thaw_gc
-
-try:
-    from orjson import loads as _loads  # the answers' order and trade ids, at ~2,000 answers/s
-except ImportError:  # pragma: no cover - orjson comes with the server extra
-    _loads = json.loads
 
 #: Books: (commodity, form, grade, mid price USD/kg), with their weights in the mix.
 BOOKS: tuple[tuple[str, str, str, int], ...] = (
@@ -333,8 +330,7 @@ class _Requests:
 
 
 async def _client_loop(c: Client, host: str, port: int, requests: _Requests, stop_at: float, count: int | None,
-                       deadline: float, out: list[Record], stats: dict[str, int], keep_requests: bool,
-                       bulk: int = 1) -> None:
+                       deadline: float, out: list[Record], stats: dict[str, int], keep_requests: bool) -> None:
     conn = Conn(host, port)
     n = 0
     try:
@@ -369,7 +365,7 @@ async def _client_loop(c: Client, host: str, port: int, requests: _Requests, sto
                 rec.replayed = b"\r\nidempotency-replayed: true" in head
                 if 200 <= status < 300:
                     doc = _loads(data)
-                    if bulk == 1:
+                    if requests.bulk == 1:
                         rec.order_id = doc["order"]["id"]
                         rec.trade_ids = tuple(t["id"] for t in doc["trades"])
                     else:  # one record per order of the batch, answered together
@@ -429,7 +425,7 @@ async def run_load(host: str, port: int, clients: Sequence[Client], *, seed: int
     deadline = (stop_at if duration is not None else t0) + retry_deadline
     outs: list[list[Record]] = [[] for _ in clients]
     tasks = [asyncio.create_task(_client_loop(c, host, port, requests[i], stop_at, count, deadline, outs[i], stats,
-                                              keep_requests, bulk))
+                                              keep_requests))
              for i, c in enumerate(clients)]
     res.started = t0
     try:

@@ -46,9 +46,13 @@ class StorageError(Exception):
     """A batch was not committed: the database refused it, or the writer process is gone."""
 
 
-def _send(sock: socket.socket, obj: Any) -> None:
+def _frame(obj: Any) -> bytes:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_LEN.pack(len(data)) + data)
+    return _LEN.pack(len(data)) + data
+
+
+def _send(sock: socket.socket, obj: Any) -> None:
+    sock.sendall(_frame(obj))
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -143,8 +147,7 @@ class WriterProcess:
         assert self.sock is not None
         try:
             if self.channel is not None and not self._channel_sent:
-                data = pickle.dumps(("channel",), protocol=pickle.HIGHEST_PROTOCOL)
-                socket.send_fds(self.sock, [_LEN.pack(len(data)) + data], [self.channel.fileno()])
+                socket.send_fds(self.sock, [_frame(("channel",))], [self.channel.fileno()])
                 self._channel_sent = True
             _send(self.sock, ("commit", batches, answers if self.channel is not None else b""))
             reply = _recv(self.sock)
