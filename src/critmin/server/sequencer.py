@@ -133,10 +133,16 @@ class Sequencer:
     storage : WriterProcess, optional
         While the pipeline runs, the writer thread commits through this process (see
         :mod:`critmin.server.storage`) instead of a connection of its own. ``critmin serve`` uses one.
+    handoff : int
+        When the writer is idle, the applier hands over what it has applied as soon as that is at least this many
+        commands, instead of finishing the commands it took first (0: always whole). An idle writer (storage) is
+        lost capacity: measured on the intake benchmark, 4 gave ~8 % more orders/s than 0 (alternate runs, see
+        benchmarks/README), at about the same CPU per order. Answers still follow their commit
+        and commits stay in arrival order.
     """
 
     def __init__(self, sa_engine: sa.Engine, allies: Iterable[str] | None = None, max_batch: int = 512,
-                 storage: WriterProcess | None = None) -> None:
+                 storage: WriterProcess | None = None, handoff: int = 4) -> None:
         self.sa_engine = sa_engine
         self.storage = storage
         self.allies = None if allies is None else frozenset(allies)
@@ -166,6 +172,8 @@ class Sequencer:
         self._read_conn: sa.Connection | None = None    # applier: idempotency look-ups, autocommit
         self._write_conn: sa.Connection | None = None   # writer: one transaction per group
         self._gc_before: tuple[int, ...] | None = None
+        self._writer_idle = False  # the writer thread waits for applied commands (set by it, cleared by both)
+        self.handoff = max(0, int(handoff))
         self.batches = 0   # transactions committed
         self.commands = 0  # commands answered
 
@@ -282,24 +290,30 @@ class Sequencer:
             self._settle_done()
             if self._failed_gen >= self._gen:
                 self._recover()
-            try:
-                applied = self._apply(items)
-                if self.storage is not None and len(applied.batch):
-                    # Compiled here, while this thread holds the GIL anyway: the writer thread then needs it only
-                    # briefly, so it is not kept waiting for the applier between batches.
-                    applied.payload = encode_steps(batch_steps(self.sa_engine.dialect, applied.batch))
-            except Exception as exc:  # a bug in a command: memory may be half-changed, so rebuild it
-                log.exception("command failed; rebuilding the engine from the database")
-                self._failed_gen = self._gen
-                err = ApiError(500, "internal_error", f"the command failed ({type(exc).__name__}); nothing was "
-                                                      "committed")
-                applied = _Applied(self._gen, items, [Result(500, err.body())] * len(items), Batch(), [], final=True)
-            self._applied.put(applied)
+            rest = items
+            while rest:
+                try:
+                    applied = self._apply(rest, self.handoff)
+                    if self.storage is not None and len(applied.batch):
+                        # Compiled here, while this thread holds the GIL anyway: the writer thread then needs it
+                        # only briefly, so it is not kept waiting for the applier between batches.
+                        applied.payload = encode_steps(batch_steps(self.sa_engine.dialect, applied.batch))
+                except Exception as exc:  # a bug in a command: memory may be half-changed, so rebuild it
+                    log.exception("command failed; rebuilding the engine from the database")
+                    self._failed_gen = self._gen
+                    err = ApiError(500, "internal_error", f"the command failed ({type(exc).__name__}); nothing was "
+                                                          "committed")
+                    applied = _Applied(self._gen, rest, [Result(500, err.body())] * len(rest), Batch(), [], final=True)
+                self._writer_idle = False
+                self._applied.put(applied)
+                rest = rest[len(applied.items):]
             if stop:
                 self._applied.put(_STOP)
                 return
 
-    def _apply(self, items: list[tuple[Command, Any, Any]]) -> _Applied:
+    def _apply(self, items: list[tuple[Command, Any, Any]], handoff: int = 0) -> _Applied:
+        """Apply ``items`` in order. With ``handoff``, stops after that many or more once the writer is idle, so
+        that it does not wait for the rest (``applied.items`` are then the first ones, those applied)."""
         applied = _Applied(self._gen, items, [], Batch(), [])
         pending = self._pending
         keyed = [(c, k) for c, _, _ in items if c.idempotency_key
@@ -311,7 +325,10 @@ class Sequencer:
             applied.results = [_unavailable(exc)] * len(items)  # nothing applied; the writer just answers
             return applied
         batch, results = applied.batch, applied.results
-        for cmd, _, _ in items:
+        for i, (cmd, _, _) in enumerate(items):
+            if handoff and i >= handoff and self._writer_idle:
+                applied.items = items[:i]
+                break
             key = (cmd.actor.participant_id, cmd.idempotency_key) if cmd.idempotency_key else None
             if key is not None:
                 prior = pending.get(key)
@@ -374,8 +391,12 @@ class Sequencer:
     def _write_loop(self) -> None:
         held: _Applied | None = None
         while True:
-            first = held if held is not None else self._applied.get()
-            held = None
+            if held is None:
+                self._writer_idle = True
+                first = self._applied.get()
+                self._writer_idle = False
+            else:
+                first, held = held, None
             if first is _STOP:
                 return
             group = [first]
