@@ -571,3 +571,22 @@ def test_an_idle_writer_is_handed_what_is_applied_so_far(tmp_path):
         ids = [r[0] for r in conn.execute(sa.text("SELECT id FROM participants WHERE id LIKE 'c%' ORDER BY created_seq"))]
     assert ids == [f"c{i}" for i in range(60)]
     engine.dispose()
+
+
+def test_batch_steps_reach_the_writer_process_unchanged():
+    """The applier encodes a batch's steps with marshal when it can (SQLite's parameters) and with pickle otherwise
+    (dates, as PostgreSQL's parameters keep them; a str subclass); either way the writer decodes the same steps."""
+    import datetime as dt
+
+    from critmin.market.model import Side
+    from critmin.server.storage import decode_steps, encode_steps
+
+    plain = [("INSERT INTO t VALUES (?, ?, ?), (?, ?, ?)", False, ["x", 1, None, "é", -2, 2.5]),
+             ("UPDATE t SET a = ?", True, [("y",), ("z",)])]
+    dated = [("INSERT INTO t VALUES (%(d)s)", True, [{"d": dt.date(2026, 1, 31)}])]
+    tagged = [("INSERT INTO t VALUES (?)", False, [Side.BUY])]
+    for steps, tag in ((plain, b"M"), (dated, b"P"), (tagged, b"P")):
+        blob = encode_steps(steps)
+        assert blob[:1] == tag
+        back = decode_steps(blob)
+        assert back == steps and [type(v) for v in back[0][2]] == [type(v) for v in steps[0][2]]
