@@ -183,16 +183,65 @@ class WriterProcess:
             self.proc = None
 
 
-#: SQLite: bytes of batches written between two WAL checkpoints, which the writer runs itself after answering the
-#: commit that completes them. An order's rows are ~4 kB here and put ~6 pages in the WAL, so ~750 pages: close to
-#: SQLite's own default interval (1,000 pages), whatever the size of the groups.
+#: SQLite: bytes of batches written between two WAL checkpoints (see :class:`_Checkpointer`). An order's rows are
+#: ~3 kB here and put ~6 pages in the WAL, so ~1,000 pages: SQLite's own default interval, whatever the size of the
+#: groups.
 CHECKPOINT_BYTES = 512 * 1024
+
+
+class _Checkpointer:
+    """SQLite WAL checkpoints beside the commits, not between them.
+
+    A checkpoint copies the pages committed since the last one from the WAL into the database file and syncs it:
+    measured under load, ~7.6 ms (up to 16) every ~100 ms. Run by the writer between two commits, it held back
+    the next batch for that long, and its clients' answers: a good part of the intake's p99. So a thread with its
+    own connection runs them (a PASSIVE checkpoint takes no lock a writer needs, and the driver releases the GIL
+    while it runs), and the writer, once one has finished, runs a short one itself between two commits: it copies
+    only the pages committed meanwhile and leaves none behind, so the next transaction starts the WAL again from
+    its beginning (measured: median 3.9 ms, mostly its two syncs, against 7.6 ms for a whole checkpoint). Without
+    that step the WAL would only grow: under steady load a checkpoint running beside the commits never catches up
+    with them."""
+
+    def __init__(self, engine: Any) -> None:
+        import threading
+
+        self.pooled, self.conn = _connect(engine)
+        self.wanted = threading.Event()
+        self.finished = False  # a checkpoint has finished since the writer last caught up
+        self.busy = False
+        self.thread = threading.Thread(target=self._run, name="critmin-checkpoint", daemon=True)
+        self.thread.start()
+
+    def request(self) -> None:
+        if not self.busy:
+            self.busy = True
+            self.wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self.wanted.wait()
+            self.wanted.clear()
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except Exception as exc:  # pragma: no cover - a checkpoint is retried next time
+                log.warning("WAL checkpoint failed: %s", exc)
+            self.finished = True
+            self.busy = False
+
+    def catch_up(self, conn: Any) -> None:
+        """In the writer, between two commits: finish the last checkpoint's work if it has finished."""
+        if self.finished:
+            self.finished = False
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except Exception as exc:  # pragma: no cover - a checkpoint is retried next time
+                log.warning("WAL checkpoint failed: %s", exc)
 
 
 def _connect(engine: Any) -> tuple[Any, Any]:
     """(pooled connection, DBAPI connection) for the writer. SQLite: transactions begun and committed here,
-    explicitly, and the WAL checkpointed here, after the answers (SQLite's automatic checkpoint would run inside a
-    commit, and the clients of that batch would wait for it)."""
+    explicitly, and the WAL checkpointed by this process (:class:`_Checkpointer`; SQLite's automatic checkpoint
+    would run inside a commit, and the clients of that batch would wait for it)."""
     pooled = engine.raw_connection()
     conn = pooled.dbapi_connection
     if engine.dialect.name == "sqlite":
@@ -222,6 +271,7 @@ def _serve(sock: socket.socket) -> None:
     freeze_gc()
     _send(sock, ("ready",))
     since_checkpoint = 0
+    checkpointer = _Checkpointer(engine) if dialect == "sqlite" else None
     channel: socket.socket | None = None
     while True:
         try:
@@ -257,14 +307,12 @@ def _serve(sock: socket.socket) -> None:
                     channel.close()
                     channel = None
             _send(sock, ("ok",))
-            if dialect == "sqlite" and since_checkpoint >= CHECKPOINT_BYTES:
-                # After the answer, not inside the commit: the batch it would have delayed is already answered,
-                # and the core is applying the next one meanwhile.
-                since_checkpoint = 0
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except Exception as exc:  # pragma: no cover - a checkpoint is retried next time
-                    log.warning("WAL checkpoint failed: %s", exc)
+            if checkpointer is not None:
+                # After the answer, never inside a commit (see _Checkpointer).
+                checkpointer.catch_up(conn)
+                if since_checkpoint >= CHECKPOINT_BYTES and not checkpointer.busy:
+                    since_checkpoint = 0
+                    checkpointer.request()
 
 
 def main(argv: list[str]) -> int:
