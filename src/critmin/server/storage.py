@@ -29,6 +29,7 @@ import logging
 import marshal
 import os
 import pickle
+import select
 import socket
 import struct
 import subprocess
@@ -208,6 +209,7 @@ class _Checkpointer:
         self.pooled, self.conn = _connect(engine)
         self.wanted = threading.Event()
         self.finished = False  # a checkpoint has finished since the writer last caught up
+        self.deferred = 0
         self.busy = False
         self.thread = threading.Thread(target=self._run, name="critmin-checkpoint", daemon=True)
         self.thread.start()
@@ -228,10 +230,18 @@ class _Checkpointer:
             self.finished = True
             self.busy = False
 
-    def catch_up(self, conn: Any) -> None:
-        """In the writer, between two commits: finish the last checkpoint's work if it has finished."""
+    #: Times in a row the catch-up may give way to a batch already waiting before it runs anyway.
+    MAX_DEFERRED = 20
+
+    def catch_up(self, conn: Any, waiting: Any) -> None:
+        """In the writer, between two commits: finish the last checkpoint's work if it has finished, unless
+        ``waiting()`` says the next batch is already there (then after a later commit; at most
+        :attr:`MAX_DEFERRED` times in a row, so that the WAL still starts again under unbroken load)."""
         if self.finished:
-            self.finished = False
+            if self.deferred < self.MAX_DEFERRED and waiting():
+                self.deferred += 1
+                return
+            self.finished, self.deferred = False, 0
             try:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             except Exception as exc:  # pragma: no cover - a checkpoint is retried next time
@@ -309,7 +319,7 @@ def _serve(sock: socket.socket) -> None:
             _send(sock, ("ok",))
             if checkpointer is not None:
                 # After the answer, never inside a commit (see _Checkpointer).
-                checkpointer.catch_up(conn)
+                checkpointer.catch_up(conn, lambda: bool(select.select([sock], [], [], 0)[0]))
                 if since_checkpoint >= CHECKPOINT_BYTES and not checkpointer.busy:
                     since_checkpoint = 0
                     checkpointer.request()
