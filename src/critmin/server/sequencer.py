@@ -137,8 +137,8 @@ class Sequencer:
         When the writer is idle, the applier hands over what it has applied as soon as that is at least this many
         commands, instead of finishing the commands it took first (0: always whole). An idle writer (storage) is
         lost capacity: measured on the intake benchmark, 4 gave ~8 % more orders/s than 0 (alternate runs, see
-        benchmarks/README), at about the same CPU per order. Answers still follow their commit
-        and commits stay in arrival order.
+        benchmarks/README), at about the same CPU per order. Answers still follow their commit, and commits stay
+        in arrival order.
     """
 
     def __init__(self, sa_engine: sa.Engine, allies: Iterable[str] | None = None, max_batch: int = 512,

@@ -282,6 +282,8 @@ def _serve(sock: socket.socket) -> None:
     _send(sock, ("ready",))
     since_checkpoint = 0
     checkpointer = _Checkpointer(engine) if dialect == "sqlite" else None
+    incoming = select.poll()  # is the next batch already here? (see _Checkpointer.catch_up)
+    incoming.register(sock, select.POLLIN)
     channel: socket.socket | None = None
     while True:
         try:
@@ -319,7 +321,7 @@ def _serve(sock: socket.socket) -> None:
             _send(sock, ("ok",))
             if checkpointer is not None:
                 # After the answer, never inside a commit (see _Checkpointer).
-                checkpointer.catch_up(conn, lambda: bool(select.select([sock], [], [], 0)[0]))
+                checkpointer.catch_up(conn, lambda: bool(incoming.poll(0)))
                 if since_checkpoint >= CHECKPOINT_BYTES and not checkpointer.busy:
                     since_checkpoint = 0
                     checkpointer.request()
