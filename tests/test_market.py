@@ -346,6 +346,49 @@ def test_property_determinism_and_no_overfill(specs):
         assert sum((t.quantity for t in auction if o.id in (t.buy_order_id, t.sell_order_id)), D(0)) <= o.quantity
 
 
+def _reference_trades(orders: list[Order]) -> list[tuple]:
+    """A plain continuous double auction by the rules of critmin.market.matching's docstring, with eligibility
+    decided by eligible() alone: the book, which tests origins inline first, must give the very same trades."""
+    bids: list[list] = []  # [order, remaining]
+    asks: list[list] = []
+    out = []
+    for o in orders:
+        buying = o.side is Side.BUY
+        opposite = asks if buying else bids
+        opposite.sort(key=lambda e: (e[0].limit_price if e[0].side is Side.SELL else -e[0].limit_price, e[0].seq))
+        left = o.quantity
+        for e in opposite:
+            resting, rem = e
+            if left == 0 or not (resting.limit_price <= o.limit_price if buying else resting.limit_price >= o.limit_price):
+                break
+            sell, buy = (resting, o) if buying else (o, resting)
+            if resting.participant_id == o.participant_id or not eligible(sell, buy, ALLIES)[0]:
+                continue
+            q = min(left, rem)
+            out.append((buy.id, sell.id, q, resting.limit_price))
+            e[1] -= q
+            left -= q
+        opposite[:] = [e for e in opposite if e[1] > 0]
+        if left > 0:
+            (bids if buying else asks).append([o, left])
+    return out
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(order_spec, st.one_of(st.none(), st.frozensets(st.sampled_from([*ORIGINS, "CAN"]))),
+                          st.sampled_from([None, 50, 75]), st.sampled_from([None, 50, 100])), max_size=40))
+def test_property_book_matches_a_plain_reference(specs):
+    """Origins (allowed lists, allied only), IRMA levels and self-trades: every skip the book makes is one the plain
+    rules make, and the trades, in order, are the same."""
+    orders = []
+    for i, ((side, who, qty, price, origin, allied_only, nonmarket), allowed, min_irma, irma) in enumerate(specs):
+        orders.append(order(f"o{i}", i, who, side, qty, price, origin=origin, nonmarket=nonmarket and origin == "CHN",
+                            requirements=Requirements(allowed, allied_only, min_irma),
+                            attestations=Attestations(irma_level=irma)))
+    got = [(t.buy_order_id, t.sell_order_id, t.quantity, t.price) for t in _run(orders)]
+    assert got == _reference_trades(orders)
+
+
 @FAST
 @given(st.lists(order_spec, max_size=30), st.integers(1, 20), st.booleans(), st.integers(0, 400))
 def test_property_ledger_balanced(specs, support, cfd, budget):

@@ -41,10 +41,6 @@ def _with_quantity(order: Order, quantity: Decimal) -> Order:
     return new
 
 
-def _pair(a: Order, b: Order) -> tuple[Order, Order]:
-    return (a, b) if a.side is Side.SELL else (b, a)
-
-
 def _trade(seq: int, sell: Order, buy: Order, qty: Decimal, price: Decimal) -> Trade:
     assert sell.origin is not None  # validated on every sell order
     return Trade(seq, buy.id, sell.id, buy.participant_id, sell.participant_id, sell.commodity, sell.form,
@@ -97,18 +93,31 @@ class OrderBook:
             Wrong book, duplicate id or non-increasing ``seq`` (nothing changes).
         """
         self._admit(order)
-        opposite = self._asks if order.side is Side.BUY else self._bids
+        buying = order.side is Side.BUY
+        opposite = self._asks if buying else self._bids
+        allies = self.allies
+        # The origin test of eligible(), inline: nearly every skipped order fails it (in the benchmark's mix, 94 %
+        # of the verdicts once the book holds a few thousand lots), and skipping one then costs a set look-up
+        # instead of the whole check. It only ever skips what eligible() refuses, so the trades are the same.
+        if buying:
+            wanted, allied = order.requirements.allowed_origins, order.requirements.allied_only
         remaining = order.quantity
         trades: list[Trade] = []
         i = 0
         while remaining > 0 and i < len(opposite):
             resting = opposite[i]
-            crosses = (resting.limit_price <= order.limit_price if order.side is Side.BUY
+            crosses = (resting.limit_price <= order.limit_price if buying
                        else resting.limit_price >= order.limit_price)
             if not crosses:
                 break  # sorted by price: nothing further can cross
-            sell, buy = _pair(order, resting)
-            if resting.participant_id == order.participant_id or not eligible(sell, buy, self.allies)[0]:
+            if buying:
+                sell, buy = resting, order
+            else:
+                sell, buy = order, resting
+                wanted, allied = resting.requirements.allowed_origins, resting.requirements.allied_only
+            if (resting.participant_id == order.participant_id
+                    or (wanted is not None and sell.origin not in wanted) or (allied and sell.origin not in allies)
+                    or not eligible(sell, buy, allies)[0]):
                 i += 1  # skipped, not removed: it may match a later order
                 continue
             qty = min(remaining, resting.quantity)
