@@ -525,8 +525,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
             n = c.execute(sa.select(sa.func.count()).select_from(db.postings)).scalar_one()
         for (_, asset), amount in sums.items():
             totals[asset] = totals.get(asset, Decimal(0)) + amount
-        agree = all(accounts.get(k, 0) == v for k, v in sums.items()) and all(
-            sums.get(k, 0) == v for k, v in accounts.items())
+        agree = {k: v for k, v in sums.items() if v} == {k: v for k, v in accounts.items() if v}  # absent = 0
         return {"balanced": all(v == 0 for v in totals.values()), "accounts_agree": agree, "postings": n,
                 "totals": [{"asset": a, "amount": format(v, "f")} for a, v in sorted(totals.items())]}
 

@@ -147,12 +147,12 @@ class Sequencer:
         self.storage = storage
         self.allies = None if allies is None else frozenset(allies)
         self.max_batch = max(1, int(max_batch))
+        self._key_col = sa_engine.dialect.identifier_preparer.quote("key")  # idempotency.key, quoted for raw SQL
         with sa_engine.connect() as conn:
             self.engine = Engine.load(conn, self.allies)
             cur = conn.connection.dbapi_connection.cursor()  # driver rows: a third faster than SQLAlchemy's
             try:
-                cur.execute(f"SELECT participant_id, {sa_engine.dialect.identifier_preparer.quote('key')} "
-                            "FROM idempotency")
+                cur.execute(f"SELECT participant_id, {self._key_col} FROM idempotency")
                 self._keys = KeyFilter(cur)  # the applier's only
             finally:
                 cur.close()
@@ -488,7 +488,7 @@ class Sequencer:
         # plain driver SQL, because building these as SQLAlchemy expressions costs more than the query.
         dialect = self.sa_engine.dialect
         pairs = [(pid, key) for pid, keys in sorted(by_participant.items()) for key in sorted(keys)]
-        key_col = dialect.identifier_preparer.quote("key")
+        key_col = self._key_col
         cols = f"participant_id, {key_col}, request_hash, status, body"
         queries: list[tuple[str, list]] = []
         if dialect.name == "postgresql":

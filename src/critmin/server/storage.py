@@ -34,6 +34,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -203,49 +204,49 @@ class _Checkpointer:
     that step the WAL would only grow: under steady load a checkpoint running beside the commits never catches up
     with them."""
 
-    def __init__(self, engine: Any) -> None:
-        import threading
+    #: Times in a row the catch-up may give way to a batch already waiting before it runs anyway.
+    MAX_DEFERRED = 20
 
+    def __init__(self, engine: Any) -> None:
         self.pooled, self.conn = _connect(engine)
         self.wanted = threading.Event()
+        self.written = 0       # bytes of batches committed since the last checkpoint was asked for
+        self.busy = False      # the thread is checkpointing
         self.finished = False  # a checkpoint has finished since the writer last caught up
         self.deferred = 0
-        self.busy = False
         self.thread = threading.Thread(target=self._run, name="critmin-checkpoint", daemon=True)
         self.thread.start()
-
-    def request(self) -> None:
-        if not self.busy:
-            self.busy = True
-            self.wanted.set()
 
     def _run(self) -> None:
         while True:
             self.wanted.wait()
             self.wanted.clear()
-            try:
-                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except Exception as exc:  # pragma: no cover - a checkpoint is retried next time
-                log.warning("WAL checkpoint failed: %s", exc)
+            _checkpoint(self.conn)
             self.finished = True
             self.busy = False
 
-    #: Times in a row the catch-up may give way to a batch already waiting before it runs anyway.
-    MAX_DEFERRED = 20
-
-    def catch_up(self, conn: Any, waiting: Any) -> None:
-        """In the writer, between two commits: finish the last checkpoint's work if it has finished, unless
-        ``waiting()`` says the next batch is already there (then after a later commit; at most
-        :attr:`MAX_DEFERRED` times in a row, so that the WAL still starts again under unbroken load)."""
+    def after_commit(self, conn: Any, written: int, waiting: Any) -> None:
+        """In the writer, after answering a commit of ``written`` bytes of batches: first catch up the last
+        checkpoint if it has finished, unless ``waiting()`` says the next batch is already there (then after a
+        later commit; at most :attr:`MAX_DEFERRED` times in a row, so that the WAL still starts again under unbroken
+        load); then ask the thread for the next checkpoint every :data:`CHECKPOINT_BYTES`."""
         if self.finished:
             if self.deferred < self.MAX_DEFERRED and waiting():
                 self.deferred += 1
-                return
-            self.finished, self.deferred = False, 0
-            try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except Exception as exc:  # pragma: no cover - a checkpoint is retried next time
-                log.warning("WAL checkpoint failed: %s", exc)
+            else:
+                self.finished, self.deferred = False, 0
+                _checkpoint(conn)
+        self.written += written
+        if self.written >= CHECKPOINT_BYTES and not self.busy:
+            self.written, self.busy = 0, True
+            self.wanted.set()
+
+
+def _checkpoint(conn: Any) -> None:
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    except Exception as exc:  # pragma: no cover - a checkpoint is retried next time
+        log.warning("WAL checkpoint failed: %s", exc)
 
 
 def _connect(engine: Any) -> tuple[Any, Any]:
@@ -280,7 +281,6 @@ def _serve(sock: socket.socket) -> None:
 
     freeze_gc()
     _send(sock, ("ready",))
-    since_checkpoint = 0
     checkpointer = _Checkpointer(engine) if dialect == "sqlite" else None
     incoming = select.poll()  # is the next batch already here? (see _Checkpointer.catch_up)
     incoming.register(sock, select.POLLIN)
@@ -302,7 +302,6 @@ def _serve(sock: socket.socket) -> None:
             for blob in batches:
                 run_steps(conn, dialect, decode_steps(blob))
             conn.commit()
-            since_checkpoint += sum(map(len, batches))
         except Exception as exc:
             try:
                 conn.rollback()
@@ -319,12 +318,8 @@ def _serve(sock: socket.socket) -> None:
                     channel.close()
                     channel = None
             _send(sock, ("ok",))
-            if checkpointer is not None:
-                # After the answer, never inside a commit (see _Checkpointer).
-                checkpointer.catch_up(conn, lambda: bool(incoming.poll(0)))
-                if since_checkpoint >= CHECKPOINT_BYTES and not checkpointer.busy:
-                    since_checkpoint = 0
-                    checkpointer.request()
+            if checkpointer is not None:  # after the answer, never inside a commit (see _Checkpointer)
+                checkpointer.after_commit(conn, sum(map(len, batches)), lambda: bool(incoming.poll(0)))
 
 
 def main(argv: list[str]) -> int:
