@@ -366,6 +366,66 @@ def test_optional_parameters_are_not_nullable_in_the_schema(market):
     assert params and not [p["name"] for p in params if "anyOf" in p["schema"] or p["schema"].get("type") == "null"]
 
 
+@pytest.mark.parametrize(("method", "path", "name", "takes"), [
+    ("GET", "/v1/orders?limt=5", "limt", "after, commodity, limit, status"),     # a misspelt page size
+    ("GET", "/v1/trades?limit=5&sort=price", "sort", "after, limit"),
+    ("GET", "/v1/me?verbose=1", "verbose", "no query parameters"),
+    ("POST", "/v1/orders?dry_run=true", "dry_run", "no query parameters"),        # not the order fast lane
+])
+def test_unknown_query_parameters_are_refused_by_name(market, method, path, name, takes):
+    """A query parameter the operation does not declare is a 422 naming it, not silently ignored (``limt=5`` would
+    have returned the default page of 100); nothing is changed."""
+    before = market.get("lynas", "/v1/orders").json()["items"]
+    r = market.client.request(method, path, json=SELL if method == "POST" else None, headers=market.headers("lynas"))
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["field"] == f"query.{name}" and "unknown query parameter" in err["message"], err
+    assert err["message"].endswith(f"takes {takes}"), err
+    assert market.get("lynas", "/v1/orders").json()["items"] == before
+    assert market.get("lynas", "/v1/orders?limit=1&status=open").status_code == 200   # declared ones still work
+
+
+def test_response_headers_are_declared(market):
+    """The document declares the headers the service sends (ETag, Idempotency-Replayed, Retry-After,
+    WWW-Authenticate), on the operations and statuses that send them; checked on real answers."""
+    doc = market.client.get("/openapi.json").json()
+
+    def declared(method: str, template: str, status: int) -> set[str]:
+        return set(doc["paths"][template][method.lower()]["responses"][str(status)].get("headers", {}))
+
+    ops = [(m, t, op) for t, item in doc["paths"].items() for m, op in item.items()]
+    assert all("Retry-After" in op["responses"]["429"]["headers"] for _, _, op in ops)
+    keyed = [op for _, _, op in ops if any(p["name"] == "Idempotency-Key" for p in op.get("parameters", []))]
+    assert len(keyed) >= 10
+    assert all("Idempotency-Replayed" in r.get("headers", {}) for op in keyed for r in op["responses"].values())
+    # Every header of the list is optional: sent only in the cases its description gives.
+    assert not [h for _, _, op in ops for r in op["responses"].values() for h in r.get("headers", {}).values()
+                if h.get("required")]
+
+    sent = market.order("lynas", SELL, quantity="7")["order"]
+    seen = []
+    cases = [
+        ("GET", f"/v1/orders/{sent['id']}", "/v1/orders/{order_id}", "lynas", None),
+        ("GET", "/v1/me", "/v1/me", "lynas", None),
+        ("GET", "/v1/participants/lynas", "/v1/participants/{participant_id}", "lynas", None),
+        ("GET", "/v1/books/ndpr/oxide/std", "/v1/books/{commodity}/{form}/{grade}", "lynas", None),
+        ("DELETE", f"/v1/orders/{sent['id']}", "/v1/orders/{order_id}", "lynas", "hdr-cancel"),
+        ("DELETE", f"/v1/orders/{sent['id']}", "/v1/orders/{order_id}", "lynas", "hdr-cancel"),   # the replay
+        ("GET", "/v1/me", "/v1/me", None, None),                                                    # no token: 401
+    ]
+    for method, path, template, who, key in cases:
+        headers = market.headers(who, key) if who else {}
+        if method == "DELETE":
+            headers["If-Match"] = '"1"'
+        r = market.client.request(method, path, headers=headers)
+        got = {h for h in ("ETag", "Idempotency-Replayed", "Retry-After", "WWW-Authenticate") if h in r.headers}
+        assert got <= declared(method, template, r.status_code), (method, path, r.status_code, got)
+        seen.append((r.status_code, got))
+    assert seen[:4] == [(200, {"ETag"})] * 4
+    assert seen[4:] == [(200, {"ETag"}), (200, {"ETag", "Idempotency-Replayed"}), (401, {"WWW-Authenticate"})]
+    assert market.get("lynas", "/v1/me").headers["ETag"] == f'"{market.get("lynas", "/v1/me").json()["version"]}"'
+
+
 @pytest.fixture(scope="module")
 def market(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("malformed")

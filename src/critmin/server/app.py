@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -138,7 +138,74 @@ def _error(status: int, code: str, message: str, field: str | None = None, heade
     return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status, headers=headers)
 
 
+#: Response headers the service sends, as the OpenAPI document declares them (see :func:`declare_headers`).
+RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
+    "ETag": {"description": "The object's version, quoted: send it back as If-Match to change the object",
+             "schema": {"type": "string", "pattern": r'^"[0-9]+"$'}},
+    "Idempotency-Replayed": {"description": "Present when this is the stored answer to an earlier request with the "
+                                            "same Idempotency-Key (nothing was changed again)",
+                             "schema": {"type": "string", "enum": ["true"]}},
+    "Retry-After": {"description": "Seconds to wait before the next request with this token",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    "WWW-Authenticate": {"description": "The authentication scheme: Bearer", "schema": {"type": "string"}},
+}
+
+
+def declare_headers(doc: dict[str, Any]) -> None:
+    """Declare in ``doc`` (an OpenAPI document, changed in place) the response headers each operation sends:
+
+    - ``Retry-After`` on every 429 and ``WWW-Authenticate`` on every 401;
+    - ``Idempotency-Replayed`` on every answer of an operation that takes an ``Idempotency-Key`` (a replay repeats
+      the first answer, whatever its status);
+    - ``ETag`` on each 2xx answer whose body has an integer ``version`` at its top level (the rule the service
+      applies: the ETag is that version).
+
+    None is required: each is sent only in the cases above."""
+    schemas = doc.get("components", {}).get("schemas", {})
+
+    def versioned(response: dict[str, Any]) -> bool:
+        schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/components/schemas/"):
+            schema = schemas.get(ref.rsplit("/", 1)[1], {})
+        return schema.get("properties", {}).get("version", {}).get("type") == "integer"
+
+    for item in doc.get("paths", {}).values():
+        for op in item.values():
+            keyed = any(p.get("in") == "header" and p.get("name", "").lower() == "idempotency-key"
+                        for p in op.get("parameters", []))
+            for status, response in op.get("responses", {}).items():
+                names = ["Idempotency-Replayed"] if keyed else []
+                if status == "429":
+                    names.append("Retry-After")
+                elif status == "401":
+                    names.append("WWW-Authenticate")
+                elif status.startswith("2") and versioned(response):
+                    names.append("ETag")
+                if names:
+                    response.setdefault("headers", {}).update({n: dict(RESPONSE_HEADERS[n]) for n in names})
+
+
 # ---------------------------------------------------------------------- dependencies
+def known_query(request: Request) -> None:
+    """Refuse a query parameter the operation does not declare in the OpenAPI document (422 naming it). Ignored, a
+    misspelt ``limt=5`` would silently give the default page size."""
+    if not request.scope.get("query_string"):
+        return
+    route = request.scope.get("route")
+    cache = request.app.state.query_names
+    key = (getattr(route, "path_format", None), request.method)
+    names = cache.get(key)
+    if names is None:
+        op = request.app.openapi().get("paths", {}).get(key[0], {}).get(request.method.lower(), {})
+        names = cache[key] = frozenset(p["name"] for p in op.get("parameters", ()) if p.get("in") == "query")
+    unknown = sorted({k for k, _ in request.query_params.multi_items()} - names)
+    if unknown:
+        takes = ", ".join(sorted(names)) if names else "no query parameters"
+        raise ApiError(422, "invalid_request", f"query.{unknown[0]}: unknown query parameter; {request.method} "
+                                               f"{request.scope.get('path')} takes {takes}", f"query.{unknown[0]}")
+
+
 async def actor(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Actor:
     if cred is None or cred.scheme.lower() != "bearer":
         given = "authorization" in request.headers
@@ -211,9 +278,10 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
 
     # No /docs page: Swagger UI loads its JS from a CDN, and nothing here may leave the machine.
     app = FastAPI(title="critmin marketplace", version="1", lifespan=lifespan, responses=ERRORS, docs_url=None,
-                  redoc_url=None,
+                  redoc_url=None, dependencies=[Depends(known_query)],
                   description=__doc__)
     app.state.limiter = RateLimiter(rate, burst)
+    app.state.query_names = {}  # (path, method) -> the query parameters the operation declares (known_query)
     app.add_middleware(OrderIntake, api=app)  # POST /v1/orders fast lane; everything else reaches the routes
 
     @app.exception_handler(RequestValidationError)
@@ -257,8 +325,9 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         return {"status": "ok", "backend": request.app.state.sa_engine.dialect.name}
 
     @app.get("/v1/me", response_model=S.MeOut, tags=["participants"])
-    def me(request: Request, who: Who) -> dict:
+    def me(request: Request, response: Response, who: Who) -> dict:
         p = request.app.state.seq.engine.participants[who.participant_id]
+        response.headers["ETag"] = f'"{p["version"]}"'
         return {**participant_body(p), "token_id": who.token_id, "scopes": sorted(who.scopes)}
 
     # ------------------------------------------------------------------ participants and tokens
@@ -287,9 +356,11 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         return p
 
     @app.get("/v1/participants/{participant_id}", response_model=S.ParticipantOut, tags=["participants"])
-    def get_participant(request: Request, participant_id: IdPath, who: Who) -> dict:
+    def get_participant(request: Request, response: Response, participant_id: IdPath, who: Who) -> dict:
         need(who, "read")
-        return participant_body(_participant_visible(request, who, participant_id))
+        p = _participant_visible(request, who, participant_id)
+        response.headers["ETag"] = f'"{p["version"]}"'
+        return participant_body(p)
 
     @app.post("/v1/participants/{participant_id}/tokens", status_code=201, response_model=S.TokenOut,
               tags=["participants"])
@@ -420,11 +491,13 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
 
     # ------------------------------------------------------------------ books and auctions
     @app.get("/v1/books/{commodity}/{form}/{grade}", response_model=S.BookOut, tags=["books"])
-    def get_book(request: Request, commodity: SlugPath, form: SlugPath, grade: SlugPath, who: Who) -> dict:
+    def get_book(request: Request, response: Response, commodity: SlugPath, form: SlugPath, grade: SlugPath,
+                 who: Who) -> dict:
         need(who, "read")
         eng = request.app.state.seq.engine
         key3 = (commodity, form, grade)
         mode, version = eng.book_modes.get(key3, ("continuous", 0))
+        response.headers["ETag"] = f'"{version}"'
         book = eng.books.get(key3)
         return {"commodity": commodity, "form": form, "grade": grade, "mode": mode, "version": version,
                 "bids": _levels(book.bids() if book else []), "asks": _levels(book.asks() if book else [])}
@@ -568,7 +641,8 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
 
     def openapi() -> dict[str, Any]:
         """FastAPI's document, with each optional parameter declared as what travels: absent or a value, never
-        ``null`` (``anyOf: [T, null]`` told clients ``If-Match: null`` was valid)."""
+        ``null`` (``anyOf: [T, null]`` told clients ``If-Match: null`` was valid), and the response headers
+        declared (:func:`declare_headers`)."""
         if app.openapi_schema is None:
             for item in base_openapi().get("paths", {}).values():
                 for op in item.values():
@@ -577,6 +651,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
                         alts = [a for a in schema.get("anyOf", ()) if a != {"type": "null"}]
                         if len(alts) == 1 and len(schema["anyOf"]) == 2:
                             param["schema"] = {**{k: v for k, v in schema.items() if k != "anyOf"}, **alts[0]}
+            declare_headers(app.openapi_schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

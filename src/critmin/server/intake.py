@@ -126,7 +126,9 @@ async def send_answer(send: Any, status: int, raw: bytes, replayed: bool, versio
 
 
 def is_order_post(scope: dict) -> bool:
-    return scope["type"] == "http" and scope["path"] == "/v1/orders" and scope["method"] == "POST"
+    """``POST /v1/orders`` without a query string (the operation takes none: the route refuses one, by name)."""
+    return (scope["type"] == "http" and scope["path"] == "/v1/orders" and scope["method"] == "POST"
+            and not scope.get("query_string"))
 
 
 class OrderIntake:
