@@ -27,8 +27,13 @@ PostgreSQL: --pg-url, else $CRITMIN_BENCH_PG_URL, else $CRITMIN_TEST_PG_URL (CI'
 CI sets up (postgresql://critmin:critmin@127.0.0.1:5432/critmin_test). A fresh database is created on that server
 for each run and dropped afterwards; without a reachable server the PostgreSQL rows are skipped.
 
-    python benchmarks/market_intake.py                 # both backends, 2 s warm-up + 10 s per server (~1.5 min)
-    python benchmarks/market_intake.py --quick         # 1 + 3 s per server
+Every server runs --rounds times (default 3), the rounds one after the other and each round through every backend
+and server, so that a slow minute of a shared machine falls on all of them alike; the table gives each column's
+median over the rounds, and every round is listed under it.
+
+    python benchmarks/market_intake.py                 # both backends, 3 rounds of 2 s warm-up + 10 s (~4 min)
+    python benchmarks/market_intake.py --rounds 1      # one round (~1.5 min)
+    python benchmarks/market_intake.py --quick         # 1 + 3 s per server, one round
     python benchmarks/market_intake.py --backend sqlite --clients 16 --seconds 20
 """
 
@@ -40,6 +45,7 @@ import os
 import platform
 import secrets
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -180,9 +186,23 @@ def cpu_probe() -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+def median_run(rs: list[dict]) -> dict:
+    """Each figure's median over the rounds (a column's median, not the figures of one median round); the
+    statuses other than 2xx of every round added up."""
+    out = {k: statistics.median(r[k] for r in rs)
+           for k in ("rate", "p50_ms", "p95_ms", "p99_ms", "server_cpu", "client_cpu", "probe_ms")}
+    out["trades_per_s"] = statistics.median(r["trades"] / r["seconds"] for r in rs)
+    errors: dict[int, int] = {}
+    for r in rs:
+        for k, v in r["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    out["errors"] = errors
+    return out
+
+
 def _row(label: str, mode: str, r: dict) -> str:
     return (f"  {label:11} {mode:24} {r['rate']:9,.0f} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} {r['p99_ms']:7.1f} "
-            f"{r['trades'] / r['seconds']:9,.0f} {r['server_cpu']:6.2f} {r['client_cpu']:6.2f}"
+            f"{r['trades_per_s']:9,.0f} {r['server_cpu']:6.2f} {r['client_cpu']:6.2f}"
             + (f"  errors {r['errors']}" if r["errors"] else ""))
 
 
@@ -193,25 +213,29 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="measuring window per server")
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--pg-url", help="a PostgreSQL server (a database is created on it and dropped)")
-    ap.add_argument("--quick", action="store_true", help="1 s warm-up + 3 s per server")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of every server, alternated (medians reported)")
+    ap.add_argument("--quick", action="store_true", help="1 s warm-up + 3 s per server, one round")
     ap.add_argument("--bulk", type=int, default=0, help="add a row with this many orders per request (POST "
                                                          "/v1/orders/batch); 0 = no such row")
     args = ap.parse_args()
     modes = (*MODES, (f"group commit, bulk {args.bulk}", 512, args.bulk)) if args.bulk > 1 else MODES
     if args.quick:
-        args.warmup, args.seconds = 1.0, 3.0
+        args.warmup, args.seconds, args.rounds = 1.0, 3.0, 1
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     load = os.getloadavg()
-    print(f"market intake: {args.clients} clients, {args.warmup:g} s warm-up + {args.seconds:g} s measured per server; "
+    print(f"market intake: {args.clients} clients, {args.rounds} round(s) of {args.warmup:g} s warm-up + "
+          f"{args.seconds:g} s measured per server; "
           f"{os.cpu_count()} CPUs, load average {load[0]:.2f} at start; Python {platform.python_version()}, "
           f"SQLite {sqlite3.sqlite_version}")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    results: list[tuple[str, str, dict]] = []
+    runs: dict[tuple[str, str], list[dict]] = {}
     pg_server = _pg_server_url(args.pg_url) if "postgresql" in backends else None
     if "postgresql" in backends:
         print(f"  {_pg_settings(pg_server)}" if pg_server else "  PostgreSQL: no reachable server, skipped")
     loop = L.new_event_loop()
     try:
-        for backend in backends:
+        for rnd, backend in ((i, b) for i in range(1, args.rounds + 1) for b in backends):
             if backend == "postgresql" and pg_server is None:
                 continue
             for mode, max_batch, bulk in modes:
@@ -229,16 +253,17 @@ def main() -> int:
                     finally:
                         if name:
                             _pg_drop(pg_server, name)
-                results.append((backend, mode, r))
-                print(f"  measured {backend}, {mode}: {r['rate']:,.0f} orders/s, p99 {r['p99_ms']:.1f} ms "
+                runs.setdefault((backend, mode), []).append(r)
+                print(f"  round {rnd}, {backend}, {mode}: {r['rate']:,.0f} orders/s, p99 {r['p99_ms']:.1f} ms "
                       f"(CPU probe before it: {r['probe_ms']:.0f} ms)", flush=True)
     finally:
         loop.close()
     print()
     print(f"  {'backend':11} {'server':24} {'orders/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'trades/s':>9} "
           f"{'srv CPU':>6} {'cli CPU':>6}")
+    medians = {k: median_run(v) for k, v in runs.items()}
     for backend in backends:
-        rows = {mode: r for b, mode, r in results if b == backend}
+        rows = {mode: r for (b, mode), r in medians.items() if b == backend}
         if not rows:
             continue
         for mode, r in rows.items():
@@ -254,11 +279,20 @@ def main() -> int:
             print(f"  {backend:11} {'ratio bulk/one-each':24} {r['rate'] / base['rate']:8.1f}x "
                   f"{base['p50_ms'] / r['p50_ms']:6.1f}x {base['p95_ms'] / r['p95_ms']:6.1f}x "
                   f"{base['p99_ms'] / r['p99_ms']:6.1f}x")
+    print(f"  (each column: the median of {args.rounds} round(s); ratios of those medians)")
     print()
-    for b, m, sq in results:
+    if args.rounds > 1:
+        print("  every round (orders/s, p99 ms, CPU probe ms):")
+        for (b, m), rs in runs.items():
+            print(f"    {b:11} {m:24} " + "   ".join(f"{r['rate']:,.0f} / {r['p99_ms']:.1f} / {r['probe_ms']:.0f}"
+                                                     for r in rs))
+        print()
+    for (b, m), sq in medians.items():
         if b == "sqlite" and m != MODES[1][0]:
+            met = sum(r["rate"] >= 2000 and r["p99_ms"] <= 25 for r in runs[(b, m)])
             print(f"  target (SQLite): >= 2,000 orders/s and p99 <= 25 ms; {m}: {sq['rate']:,.0f} orders/s "
-                  f"({sq['rate'] / 2000:.2f}x the target), p99 {sq['p99_ms']:.1f} ms ({25 / sq['p99_ms']:.2f}x the budget)")
+                  f"({sq['rate'] / 2000:.2f}x the target), p99 {sq['p99_ms']:.1f} ms ({25 / sq['p99_ms']:.2f}x the "
+                  f"budget); both met in {met} of {len(runs[(b, m)])} round(s)")
     print(f"  load average at the end {os.getloadavg()[0]:.2f} (CPU columns: cores used by the server's processes and "
           "by this client process)")
     return 0
