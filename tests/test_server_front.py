@@ -271,6 +271,7 @@ def test_the_storage_writer_dying_refuses_its_batch_then_restarts(served):
     os.kill(writer, signal.SIGKILL)
     r = m.post("toyota", "/v1/orders", BUY, key="after-kill")
     assert r.status_code == 503 and r.json()["error"]["code"] == "storage_unavailable", r.text
+    assert r.headers.get("retry-after") == "1"
     r = m.post("toyota", "/v1/orders", BUY, key="after-kill")
     assert r.status_code == 201, r.text
     assert r.json()["trades"] and r.json()["trades"][0]["sell_order_id"] == first["order"]["id"]

@@ -394,7 +394,7 @@ def test_response_headers_are_declared(market):
         return set(doc["paths"][template][method.lower()]["responses"][str(status)].get("headers", {}))
 
     ops = [(m, t, op) for t, item in doc["paths"].items() for m, op in item.items()]
-    assert all("Retry-After" in op["responses"]["429"]["headers"] for _, _, op in ops)
+    assert all("Retry-After" in op["responses"][status]["headers"] for _, _, op in ops for status in ("429", "503"))
     keyed = [op for _, _, op in ops if any(p["name"] == "Idempotency-Key" for p in op.get("parameters", []))]
     assert len(keyed) >= 10
     assert all("Idempotency-Replayed" in r.get("headers", {}) for op in keyed for r in op["responses"].values())

@@ -45,7 +45,7 @@ from critmin.server.engine import (
     request_hash,
     token_body,
 )
-from critmin.server.intake import OrderIntake
+from critmin.server.intake import RETRY_AFTER_503, OrderIntake
 from critmin.server.migrate import upgrade
 from critmin.server.sequencer import Sequencer
 from critmin.server.storage import WriterProcess
@@ -145,7 +145,8 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
     "Idempotency-Replayed": {"description": "Present when this is the stored answer to an earlier request with the "
                                             "same Idempotency-Key (nothing was changed again)",
                              "schema": {"type": "string", "enum": ["true"]}},
-    "Retry-After": {"description": "Seconds to wait before the next request with this token",
+    "Retry-After": {"description": "Seconds to wait: before the next request with this token (429), before sending "
+                                   "the same request again with the same Idempotency-Key (503)",
                     "schema": {"type": "string", "pattern": "^[0-9]+$"}},
     "WWW-Authenticate": {"description": "The authentication scheme: Bearer", "schema": {"type": "string"}},
 }
@@ -154,7 +155,7 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
 def declare_headers(doc: dict[str, Any]) -> None:
     """Declare in ``doc`` (an OpenAPI document, changed in place) the response headers each operation sends:
 
-    - ``Retry-After`` on every 429 and ``WWW-Authenticate`` on every 401;
+    - ``Retry-After`` on every 429 and 503, and ``WWW-Authenticate`` on every 401;
     - ``Idempotency-Replayed`` on every answer of an operation that takes an ``Idempotency-Key`` (a replay repeats
       the first answer, whatever its status);
     - ``ETag`` on each 2xx answer whose body has an integer ``version`` at its top level (the rule the service
@@ -176,7 +177,7 @@ def declare_headers(doc: dict[str, Any]) -> None:
                         for p in op.get("parameters", []))
             for status, response in op.get("responses", {}).items():
                 names = ["Idempotency-Replayed"] if keyed else []
-                if status == "429":
+                if status in ("429", "503"):
                     names.append("Retry-After")
                 elif status == "401":
                     names.append("WWW-Authenticate")
@@ -314,6 +315,8 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         cmd = Command(kind, who, data, key, request_hash(request.method, request.url.path, raw), version)
         res: Result = await request.app.state.seq.submit(cmd)
         headers = {"Idempotency-Replayed": "true"} if res.replayed else {}
+        if res.status == 503:
+            headers["Retry-After"] = RETRY_AFTER_503
         version = res.body.get("version") if isinstance(res.body, dict) else None
         if res.status < 300 and isinstance(version, int):
             headers["ETag"] = f'"{version}"'

@@ -385,14 +385,14 @@ class HttpConnection(asyncio.Protocol):
     def _answered(self, req: _Request, fut: asyncio.Future) -> None:
         if fut.cancelled() or fut.exception() is not None:
             raw = _error_body(503, "unavailable", "the service is stopping; retry with the same Idempotency-Key")
-            self.respond(req, 503, answer_headers(raw, False, None), raw)
+            self.respond(req, 503, answer_headers(503, raw, False, None), raw)
             return
         got = fut.result()
         if got is None:  # the route answers
             self._forward(req)
             return
         status, raw, replayed, version = got
-        self.respond(req, status, answer_headers(raw, replayed, version), raw)
+        self.respond(req, status, answer_headers(status, raw, replayed, version), raw)
 
     def _head(self, req: _Request, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         keep = req.keep_alive and not self.closing
@@ -430,7 +430,7 @@ class HttpConnection(asyncio.Protocol):
         req = _Request(b"", b"", [], b"", False, "1.1")
         self.closing = True
         if not self.busy and self.transport is not None:
-            self.respond(req, status, answer_headers(raw, False, None), raw)
+            self.respond(req, status, answer_headers(status, raw, False, None), raw)
         # else: the answer in progress goes out first, then the connection closes (no answer to this one)
 
     def _idle_timer(self) -> None:

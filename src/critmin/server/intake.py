@@ -109,9 +109,16 @@ def answer(res: Result) -> tuple[int, bytes, bool, int | None]:
     return res.status, raw, res.replayed, version if res.status < 300 and isinstance(version, int) else None
 
 
-def answer_headers(raw: bytes, replayed: bool, version: int | None) -> list[tuple[bytes, bytes]]:
+#: ``Retry-After`` (seconds) of a 503: the change was not committed (or the service is starting or stopping), and
+#: the same request with the same Idempotency-Key may be sent again.
+RETRY_AFTER_503 = "1"
+
+
+def answer_headers(status: int, raw: bytes, replayed: bool, version: int | None) -> list[tuple[bytes, bytes]]:
     """The headers of an answer of the lane (or of the front's own errors)."""
     headers = [(b"content-length", str(len(raw)).encode("ascii")), (b"content-type", b"application/json")]
+    if status == 503:
+        headers.append((b"retry-after", RETRY_AFTER_503.encode("ascii")))
     if replayed:
         headers.append((b"idempotency-replayed", b"true"))
     if version is not None:
@@ -120,7 +127,7 @@ def answer_headers(raw: bytes, replayed: bool, version: int | None) -> list[tupl
 
 
 async def send_answer(send: Any, status: int, raw: bytes, replayed: bool, version: int | None) -> None:
-    headers = answer_headers(raw, replayed, version)
+    headers = answer_headers(status, raw, replayed, version)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": raw})
 
