@@ -45,7 +45,7 @@ from critmin.server.engine import (
     request_hash,
     token_body,
 )
-from critmin.server.intake import RETRY_AFTER_503, OrderIntake
+from critmin.server.intake import RETRY_AFTER_503, OrderIntake, etag
 from critmin.server.migrate import upgrade
 from critmin.server.sequencer import Sequencer
 from critmin.server.storage import WriterProcess
@@ -198,7 +198,7 @@ def known_query(request: Request) -> None:
     key = (getattr(route, "path_format", None), request.method)
     names = cache.get(key)
     if names is None:
-        op = request.app.openapi().get("paths", {}).get(key[0], {}).get(request.method.lower(), {})
+        op = request.app.openapi().get("paths", {}).get(key[0], {}).get(key[1].lower(), {})
         names = cache[key] = frozenset(p["name"] for p in op.get("parameters", ()) if p.get("in") == "query")
     unknown = sorted({k for k, _ in request.query_params.multi_items()} - names)
     if unknown:
@@ -319,7 +319,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
             headers["Retry-After"] = RETRY_AFTER_503
         version = res.body.get("version") if isinstance(res.body, dict) else None
         if res.status < 300 and isinstance(version, int):
-            headers["ETag"] = f'"{version}"'
+            headers["ETag"] = etag(version)
         return JSONResponse(res.body, res.status, headers=headers)
 
     # ------------------------------------------------------------------ health and identity
@@ -330,7 +330,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
     @app.get("/v1/me", response_model=S.MeOut, tags=["participants"])
     def me(request: Request, response: Response, who: Who) -> dict:
         p = request.app.state.seq.engine.participants[who.participant_id]
-        response.headers["ETag"] = f'"{p["version"]}"'
+        response.headers["ETag"] = etag(p["version"])
         return {**participant_body(p), "token_id": who.token_id, "scopes": sorted(who.scopes)}
 
     # ------------------------------------------------------------------ participants and tokens
@@ -362,7 +362,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
     def get_participant(request: Request, response: Response, participant_id: IdPath, who: Who) -> dict:
         need(who, "read")
         p = _participant_visible(request, who, participant_id)
-        response.headers["ETag"] = f'"{p["version"]}"'
+        response.headers["ETag"] = etag(p["version"])
         return participant_body(p)
 
     @app.post("/v1/participants/{participant_id}/tokens", status_code=201, response_model=S.TokenOut,
@@ -448,7 +448,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
     def get_order(request: Request, order_id: IdPath, who: Who) -> JSONResponse:
         need(who, "read")
         row = _order_row(request, who, order_id)
-        return JSONResponse(json.loads(json.dumps(row, default=str)), headers={"ETag": f'"{row["version"]}"'})
+        return JSONResponse(json.loads(json.dumps(row, default=str)), headers={"ETag": etag(row["version"])})
 
     @app.delete("/v1/orders/{order_id}", response_model=S.CancelOut, tags=["orders"])
     async def cancel_order(request: Request, order_id: IdPath, who: Who, key: IdemKey,
@@ -500,7 +500,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         eng = request.app.state.seq.engine
         key3 = (commodity, form, grade)
         mode, version = eng.book_modes.get(key3, ("continuous", 0))
-        response.headers["ETag"] = f'"{version}"'
+        response.headers["ETag"] = etag(version)
         book = eng.books.get(key3)
         return {"commodity": commodity, "form": form, "grade": grade, "mode": mode, "version": version,
                 "bids": _levels(book.bids() if book else []), "asks": _levels(book.asks() if book else [])}
@@ -537,7 +537,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         st = eng.programmes.get(programme_id)
         if st is None:
             raise not_found("programme", programme_id)
-        return JSONResponse(programme_body(st, eng.ledger.spent(programme_id)), headers={"ETag": f'"{st.version}"'})
+        return JSONResponse(programme_body(st, eng.ledger.spent(programme_id)), headers={"ETag": etag(st.version)})
 
     @app.patch("/v1/programmes/{programme_id}", response_model=S.ProgrammeOut, tags=["programmes"])
     async def update_programme(request: Request, programme_id: IdPath, body: S.ProgrammePatch, who: Who,
@@ -559,7 +559,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         p = request.app.state.seq.engine.policies.get((commodity, form))
         if p is None:
             raise not_found("policy", f"{commodity}/{form}")
-        return JSONResponse(policy_body(p), headers={"ETag": f'"{p.version}"'})
+        return JSONResponse(policy_body(p), headers={"ETag": etag(p.version)})
 
     @app.put("/v1/policies/{commodity}/{form}", response_model=S.PolicyOut, tags=["programmes"])
     async def set_policy(request: Request, commodity: SlugPath, form: SlugPath, body: S.PolicyIn, who: Who,

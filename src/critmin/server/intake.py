@@ -109,6 +109,11 @@ def answer(res: Result) -> tuple[int, bytes, bool, int | None]:
     return res.status, raw, res.replayed, version if res.status < 300 and isinstance(version, int) else None
 
 
+def etag(version: int) -> str:
+    """The ``ETag`` of an object at ``version`` (what ``If-Match`` sends back)."""
+    return f'"{version}"'
+
+
 #: ``Retry-After`` (seconds) of a 503: the change was not committed (or the service is starting or stopping), and
 #: the same request with the same Idempotency-Key may be sent again.
 RETRY_AFTER_503 = "1"
@@ -122,7 +127,7 @@ def answer_headers(status: int, raw: bytes, replayed: bool, version: int | None)
     if replayed:
         headers.append((b"idempotency-replayed", b"true"))
     if version is not None:
-        headers.append((b"etag", f'"{version}"'.encode("ascii")))
+        headers.append((b"etag", etag(version).encode("ascii")))
     return headers
 
 
