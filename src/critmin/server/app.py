@@ -55,7 +55,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "Bad request"), (401, "Missing, unknown or revoked token"), (403, "Role or token scope does not allow it"),
         (404, "Not found (or not yours)"), (409, "Conflict: exists, not open, or idempotency key reused"),
         (412, "If-Match version is stale"), (422, "Invalid request; the message names the field"),
-        (428, "If-Match required"), (429, "Rate limit; see Retry-After"), (503, "Not committed; retry"))}
+        (428, "If-Match required"), (429, "Rate limit; see Retry-After"),
+        (413, "Request body too large (the HTTP front's limit)"),
+        (431, "Request line and headers too large (the HTTP front's limit)"),
+        (502, "The service core did not answer the HTTP front; retry with the same Idempotency-Key"),
+        (503, "Not committed; retry"))}
 
 bearer = HTTPBearer(auto_error=False, description="API token issued by POST /v1/participants/{id}/tokens")
 IdemKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
