@@ -31,7 +31,7 @@ Every server runs --rounds times (default 3), the rounds one after the other and
 and server, so that a slow minute of a shared machine falls on all of them alike; the table gives each column's
 median over the rounds, and every round is listed under it.
 
-    python benchmarks/market_intake.py                 # both backends, 3 rounds of 2 s warm-up + 10 s (~4 min)
+    python benchmarks/market_intake.py                 # both backends, 3 rounds of 2 s warm-up + 10 s (~5 min)
     python benchmarks/market_intake.py --rounds 1      # one round (~1.5 min)
     python benchmarks/market_intake.py --quick         # 1 + 3 s per server, one round
     python benchmarks/market_intake.py --backend sqlite --clients 16 --seconds 20
@@ -190,7 +190,7 @@ def median_run(rs: list[dict]) -> dict:
     """Each figure's median over the rounds (a column's median, not the figures of one median round); the
     statuses other than 2xx of every round added up."""
     out = {k: statistics.median(r[k] for r in rs)
-           for k in ("rate", "p50_ms", "p95_ms", "p99_ms", "server_cpu", "client_cpu", "probe_ms")}
+           for k in ("rate", "p50_ms", "p95_ms", "p99_ms", "server_cpu", "client_cpu")}
     out["trades_per_s"] = statistics.median(r["trades"] / r["seconds"] for r in rs)
     errors: dict[int, int] = {}
     for r in rs:

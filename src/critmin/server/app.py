@@ -45,7 +45,7 @@ from critmin.server.engine import (
     request_hash,
     token_body,
 )
-from critmin.server.intake import RETRY_AFTER_503, OrderIntake, etag
+from critmin.server.intake import OrderIntake, answer, answer_headers, etag
 from critmin.server.migrate import upgrade
 from critmin.server.sequencer import Sequencer
 from critmin.server.storage import WriterProcess
@@ -311,20 +311,19 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         return JSONResponse(exc.body(), exc.status, headers=headers)
 
     async def change(request: Request, kind: str, who: Actor, data: dict[str, Any], key: str,
-                     if_match: str | None = None, body: Any = None) -> JSONResponse:
+                     if_match: str | None = None, body: Any = None) -> Response:
         raw = canonical(body.model_dump(mode="json") if body is not None else data)
         version = _if_match(if_match)
         if version is not None:  # part of the request: a retry with another If-Match is another request (409)
             raw += b"\nIf-Match: %d" % version
         cmd = Command(kind, who, data, key, request_hash(request.method, request.url.path, raw), version)
         res: Result = await request.app.state.seq.submit(cmd)
-        headers = {"Idempotency-Replayed": "true"} if res.replayed else {}
-        if res.status == 503:
-            headers["Retry-After"] = RETRY_AFTER_503
-        version = res.body.get("version") if isinstance(res.body, dict) else None
-        if res.status < 300 and isinstance(version, int):
-            headers["ETag"] = etag(version)
-        return JSONResponse(res.body, res.status, headers=headers)
+        # Answered as the order lane answers (one rule for ETag, Idempotency-Replayed and Retry-After), with the
+        # very text the idempotency record keeps, so that a replay is the first answer byte for byte.
+        status, text, replayed, etag_version = answer(res)
+        response = Response(text, status)
+        response.raw_headers = answer_headers(status, text, replayed, etag_version)
+        return response
 
     # ------------------------------------------------------------------ health and identity
     @app.get("/health", response_model=S.Health, tags=["service"])
@@ -339,7 +338,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
 
     # ------------------------------------------------------------------ participants and tokens
     @app.post("/v1/participants", status_code=201, response_model=S.ParticipantOut, tags=["participants"])
-    async def create_participant(request: Request, body: S.ParticipantIn, who: Who, key: IdemKey) -> JSONResponse:
+    async def create_participant(request: Request, body: S.ParticipantIn, who: Who, key: IdemKey) -> Response:
         need(who, "admin", Role.ADMIN)
         return await change(request, "create_participant", who, body.model_dump(), key, body=body)
 
@@ -372,7 +371,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
     @app.post("/v1/participants/{participant_id}/tokens", status_code=201, response_model=S.TokenOut,
               tags=["participants"])
     async def issue_token(request: Request, participant_id: IdPath, body: S.TokenIn, who: Who,
-                          key: IdemKey) -> JSONResponse:
+                          key: IdemKey) -> Response:
         data = {"participant_id": participant_id, **body.model_dump()}
         return await change(request, "issue_token", who, data, key, body=body)
 
@@ -386,12 +385,12 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         return [token_body(t) for t in sorted(infos, key=lambda t: t.id)]
 
     @app.delete("/v1/tokens/{token_id}", response_model=S.TokenOut, tags=["participants"])
-    async def revoke_token(request: Request, token_id: IdPath, who: Who, key: IdemKey) -> JSONResponse:
+    async def revoke_token(request: Request, token_id: IdPath, who: Who, key: IdemKey) -> Response:
         return await change(request, "revoke_token", who, {"token_id": token_id}, key)
 
     # ------------------------------------------------------------------ orders
     @app.post("/v1/orders", status_code=201, response_model=S.PlaceOrderOut, tags=["orders"])
-    async def place_order(request: Request, body: S.OrderIn, who: Who, key: IdemKey) -> JSONResponse:
+    async def place_order(request: Request, body: S.OrderIn, who: Who, key: IdemKey) -> Response:
         need(who, "trade", Role.SELLER, Role.BUYER)
         data = body.model_dump(mode="json")
         return await change(request, "place_order", who, data, key, body=body)
@@ -456,7 +455,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
 
     @app.delete("/v1/orders/{order_id}", response_model=S.CancelOut, tags=["orders"])
     async def cancel_order(request: Request, order_id: IdPath, who: Who, key: IdemKey,
-                           if_match: IfMatch = None) -> JSONResponse:
+                           if_match: IfMatch = None) -> Response:
         need(who, "trade", Role.SELLER, Role.BUYER)
         row = _order_row(request, who, order_id)
         if row["participant_id"] != who.participant_id:
@@ -511,20 +510,20 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
 
     @app.put("/v1/books/{commodity}/{form}/{grade}", response_model=S.BookModeOut, tags=["books"])
     async def set_book_mode(request: Request, commodity: SlugPath, form: SlugPath, grade: SlugPath,
-                            body: S.BookModeIn, who: Who, key: IdemKey, if_match: IfMatch = None) -> JSONResponse:
+                            body: S.BookModeIn, who: Who, key: IdemKey, if_match: IfMatch = None) -> Response:
         need(who, "admin", Role.ADMIN)
         data = {"commodity": commodity, "form": form, "grade": grade, "mode": body.mode}
         return await change(request, "set_book_mode", who, data, key, if_match, body=body)
 
     @app.post("/v1/books/{commodity}/{form}/{grade}/auction", response_model=S.AuctionOut, tags=["books"])
     async def run_auction(request: Request, commodity: SlugPath, form: SlugPath, grade: SlugPath, who: Who,
-                          key: IdemKey) -> JSONResponse:
+                          key: IdemKey) -> Response:
         need(who, "admin", Role.ADMIN)
         return await change(request, "run_auction", who, {"commodity": commodity, "form": form, "grade": grade}, key)
 
     # ------------------------------------------------------------------ programmes and policy
     @app.post("/v1/programmes", status_code=201, response_model=S.ProgrammeOut, tags=["programmes"])
-    async def create_programme(request: Request, body: S.ProgrammeIn, who: Who, key: IdemKey) -> JSONResponse:
+    async def create_programme(request: Request, body: S.ProgrammeIn, who: Who, key: IdemKey) -> Response:
         need(who, "programme", Role.PROGRAMME)
         return await change(request, "create_programme", who, body.model_dump(), key, body=body)
 
@@ -545,7 +544,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
 
     @app.patch("/v1/programmes/{programme_id}", response_model=S.ProgrammeOut, tags=["programmes"])
     async def update_programme(request: Request, programme_id: IdPath, body: S.ProgrammePatch, who: Who,
-                               key: IdemKey, if_match: IfMatch = None) -> JSONResponse:
+                               key: IdemKey, if_match: IfMatch = None) -> Response:
         if not ({"programme", "admin"} & who.scopes) or who.role not in (Role.PROGRAMME, Role.ADMIN):
             raise ApiError(403, "forbidden", f"a {who.role.value} cannot change programmes")
         return await change(request, "update_programme", who, {"programme_id": programme_id, **body.model_dump()},
@@ -567,7 +566,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
 
     @app.put("/v1/policies/{commodity}/{form}", response_model=S.PolicyOut, tags=["programmes"])
     async def set_policy(request: Request, commodity: SlugPath, form: SlugPath, body: S.PolicyIn, who: Who,
-                         key: IdemKey, if_match: IfMatch = None) -> JSONResponse:
+                         key: IdemKey, if_match: IfMatch = None) -> Response:
         if not (("programme" in who.scopes and who.role is Role.PROGRAMME)
                 or ("admin" in who.scopes and who.role is Role.ADMIN)):
             raise ApiError(403, "forbidden", f"a {who.role.value} cannot set market policy")
@@ -576,7 +575,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
 
     # ------------------------------------------------------------------ ledger
     @app.post("/v1/deposits", status_code=201, response_model=S.DepositOut, tags=["ledger"])
-    async def deposit(request: Request, body: S.DepositIn, who: Who, key: IdemKey) -> JSONResponse:
+    async def deposit(request: Request, body: S.DepositIn, who: Who, key: IdemKey) -> Response:
         need(who, "admin", Role.ADMIN)
         if Decimal(body.amount) == 0:
             raise ApiError(422, "invalid", "amount must be > 0", "body.amount")
