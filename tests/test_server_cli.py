@@ -20,12 +20,31 @@ def test_migration_matches_models(backend, tmp_path):
     from critmin.server import db, migrate
 
     engine = db.make_engine(database_url(backend, tmp_path))
+    assert migrate.current(engine) is None  # no schema yet
     migrate.upgrade(engine)
     migrate.upgrade(engine)  # idempotent
-    assert migrate.current(engine) == migrate.head() == "0002"
+    assert migrate.current(engine) == migrate.head() == migrate.file_head() == "0002"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
     assert diff == []
+    engine.dispose()
+
+
+def test_a_database_at_head_is_not_handed_to_alembic(tmp_path, monkeypatch):
+    """Every start upgrades the database; one already at head must not wait for alembic (~0.2 s to import): the
+    files' head and the database's revision decide, and alembic's command is not called."""
+    from alembic import command
+
+    from critmin.server import db, migrate
+
+    engine = db.make_engine(database_url("sqlite", tmp_path))
+    migrate.upgrade(engine, "0001")
+    calls = []
+    real = command.upgrade
+    monkeypatch.setattr(command, "upgrade", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    migrate.upgrade(engine)  # 0001 -> head: alembic runs
+    migrate.upgrade(engine)  # at head: it does not
+    assert calls == ["head"] and migrate.current(engine) == migrate.head()
     engine.dispose()
 
 
@@ -129,6 +148,25 @@ def test_serve_refuses_a_busy_or_unreachable_database(tmp_path):
     r = runner.invoke(app, ["serve", "--db", "postgresql://someone:secret@127.0.0.1:1/nodb", "--data-dir",
                             str(tmp_path)])
     assert r.exit_code == 2 and "cannot open the database" in r.output and "secret" not in r.output
+
+
+def test_serve_refuses_a_file_that_is_no_database_in_one_line(tmp_path):
+    (tmp_path / "market.sqlite3").write_text("not a database")
+    r = runner.invoke(app, ["serve", "--data-dir", str(tmp_path), "--port", "8123"])
+    assert r.exit_code == 2 and "cannot open the database" in r.output and "file is not a database" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_serve_names_the_missing_server_modules_before_starting_anything(tmp_path, monkeypatch):
+    import importlib.util
+
+    from critmin.server import children
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "httptools" else real(name, *a))
+    monkeypatch.setattr(children.Children, "__init__", lambda *a, **k: pytest.fail("a process was started"))
+    r = runner.invoke(app, ["serve", "--data-dir", str(tmp_path), "--port", "8123"])
+    assert r.exit_code == 2 and "pip install 'critmin[server]'" in r.output and "missing: httptools" in r.output
 
 
 def test_error_messages_keep_brackets(monkeypatch):

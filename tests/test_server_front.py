@@ -228,9 +228,17 @@ def _module_of(pid: int) -> str:
     return args[args.index(b"-m") + 1].decode() if b"-m" in args else ""
 
 
+def _socket_dirs(core: int) -> list[Path]:
+    import tempfile
+
+    return list(Path(tempfile.gettempdir()).glob(f"critmin-serve-{core}-*"))
+
+
 def test_kill_9_of_the_service_takes_its_front_writer_and_port_with_it(served):
     children = _children(served.proc.pid)
     assert sorted(_module_of(p) for p in children) == ["critmin.server.front", "critmin.server.storage"]
+    core = served.proc.pid
+    assert len(_socket_dirs(core)) == 1
     os.kill(served.proc.pid, signal.SIGKILL)
     served.proc.wait()
     t0 = time.monotonic()
@@ -239,9 +247,11 @@ def test_kill_9_of_the_service_takes_its_front_writer_and_port_with_it(served):
     assert not any(_alive(p) for p in children)
     with pytest.raises(httpx.ConnectError):
         httpx.get(served.base + "/health", timeout=2)
+    assert len(_socket_dirs(core)) == 1  # nothing outlives a kill -9 to remove it...
     again = Serve(served.data_dir, served.port)  # same database and port: the lock and the port are free
     try:
         again.wait_healthy()
+        assert _socket_dirs(core) == []  # ...so the next start does
     finally:
         assert again.stop() == 0
 
@@ -251,6 +261,64 @@ def test_sigterm_stops_front_then_core_cleanly(served):
     served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(timeout=30) == 0
     assert not any(_alive(p) for p in children)
+
+
+def test_the_children_start_first_and_bind_nothing_until_the_core_listens(tmp_path):
+    """critmin serve starts its front and its storage writer before it builds its app (they import their modules
+    meanwhile). Until the core says it listens, the front binds no port; if the core never gets there, closing the
+    children ends both, cleanly, and removes the sockets' directory."""
+    from critmin.server.children import Children
+
+    port = free_port(HOST)
+    with Children(HOST, port, writer=True) as kids:
+        front, (writer, _) = kids.front, kids.writer
+        assert kids.api_socket.startswith(kids.sockets) and kids.intake_socket.startswith(kids.sockets)
+        assert oct(os.stat(kids.sockets).st_mode & 0o777) == "0o700"
+        time.sleep(2.5)  # both have imported their modules by now, and wait
+        assert front.poll() is None and writer.poll() is None
+        with pytest.raises(OSError):
+            socket.create_connection((HOST, port), timeout=1).close()
+        sockets = kids.sockets
+    assert front.returncode == 0 and writer.returncode == 0
+    assert not Path(sockets).exists()
+
+
+def test_socket_dirs_of_dead_cores_are_swept(tmp_path):
+    """A kill -9 leaves the core's socket directory behind; the next start removes those whose core is no process,
+    and nothing else."""
+    from critmin.server.children import sweep_socket_dirs
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f"critmin-serve-{gone.pid}-abc123"
+    live = tmp_path / f"critmin-serve-{os.getpid()}-def456"
+    unknown = [tmp_path / "critmin-serve-k2j4h5g6", tmp_path / "critmin-serve-99999999", tmp_path / "other-1-x"]
+    for d in (dead, live, *unknown):
+        d.mkdir()
+    (dead / "api.sock").write_text("")
+    assert sweep_socket_dirs(str(tmp_path)) == [str(dead)]
+    assert not dead.exists() and live.exists() and all(d.exists() for d in unknown)
+
+
+def test_a_spare_writer_that_died_is_replaced(tmp_path):
+    """The storage writer started ahead is used by the first start, unless it died meanwhile: then a new one."""
+    from critmin.server.children import spawn_writer
+    from critmin.server.storage import WriterProcess
+
+    url = f"sqlite:///{tmp_path / 'market.sqlite3'}"
+    for kill in (False, True):
+        proc, sock = spawn_writer()
+        if kill:
+            proc.kill()
+            proc.wait()
+        w = WriterProcess(url, spare=(proc, sock))
+        w.start()
+        try:
+            assert w.alive and (w.proc is proc) is not kill and w.proc.poll() is None
+            w.commit([])
+        finally:
+            w.close()
+        assert w.proc is None or w.proc.poll() is not None
 
 
 def test_a_port_in_use_stops_the_service_with_exit_2(tmp_path):

@@ -30,25 +30,41 @@ def register(app: typer.Typer) -> None:
         and writes its token to DATA_DIR/admin.token (mode 0600)."""
         from critmin.errors import ConfigError
 
-        try:
-            from critmin.server.app import create_app
-            from critmin.server.db import default_url
-            from critmin.server.run import serve as run_service
-        except ImportError as exc:
-            raise ConfigError(f"the marketplace service needs its extra: pip install 'critmin[server]' ({exc})") from None
         if not 0 < port < 65536:
             raise ConfigError(f"--port must be 1..65535, got {port}")
         if rate < 0:
             raise ConfigError(f"--rate-limit must be ≥ 0, got {rate}")
-        url = db or default_url(data_dir)
-        _check_free(url)
-        app_ = create_app(url, rate=rate, burst=2 * rate, admin_token_file=data_dir / "admin.token",
-                          admin_country=admin_country)
-        typer.echo(f"critmin marketplace on http://{host}:{port} (OpenAPI /openapi.json); database {_redact(url)}; "
-                   f"first admin token (empty database only): {data_dir / 'admin.token'}", err=True)
-        code = run_service(app_, host, port)
+        import importlib.util
+
+        from critmin.server.children import Children  # the standard library only
+
+        # Checked before any process starts (a child missing a module would print its own traceback).
+        missing = [m for m in _SERVER_MODULES if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(f"the marketplace service needs its extra: pip install 'critmin[server]' (missing: "
+                              f"{', '.join(missing)})")
+        # The front and the storage writer first: they import their modules while this process imports its own.
+        with Children(host, port, writer=True) as children:
+            try:
+                from critmin.server.app import create_app
+                from critmin.server.db import default_url
+                from critmin.server.run import serve as run_service
+            except ImportError as exc:
+                raise ConfigError(f"the marketplace service needs its extra: pip install 'critmin[server]' "
+                                  f"({exc})") from None
+            url = db or default_url(data_dir)
+            _check_free(url)
+            app_ = create_app(url, rate=rate, burst=2 * rate, admin_token_file=data_dir / "admin.token",
+                              admin_country=admin_country, children=children)
+            typer.echo(f"critmin marketplace on http://{host}:{port} (OpenAPI /openapi.json); database "
+                       f"{_redact(url)}; first admin token (empty database only): {data_dir / 'admin.token'}", err=True)
+            code = run_service(app_, host, port, children=children)
         if code:
             raise typer.Exit(code)
+
+
+#: Modules of the ``server`` extra that the service's three processes import.
+_SERVER_MODULES = ("fastapi", "uvicorn", "httptools", "h11", "sqlalchemy", "alembic", "orjson", "pydantic")
 
 
 def _check_free(url: str) -> None:
@@ -62,6 +78,8 @@ def _check_free(url: str) -> None:
     try:
         lock.acquire()
         lock.release()
+        with engine.connect():  # a file that is no database, a server refusing us: said here, in one line
+            pass
     except ConfigError:
         raise
     except Exception as exc:  # unreachable database, bad URL: say which, without the password

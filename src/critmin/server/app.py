@@ -30,6 +30,7 @@ from critmin.market.audit import canonical, verify
 from critmin.market.model import Role
 from critmin.server import db
 from critmin.server import schemas as S
+from critmin.server.children import Children
 from critmin.server.engine import (
     SEES_ALL,
     Actor,
@@ -241,7 +242,8 @@ def conn(request: Request) -> Iterator[sa.Connection]:
 
 
 def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 1000.0, durable: bool = True,
-               admin_token_file: Path | None = None, admin_country: str = "USA") -> FastAPI:
+               admin_token_file: Path | None = None, admin_country: str = "USA",
+               children: Children | None = None) -> FastAPI:
     """Build the service.
 
     Parameters
@@ -257,6 +259,8 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         (mode 0600). Nothing happens when participants exist.
     admin_country : str
         ISO3 country of that admin.
+    children : critmin.server.children.Children, optional
+        The processes ``critmin serve`` started ahead: the storage writer's first process is its spare.
     """
     url = url or db.default_url()
 
@@ -268,10 +272,15 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         try:
             db.ServerLock(sa_engine, writer=True).wait_free()  # a previous server's writer is gone
             upgrade(sa_engine)
-            seq = Sequencer(sa_engine, storage=WriterProcess(url, durable=durable))
-            if admin_token_file is not None and not seq.engine.participants:
-                _bootstrap(seq, admin_token_file, admin_country)
-            seq.start()
+            writer = WriterProcess(url, durable=durable, spare=children.take_writer() if children else None)
+            try:
+                seq = Sequencer(sa_engine, storage=writer)
+                if admin_token_file is not None and not seq.engine.participants:
+                    _bootstrap(seq, admin_token_file, admin_country)
+                seq.start()
+            except BaseException:
+                writer.close()  # a spare process not started stops (seq.stop() closes it once started)
+                raise
             app.state.sa_engine, app.state.seq = sa_engine, seq
             try:
                 yield

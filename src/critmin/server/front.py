@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
 import http
 import itertools
 import logging
@@ -43,6 +41,7 @@ from typing import Any
 
 import httptools
 
+from critmin.server.children import die_with_parent
 from critmin.server.engine import ApiError, render
 from critmin.server.intake import (
     FALLBACK,
@@ -61,19 +60,6 @@ MAX_BODY = 16 * 1024 * 1024
 #: Hop-by-hop headers (RFC 9110 §7.6.1) and the framing the front redoes itself.
 _HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
                   b"upgrade", b"content-length", b"expect"})
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent: int) -> bool:
-    """First thing in a child process (the front, the storage writer): get SIGKILL when the parent dies (Linux),
-    so a ``kill -9`` of the service never leaves a child answering on the port or writing. False when the parent
-    ``parent`` is already gone (it died before the request took effect): the child should exit.
-
-    Done in the child, not in a ``preexec_fn``: code between fork and exec can deadlock when the parent has
-    threads."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    return os.getppid() == parent
 
 
 def _error_body(status: int, code: str, message: str) -> bytes:
@@ -563,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--intake-socket", required=True)
     ap.add_argument("--parent", type=int, required=True, help="pid of the core; the front exits if it is gone")
     ap.add_argument("--answer-fd", type=int, help="inherited socket on which committed answers arrive")
+    ap.add_argument("--ready-fd", type=int, help="inherited pipe: wait for one byte on it (the core listens) before "
+                                                 "connecting to the core and binding the port; its end: exit")
     args = ap.parse_args(argv)
     if not die_with_parent(args.parent):
         return 1
@@ -571,6 +559,14 @@ def main(argv: list[str] | None = None) -> int:
 
     front = Front(args.api_socket, args.intake_socket, args.answer_fd)
     freeze_gc()
+    if args.ready_fd is not None:  # started with the core (critmin.server.children): wait until it listens
+        try:
+            go = os.read(args.ready_fd, 1)
+        except KeyboardInterrupt:  # Ctrl-C reaches the whole terminal's group: the core stops itself
+            go = b""
+        os.close(args.ready_fd)
+        if not go:  # the core did not start (it says why)
+            return 0
     # The front adds the Date header to every answer (the core's uvicorn adds none, so none is doubled).
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(front.run(args.host, args.port))

@@ -1,7 +1,9 @@
 """Running ``critmin serve``: the core process (this one) and its HTTP front (a child); see :mod:`critmin.server.front`.
 
-Start-up: the core runs the FastAPI app's lifespan (database lock, migrations, sequencer), listens on its two Unix
-sockets in a fresh private directory, then starts the front, which binds the public port. Stop (SIGINT or SIGTERM
+Start-up: the front has been started already (:mod:`critmin.server.children`: by ``critmin serve`` before it built
+the app, or here), and waits. The core runs the FastAPI app's lifespan (database lock, migrations, sequencer), listens
+on its two Unix sockets in the private directory the front was told, then lets the front go on: it connects to
+them and binds the public port. Stop (SIGINT or SIGTERM
 to the core, or Ctrl-C to both): the front is asked to stop first and finishes the requests it holds (their answers
 come from the core, still running), then the core stops: every queued command is answered, the lock released.
 If the front ends on its own (it could not bind the port), the core stops and the exit code is 2.
@@ -11,19 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
 
+from critmin.server.children import Children
 from critmin.server.intake import CoreIntake
 from critmin.server.sequencer import freeze_gc
 
@@ -42,20 +41,23 @@ class _CoreServer(uvicorn.Server):
 SWITCH_INTERVAL = 0.0005
 
 
-def serve(app: Any, host: str, port: int, front_ready_timeout: float = 60.0) -> int:
-    """Serve ``app`` (from :func:`critmin.server.app.create_app`) on ``host:port``; returns the exit code."""
+def serve(app: Any, host: str, port: int, children: Children | None = None) -> int:
+    """Serve ``app`` (from :func:`critmin.server.app.create_app`) on ``host:port``; returns the exit code.
+
+    ``children``: the front (and storage writer) ``critmin serve`` started before it built ``app``, for ``host``
+    and ``port`` (see :mod:`critmin.server.children`); the caller closes them. Without, the front is started here."""
     sys.setswitchinterval(SWITCH_INTERVAL)
-    sockets = tempfile.mkdtemp(prefix="critmin-serve-")  # mode 0700: only this user reaches the core
-    try:
-        config = uvicorn.Config(app, uds=os.path.join(sockets, "api.sock"), log_level="warning", access_log=False,
+    with contextlib.ExitStack() as stack:
+        if children is None:
+            children = stack.enter_context(Children(host, port))
+        config = uvicorn.Config(app, uds=children.api_socket, log_level="warning", access_log=False,
                                 lifespan="on", timeout_keep_alive=24 * 3600, server_header=False, date_header=False)
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-            return runner.run(_serve(app, config, sockets, host, port, front_ready_timeout))
-    finally:
-        shutil.rmtree(sockets, ignore_errors=True)
+            return runner.run(_serve(app, config, children))
+    raise AssertionError("unreachable")  # pragma: no cover (for type checkers: the with block returns)
 
 
-async def _serve(app: Any, config: uvicorn.Config, sockets: str, host: str, port: int, ready_timeout: float) -> int:
+async def _serve(app: Any, config: uvicorn.Config, children: Children) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -67,21 +69,14 @@ async def _serve(app: Any, config: uvicorn.Config, sockets: str, host: str, port
             serving.result()
             return 3
         await asyncio.sleep(0.01)
-    intake_path = os.path.join(sockets, "intake.sock")
-    intake = await loop.create_unix_server(lambda: CoreIntake(app), path=intake_path)
+    intake = await loop.create_unix_server(lambda: CoreIntake(app), path=children.intake_socket)
     # The answer channel: committed orders are answered by the storage writer process straight to the front.
-    ours, theirs = socket.socketpair()
     storage = getattr(getattr(app.state, "seq", None), "storage", None)
-    try:
-        args = [sys.executable, "-m", "critmin.server.front", "--host", host, "--port", str(port),
-                "--api-socket", config.uds, "--intake-socket", intake_path, "--parent", str(os.getpid())]
-        if storage is not None:
-            args += ["--answer-fd", str(theirs.fileno())]
-        front = subprocess.Popen(args, stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
-    finally:
-        theirs.close()
-    if storage is not None:
-        storage.set_answer_channel(ours)
+    if storage is not None and children.answers is not None:
+        storage.set_answer_channel(children.answers)
+    front = children.front
+    assert front is not None
+    children.ready()  # the front connects to the two sockets and binds the public port
     freeze_gc()
     code = 0
     try:
@@ -98,7 +93,6 @@ async def _serve(app: Any, config: uvicorn.Config, sockets: str, host: str, port
         with contextlib.suppress(Exception):
             await serving
         intake.close()
-        ours.close()
     return code
 
 

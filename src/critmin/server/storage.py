@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import marshal
-import os
 import pickle
 import select
 import socket
@@ -36,6 +35,8 @@ import subprocess
 import sys
 import threading
 from typing import Any
+
+from critmin.server.children import die_with_parent, discard_writer, spawn_writer
 
 log = logging.getLogger(__name__)
 _LEN = struct.Struct(">I")
@@ -112,8 +113,10 @@ class WriterProcess:
         SQLite ``synchronous=FULL`` (default) or ``NORMAL``, as :func:`critmin.server.db.make_engine`.
     """
 
-    def __init__(self, url: str, durable: bool = True) -> None:
+    def __init__(self, url: str, durable: bool = True,
+                 spare: tuple[subprocess.Popen, socket.socket] | None = None) -> None:
         self.url, self.durable = url, durable
+        self._spare = spare  # a process started ahead (critmin.server.children.Children), for the first start()
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
         self.channel: socket.socket | None = None   # where the process sends committed answers (or None)
@@ -132,13 +135,12 @@ class WriterProcess:
 
     def start(self) -> None:
         self._channel_sent = False
-        parent, child = socket.socketpair()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "critmin.server.storage", str(child.fileno()), str(os.getpid())],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
-        finally:
-            child.close()
+        spare, self._spare = self._spare, None
+        if spare is not None and spare[0].poll() is None:  # started ahead, its modules imported meanwhile
+            self.proc, parent = spare
+        else:
+            discard_writer(spare)  # it died before it was needed: a new one
+            self.proc, parent = spawn_writer()
         self.sock = parent
         try:
             parent.settimeout(START_TIMEOUT)  # it waits up to 30 s for a previous writer's lock, then answers
@@ -172,7 +174,9 @@ class WriterProcess:
             raise StorageError(reply[1])
 
     def close(self, timeout: float = 10.0) -> None:
-        """Close the socket (the process then exits) and reap the process."""
+        """Close the socket (the process then exits) and reap the process (and a spare never started)."""
+        discard_writer(self._spare, timeout)
+        self._spare = None
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -329,8 +333,6 @@ def main(argv: list[str]) -> int:
     # committing what it holds), never in the middle of it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fd, parent = int(argv[0]), int(argv[1])
-    from critmin.server.front import die_with_parent
-
     if not die_with_parent(parent):
         return 1
     with socket.socket(fileno=fd) as sock:

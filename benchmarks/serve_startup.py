@@ -1,0 +1,95 @@
+"""Start-up of the marketplace service: from launching ``critmin serve`` to its first healthy answer.
+
+Start-up is the time a restarted service (after a crash, a deploy) is not answering. Each run launches
+``python -m critmin.cli.main serve`` on a database that exists already (the common restart: its schema at head,
+some orders placed), polls ``GET /health`` every 20 ms and stops the service once it answers 200. With
+``--baseline DIR`` (the ``src`` folder of another critmin checkout, e.g. an earlier release from
+``git worktree add``), runs of that code alternate with this one's on the same database, and the table gives both
+medians side by side with their ratio. Timing is reported, never judged.
+
+    python benchmarks/serve_startup.py                          # 9 starts of this code
+    python benchmarks/serve_startup.py --baseline ../old/src    # 9 of each, alternately
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_once(src: Path, data_dir: Path, port: int, timeout: float = 60.0) -> float:
+    """Seconds from launching ``critmin serve`` (code in ``src``) to a 200 from ``/health``; then stops it."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "critmin.cli.main", "serve", "--data-dir", str(data_dir),
+                             "--port", str(port), "--rate-limit", "0"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"critmin serve ({src}) exited with {proc.returncode} before it was healthy")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - t0
+            except OSError:
+                pass
+            if time.perf_counter() - t0 > timeout:
+                raise SystemExit(f"critmin serve ({src}) was not healthy after {timeout:g} s")
+            time.sleep(0.02)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=9, help="starts of each code (default 9)")
+    ap.add_argument("--baseline", type=Path, help="the src folder of another critmin checkout, run alternately")
+    args = ap.parse_args()
+    codes = [("this code", SRC)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
+    for _, src in codes:
+        if not (src / "critmin" / "server" / "app.py").is_file():
+            raise SystemExit(f"{src} is not a critmin src folder with the marketplace service")
+    times: dict[str, list[float]] = {name: [] for name, _ in codes}
+    with tempfile.TemporaryDirectory(prefix="critmin-startup-") as tmp:
+        data_dir = Path(tmp)
+        port = free_port()
+        start_once(SRC, data_dir, port)  # creates the database (schema, admin); not timed
+        for i in range(args.runs):
+            for name, src in (codes if i % 2 == 0 else codes[::-1]):
+                times[name].append(start_once(src, data_dir, port))
+    print(f"critmin serve, launch to first healthy answer, {args.runs} starts each (seconds):")
+    for name, ts in times.items():
+        print(f"  {name:10s} median {statistics.median(ts):.2f}  min {min(ts):.2f}  max {max(ts):.2f}   "
+              + " ".join(f"{t:.2f}" for t in ts))
+    if args.baseline:
+        ratio = statistics.median(times["baseline"]) / statistics.median(times["this code"])
+        print(f"  baseline / this code: {ratio:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
