@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from critmin.market.model import Attestations, Order, Requirements, Side
-from critmin.server import engine
-from critmin.server.engine import _plain, canonical_text, dumps, order_body, order_row, render
+from critmin.server import wire
+from critmin.server.engine import order_body, order_row
+from critmin.server.wire import _plain, canonical_text, dumps, render
 
 stdlib_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
                                     default=_plain).encode
@@ -252,7 +253,7 @@ def test_typical_payloads_take_the_orjson_path(monkeypatch):
         raise AssertionError("stdlib fallback taken")
 
     for name in ("_std_canonical", "_std_render", "_std_dumps"):
-        monkeypatch.setattr(engine, name, refuse)
+        monkeypatch.setattr(wire, name, refuse)
     for p, (c, r, d) in zip(payloads, expected, strict=True):
         assert canonical_text(p) == c
         assert render(p) == r

@@ -369,8 +369,9 @@ def test_a_failed_commit_refuses_what_was_built_on_it_then_recovers(tmp_path, mo
     from critmin.market.model import Role
     from critmin.server import sequencer
     from critmin.server.db import make_engine
-    from critmin.server.engine import Actor, Command, Engine, request_hash
+    from critmin.server.engine import Actor, Command, Engine
     from critmin.server.migrate import upgrade
+    from critmin.server.wire import request_hash
 
     engine = make_engine(f"sqlite:///{tmp_path / 'market.sqlite3'}")
     upgrade(engine)

@@ -34,22 +34,20 @@ from critmin.server.children import Children
 from critmin.server.engine import (
     SEES_ALL,
     Actor,
-    ApiError,
     Command,
     Result,
-    hash_token,
     not_found,
     order_body,
     participant_body,
     policy_body,
     programme_body,
-    request_hash,
     token_body,
 )
 from critmin.server.intake import OrderIntake, answer, answer_headers, etag
 from critmin.server.migrate import upgrade
 from critmin.server.sequencer import Sequencer
 from critmin.server.storage import WriterProcess
+from critmin.server.wire import ApiError, hash_token, request_hash
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": S.ErrorBody, "description": text} for code, text in (

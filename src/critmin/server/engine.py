@@ -20,7 +20,6 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
-import json
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -28,11 +27,10 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from critmin.errors import CritminError, DataError
-from critmin.market.audit import GENESIS, to_jsonable
+from critmin.market.audit import GENESIS
 from critmin.market.eligibility import allied_group
 from critmin.market.ledger import EXTERNAL, Ledger
 from critmin.market.matching import OrderBook, call_auction
@@ -49,6 +47,7 @@ from critmin.market.model import (
 )
 from critmin.market.pricing import CostInputs, nonmarket_adjustment, programme_covers, reference_price
 from critmin.server import db
+from critmin.server.wire import ApiError, canonical_text, hash_token
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
@@ -65,17 +64,6 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
 SEES_ALL = frozenset({Role.REGULATOR, Role.ADMIN})
 
 
-class ApiError(CritminError):
-    """A refusal with an HTTP status; ``field`` names the offending request field when there is one."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
-
-
 def not_found(what: str, ident: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} {ident!r} not found")
 
@@ -86,11 +74,6 @@ def fmt(d: Decimal | None) -> str | None:
         return None
     s = str(d)  # the same text as format(d, "f") whenever it has no exponent, and 3× faster
     return format(d, "f") if "E" in s else s
-
-
-def hash_token(secret: str) -> str:
-    """SHA-256 hex of a token. Tokens are 256-bit random, so a fast hash is safe; only the hash is stored."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 def new_token() -> tuple[str, str]:
@@ -922,101 +905,3 @@ def policy_body(p: Policy) -> dict[str, Any]:
             "reference_price": None if ref is None else {
                 "conventional": fmt(ref.conventional), "premium": fmt(ref.premium), "price": fmt(ref.price),
                 "terms": {k: fmt(v) for k, v in ref.terms.items()}, "sources": list(ref.sources)}}
-
-
-def _plain(obj: Any) -> Any:
-    """``default`` of the canonical encoder: the conversions of :func:`critmin.market.audit.to_jsonable` for the
-    values the C encoder does not know (Decimal, date, set, dataclass...). Strings, ints, bools, None, lists and
-    dicts (str keys) are encoded as ``to_jsonable`` leaves them; the engine puts no floats in audit payloads."""
-    if isinstance(obj, Decimal):
-        return str(obj)
-    if isinstance(obj, dt.date):
-        return obj.isoformat()
-    return to_jsonable(obj)
-
-
-# JSON encoding on the hot path: orjson when its output is provably the stdlib's, byte for byte, else the stdlib.
-# Byte identity is not a nicety: canonical text is hashed into the audit chain, which ``critmin audit verify``
-# recomputes with the stdlib (critmin.market.audit.record_hash). orjson differs from the stdlib on floats
-# (1e-07 vs 1e-7; NaN/inf become null instead of raising), enums, UUIDs, orjson.Fragment and the subclasses
-# of str/int/dict/list, and refuses lone surrogates, ints beyond 64 bits and non-str keys. So orjson only sees
-# trees of the exact types below (a type scan, :func:`_orjson_safe`), with every non-JSON leaf passed to the
-# very ``default`` the stdlib encoder uses (the PASSTHROUGH options route date/datetime there too); anything
-# else, and anything orjson refuses, goes to the stdlib encoder, which also raises the stdlib's errors.
-# Keys: orjson refuses every non-str key (str subclasses too), and OPT_SORT_KEYS orders by UTF-8 bytes, which
-# is code-point order, as the stdlib's sort. tests/test_server_json.py checks all of this with hypothesis.
-
-#: Leaf types orjson encodes as the stdlib does (Decimal and dates through the shared ``default`` hook).
-_ORJSON_LEAVES = frozenset({str, int, bool, type(None), Decimal, dt.date, dt.datetime})
-_ORJSON_OPTS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-_ORJSON_MAX_DEPTH = 200  # orjson refuses 254 levels; deeper (or cyclic) data goes to the stdlib
-
-
-def _orjson_safe(obj: Any, depth: int = 0, _leaves: frozenset = _ORJSON_LEAVES, _type: type = type) -> bool:
-    """True when ``obj`` is built only from exact dict/list/tuple and :data:`_ORJSON_LEAVES` (dict keys are left
-    to orjson, which refuses non-str ones). Exact types only: a subclass may override what the stdlib calls."""
-    t = _type(obj)
-    if t is dict:
-        values: Iterable[Any] = obj.values()
-    elif t is list or t is tuple:
-        values = obj
-    else:
-        return t in _leaves
-    for v in values:
-        if _type(v) not in _leaves:
-            t = _type(v)
-            if (t is dict or t is list or t is tuple) and depth < _ORJSON_MAX_DEPTH and _orjson_safe(v, depth + 1):
-                continue
-            return False
-    return True
-
-
-#: The stdlib encoders, the reference for byte identity (and the fallback). ``_std_canonical`` has the options of
-#: :func:`critmin.market.audit.canonical`; ``_std_render`` those of Starlette's JSONResponse, ``default=str``.
-_std_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                                  default=_plain).encode
-_std_render = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=str).encode
-_std_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str).encode  # = json.dumps(...)
-_encode_str = json.encoder.encode_basestring  # JSONEncoder(ensure_ascii=False).encode(s) for a str s
-
-
-def _via_orjson(obj: Any, default: Any, option: int, ascii_only: bool = False) -> str | None:
-    """orjson's text of ``obj`` when it is provably the stdlib encoder's (see above), else None. ``ascii_only``:
-    for an encoder with ``ensure_ascii``, which escapes all non-ASCII and DEL where orjson writes them raw."""
-    if not _orjson_safe(obj):
-        return None
-    try:
-        out = orjson.dumps(obj, default=default, option=option)
-    except orjson.JSONEncodeError:  # lone surrogate, int beyond 64 bits, non-str key, too deep
-        return None
-    if ascii_only and (not out.isascii() or b"\x7f" in out):
-        return None
-    return out.decode()
-
-
-def canonical_text(obj: Any) -> str:
-    """``canonical(x).decode()`` (:func:`critmin.market.audit.canonical`): sorted keys, compact, UTF-8 text.
-    Byte-identical to the stdlib encoder (the audit chain hashes it); orjson when that is provably so."""
-    if type(obj) is str:  # what JSONEncoder.encode does first, and cheaper than orjson for one string
-        return _encode_str(obj)
-    out = _via_orjson(obj, _plain, _ORJSON_OPTS | orjson.OPT_SORT_KEYS)
-    return out if out is not None else _std_canonical(obj)
-
-
-def render(body: dict[str, Any]) -> str:
-    """JSON text of a response body, as the HTTP layer sends it (and as the idempotency record keeps it).
-    Byte-identical to the stdlib encoder (keys in insertion order, ``default=str``); orjson when provably so."""
-    if type(body) is str:
-        return _encode_str(body)
-    out = _via_orjson(body, str, _ORJSON_OPTS)
-    return out if out is not None else _std_render(body)
-
-
-def dumps(body: dict[str, Any]) -> str:
-    """``json.dumps(body, separators=(",", ":"), sort_keys=True, default=str)``, byte for byte."""
-    out = _via_orjson(body, str, _ORJSON_OPTS | orjson.OPT_SORT_KEYS, ascii_only=True)
-    return out if out is not None else _std_dumps(body)
-
-
-def request_hash(method: str, path: str, body: bytes) -> str:
-    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()

@@ -42,7 +42,6 @@ from typing import Any
 import httptools
 
 from critmin.server.children import die_with_parent
-from critmin.server.engine import ApiError, render
 from critmin.server.intake import (
     FALLBACK,
     answer_headers,
@@ -52,6 +51,7 @@ from critmin.server.intake import (
     prepare,
     send_answer,
 )
+from critmin.server.wire import ApiError, render
 
 log = logging.getLogger(__name__)
 
@@ -555,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     if not die_with_parent(args.parent):
         return 1
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: critmin front: %(message)s")
-    from critmin.server.sequencer import freeze_gc
+    from critmin.server.children import freeze_gc
 
     front = Front(args.api_socket, args.intake_socket, args.answer_fd)
     freeze_gc()

@@ -26,13 +26,15 @@ import logging
 import marshal
 import re
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # orjson parses valid JSON to the same value as the stdlib, ~4x faster; what it refuses goes to the route
 from orjson import loads as _loads
 
-from critmin.market.model import Role
-from critmin.server.engine import Command, Result, canonical_text, hash_token, render, request_hash
+from critmin.server.wire import canonical_text, hash_token, render, request_hash
+
+if TYPE_CHECKING:  # the engine (and SQLAlchemy under it) is the core's; the front imports none of it
+    from critmin.server.engine import Command, Result
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 _IDEM_KEY = re.compile(r"[\x21-\x7e]{1,200}")  # the route's Idempotency-Key rule (fullmatch)
 MAX_FAST_BODY = 65536  # larger bodies go to the FastAPI app
 _WANTED = frozenset({b"authorization", b"idempotency-key", b"content-type"})
-_TRADERS = (Role.SELLER, Role.BUYER)  # the roles the route lets place orders
+_TRADERS = ("seller", "buyer")  # the roles the route lets place orders (Role is a StrEnum: equal to these)
 
 #: A prepared order: (token hash, Idempotency-Key, validated body as plain JSON data, request hash).
 Prepared = tuple[str, str, dict[str, Any], str]
@@ -99,6 +101,8 @@ def admit(state: Any, prepared: Prepared) -> Command | None:
         return None
     if state.limiter.check(who.token_id):
         return None  # the route answers 429 (a refusal does not use up the bucket)
+    from critmin.server.engine import Command  # imported once by the core, long before (see TYPE_CHECKING)
+
     return Command("place_order", who, data, key, rhash, None)
 
 

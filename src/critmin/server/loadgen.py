@@ -36,8 +36,8 @@ from typing import Any
 
 from orjson import loads as _loads  # the answers' order and trade ids, at ~2,000 answers/s
 
+from critmin.server.children import freeze_gc, thaw_gc
 from critmin.server.front import new_event_loop  # noqa: F401  (the benchmark's and the tests' loop)
-from critmin.server.sequencer import freeze_gc, thaw_gc
 
 #: Books: (commodity, form, grade, mid price USD/kg), with their weights in the mix.
 BOOKS: tuple[tuple[str, str, str, int], ...] = (

@@ -22,9 +22,8 @@ from typing import Any
 
 import uvicorn
 
-from critmin.server.children import Children
+from critmin.server.children import Children, freeze_gc
 from critmin.server.intake import CoreIntake
-from critmin.server.sequencer import freeze_gc
 
 
 class _CoreServer(uvicorn.Server):

@@ -30,18 +30,10 @@ import numpy as np
 import sqlalchemy as sa
 
 from critmin.server import db
-from critmin.server.engine import (
-    ApiError,
-    Batch,
-    Command,
-    Engine,
-    Result,
-    batch_steps,
-    dumps,
-    render,
-    write_batch,
-)
+from critmin.server.children import tune_gc
+from critmin.server.engine import Batch, Command, Engine, Result, batch_steps, write_batch
 from critmin.server.storage import StorageError, WriterProcess, encode_steps
+from critmin.server.wire import ApiError, dumps, render
 
 _STOP = object()
 log = logging.getLogger(__name__)
@@ -183,7 +175,7 @@ class Sequencer:
             # Started from this (long-lived) thread: PR_SET_PDEATHSIG fires when the *thread* that started the
             # child ends. A restart after the process died happens in the writer thread, which lives as long.
             self.storage.start()
-        self._gc_before = _tune_gc()
+        self._gc_before = tune_gc()
         self._writer = threading.Thread(target=self._write_loop, name="critmin-writer", daemon=True)
         self._applier = threading.Thread(target=self._apply_loop, name="critmin-sequencer", daemon=True)
         self._writer.start()
@@ -526,43 +518,6 @@ class Sequencer:
                 return
             except self._db_errors:  # pragma: no cover - storage down: keep trying, refuse meanwhile
                 time.sleep(0.5)
-
-
-#: Floor of the collector's thresholds while a sequencer runs (see _tune_gc).
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def _tune_gc() -> tuple[int, ...]:
-    """Keep the cyclic garbage collector off the latency path of a running service; returns the thresholds before.
-
-    With CPython's default thresholds (700, 10, 10) a young collection runs every request or so (an order
-    allocates ~1,000 objects) and full ones, which walk every object of the growing state (books, open orders) and
-    stop all threads meanwhile, come every few seconds under load (measured: 2 full passes in 15 s, up to 129 ms,
-    at ~15,000 orders), which is the intake's p99. The thresholds are raised to at least :data:`GC_THRESHOLDS`
-    while the sequencer runs (restored by stop()). Acyclic objects are still freed at once by reference counting;
-    cyclic garbage waits longer. A threshold of 0 (collection switched off) is left alone."""
-    before = gc.get_threshold()
-    if before[0] > 0:
-        gc.set_threshold(*(max(c, f) for c, f in zip(before, GC_THRESHOLDS, strict=True)))
-    return before
-
-
-def freeze_gc() -> tuple[int, ...]:
-    """For each process of ``critmin serve`` (core, HTTP front, storage writer) once it has started: collect once,
-    then move everything alive (modules, classes, the app, the state loaded so far) out of the collector's sight
-    (``gc.freeze``), and raise the thresholds as :func:`_tune_gc` does, for the life of the process. A full pass
-    then walks only what was made since: measured under load before this, full passes took 60-75 ms in the core
-    and 25-35 ms in the front and the writer, stalling every request in flight. Returns the thresholds before
-    (for :func:`thaw_gc`, where the freeze is for a while only: the load client)."""
-    gc.collect()
-    gc.freeze()
-    return _tune_gc()
-
-
-def thaw_gc(before: tuple[int, ...]) -> None:
-    """Undo :func:`freeze_gc`."""
-    gc.set_threshold(*before)
-    gc.unfreeze()
 
 
 def _merge(batches: list[Batch]) -> Batch:

@@ -281,7 +281,7 @@ def _serve(sock: socket.socket) -> None:
         _send(sock, ("error", f"{type(exc).__name__}: {exc}"))
         return
     dialect = engine.dialect.name
-    from critmin.server.sequencer import freeze_gc
+    from critmin.server.children import freeze_gc
 
     freeze_gc()
     _send(sock, ("ready",))
