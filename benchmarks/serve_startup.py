@@ -39,13 +39,16 @@ def start_once(src: Path, data_dir: Path, port: int, timeout: float = 60.0) -> f
     """Seconds from launching ``critmin serve`` (code in ``src``) to a 200 from ``/health``; then stops it."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "critmin.cli.main", "serve", "--data-dir", str(data_dir),
-                             "--port", str(port), "--rate-limit", "0"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    log = data_dir / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "critmin.cli.main", "serve", "--data-dir", str(data_dir),
+                                 "--port", str(port), "--rate-limit", "0"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         while True:
             if proc.poll() is not None:
-                raise SystemExit(f"critmin serve ({src}) exited with {proc.returncode} before it was healthy")
+                raise SystemExit(f"critmin serve ({src}) exited with {proc.returncode} before it was healthy:\n"
+                                 + log.read_text(errors="replace")[-2000:])
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
                     if r.status == 200:

@@ -292,7 +292,8 @@ def test_socket_dirs_of_dead_cores_are_swept(tmp_path):
     gone.wait()
     dead = tmp_path / f"critmin-serve-{gone.pid}-abc123"
     live = tmp_path / f"critmin-serve-{os.getpid()}-def456"
-    unknown = [tmp_path / "critmin-serve-k2j4h5g6", tmp_path / "critmin-serve-99999999", tmp_path / "other-1-x"]
+    unknown = [tmp_path / "critmin-serve-k2j4h5g6", tmp_path / "critmin-serve-99999999", tmp_path / "other-1-x",
+               tmp_path / f"critmin-serve-{'9' * 30}-x"]
     for d in (dead, live, *unknown):
         d.mkdir()
     (dead / "api.sock").write_text("")

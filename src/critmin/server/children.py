@@ -69,7 +69,7 @@ def sweep_socket_dirs(base: str | None = None) -> list[str]:
             except ProcessLookupError:  # no such process: its core is gone
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed.append(entry.path)
-            except OSError:  # alive (or not ours to signal): leave it
+            except (OSError, OverflowError):  # alive, not ours to signal, or no pid at all: leave it
                 continue
     return removed
 
