@@ -1,12 +1,12 @@
 """Running ``critmin serve``: the core process (this one) and its HTTP front (a child); see :mod:`critmin.server.front`.
 
 Start-up: the front has been started already (:mod:`critmin.server.children`: by ``critmin serve`` before it built
-the app, or here), and waits. The core runs the FastAPI app's lifespan (database lock, migrations, sequencer), listens
-on its two Unix sockets in the private directory the front was told, then lets the front go on: it connects to
-them and binds the public port. Stop (SIGINT or SIGTERM
-to the core, or Ctrl-C to both): the front is asked to stop first and finishes the requests it holds (their answers
-come from the core, still running), then the core stops: every queued command is answered, the lock released.
-If the front ends on its own (it could not bind the port), the core stops and the exit code is 2.
+the app, or here), and waits. The core runs the FastAPI app's lifespan (database lock, migrations, sequencer),
+listens on its two Unix sockets in the private directory the front was told, then lets the front go on: it connects
+to them and binds the public port. Stop (SIGINT or SIGTERM to the core, or Ctrl-C to both): the front is asked to
+stop first and finishes the requests it holds (their answers come from the core, still running), then the core
+stops: every queued command is answered, the lock released. If the front ends on its own (it could not bind the
+port), the core stops and the exit code is 2.
 """
 
 from __future__ import annotations
@@ -45,15 +45,14 @@ def serve(app: Any, host: str, port: int, children: Children | None = None) -> i
 
     ``children``: the front (and storage writer) ``critmin serve`` started before it built ``app``, for ``host``
     and ``port`` (see :mod:`critmin.server.children`); the caller closes them. Without, the front is started here."""
+    if children is None:
+        with Children(host, port) as own:
+            return serve(app, host, port, own)
     sys.setswitchinterval(SWITCH_INTERVAL)
-    with contextlib.ExitStack() as stack:
-        if children is None:
-            children = stack.enter_context(Children(host, port))
-        config = uvicorn.Config(app, uds=children.api_socket, log_level="warning", access_log=False,
-                                lifespan="on", timeout_keep_alive=24 * 3600, server_header=False, date_header=False)
-        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-            return runner.run(_serve(app, config, children))
-    raise AssertionError("unreachable")  # pragma: no cover (for type checkers: the with block returns)
+    config = uvicorn.Config(app, uds=children.api_socket, log_level="warning", access_log=False,
+                            lifespan="on", timeout_keep_alive=24 * 3600, server_header=False, date_header=False)
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        return runner.run(_serve(app, config, children))
 
 
 async def _serve(app: Any, config: uvicorn.Config, children: Children) -> int:

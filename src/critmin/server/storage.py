@@ -111,6 +111,9 @@ class WriterProcess:
         SQLAlchemy URL of the database (sent over the socket, never on a command line).
     durable : bool
         SQLite ``synchronous=FULL`` (default) or ``NORMAL``, as :func:`critmin.server.db.make_engine`.
+    spare : (Popen, socket), optional
+        A writer process started ahead with :func:`critmin.server.children.spawn_writer` (it has imported its
+        modules meanwhile): the first :meth:`start` hands it the database instead of starting one, unless it died.
     """
 
     def __init__(self, url: str, durable: bool = True,
