@@ -554,16 +554,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not die_with_parent(args.parent):
         return 1
+    if args.ready_fd is not None:
+        # Until the core says go, Ctrl-C (it reaches the terminal's whole group) is the core's to handle: it stops
+        # and closes the pipe, and the front then exits quietly. run() installs the front's own handler.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: critmin front: %(message)s")
     from critmin.server.children import freeze_gc
 
     front = Front(args.api_socket, args.intake_socket, args.answer_fd)
     freeze_gc()
     if args.ready_fd is not None:  # started with the core (critmin.server.children): wait until it listens
-        try:
-            go = os.read(args.ready_fd, 1)
-        except KeyboardInterrupt:  # Ctrl-C reaches the whole terminal's group: the core stops itself
-            go = b""
+        go = os.read(args.ready_fd, 1)
         os.close(args.ready_fd)
         if not go:  # the core did not start (it says why)
             return 0
