@@ -23,16 +23,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from critmin.server.loadgen import free_port
+
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_once(src: Path, data_dir: Path, port: int, timeout: float = 60.0) -> float:

@@ -47,7 +47,7 @@ from critmin.market.model import (
 )
 from critmin.market.pricing import CostInputs, nonmarket_adjustment, programme_covers, reference_price
 from critmin.server import db
-from critmin.server.wire import ApiError, canonical_text, hash_token
+from critmin.server.wire import ApiError, Command, Result, canonical_text, hash_token
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
@@ -95,28 +95,6 @@ class Actor:
     @property
     def sees_all(self) -> bool:
         return self.role in SEES_ALL
-
-
-@dataclass
-class Command:
-    """A state change requested by ``actor``; ``data`` is the validated request body (a plain dict)."""
-
-    kind: str
-    actor: Actor
-    data: dict[str, Any]
-    idempotency_key: str | None = None
-    request_hash: str = ""
-    if_match: int | None = None
-
-
-@dataclass
-class Result:
-    status: int
-    body: dict[str, Any]
-    replayed: bool = False
-    #: ``body`` rendered as JSON (UTF-8) by the writer, when it did: the idempotency record stores the same text, so
-    #: an answer is encoded once. None when not rendered (callers then encode ``body`` themselves).
-    raw: bytes | None = None
 
 
 @dataclass

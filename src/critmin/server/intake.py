@@ -26,15 +26,12 @@ import logging
 import marshal
 import re
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 # orjson parses valid JSON to the same value as the stdlib, ~4x faster; what it refuses goes to the route
 from orjson import loads as _loads
 
-from critmin.server.wire import canonical_text, hash_token, render, request_hash
-
-if TYPE_CHECKING:  # the engine (and SQLAlchemy under it) is the core's; the front imports none of it
-    from critmin.server.engine import Command, Result
+from critmin.server.wire import Command, Result, canonical_text, hash_token, render, request_hash
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +98,6 @@ def admit(state: Any, prepared: Prepared) -> Command | None:
         return None
     if state.limiter.check(who.token_id):
         return None  # the route answers 429 (a refusal does not use up the bucket)
-    from critmin.server.engine import Command  # imported once by the core, long before (see TYPE_CHECKING)
-
     return Command("place_order", who, data, key, rhash, None)
 
 

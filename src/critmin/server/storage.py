@@ -36,7 +36,7 @@ import sys
 import threading
 from typing import Any
 
-from critmin.server.children import die_with_parent, discard_writer, spawn_writer
+from critmin.server.children import die_with_parent, discard_writer, reap, spawn_writer
 
 log = logging.getLogger(__name__)
 _LEN = struct.Struct(">I")
@@ -184,11 +184,7 @@ class WriterProcess:
             self.sock.close()
             self.sock = None
         if self.proc is not None:
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:  # pragma: no cover - stuck in the database
-                self.proc.kill()
-                self.proc.wait()
+            reap(self.proc, timeout)
             self.proc = None
 
 

@@ -1,5 +1,6 @@
-"""What the service's processes send each other and their clients, byte for byte: JSON text identical to the
-standard library encoder's (the audit chain hashes it), the request and token hashes, and the error form.
+"""What the service's processes send each other and their clients: the commands the HTTP layers hand the engine
+and the results they get back; byte for byte, JSON text identical to the standard library encoder's (the audit
+chain hashes it), the request and token hashes, and the error form.
 
 Its own module so that the HTTP front, which parses, validates and hashes orders and relays answers, imports none of
 the engine, the database schema or SQLAlchemy (start-up: see :mod:`critmin.server.children`).
@@ -11,13 +12,39 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from critmin.errors import CritminError
 from critmin.market.audit import to_jsonable
+
+if TYPE_CHECKING:
+    from critmin.server.engine import Actor
+
+
+@dataclass
+class Command:
+    """A state change requested by ``actor``; ``data`` is the validated request body (a plain dict)."""
+
+    kind: str
+    actor: Actor
+    data: dict[str, Any]
+    idempotency_key: str | None = None
+    request_hash: str = ""
+    if_match: int | None = None
+
+
+@dataclass
+class Result:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+    #: ``body`` rendered as JSON (UTF-8) by the writer, when it did: the idempotency record stores the same text, so
+    #: an answer is encoded once. None when not rendered (callers then encode ``body`` themselves).
+    raw: bytes | None = None
 
 
 class ApiError(CritminError):
