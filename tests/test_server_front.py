@@ -316,7 +316,8 @@ def test_a_spare_writer_that_died_is_replaced(tmp_path):
         w.start()
         try:
             assert w.alive and (w.proc is proc) is not kill and w.proc.poll() is None
-            w.commit([])
+            w.send(0, 0, None)
+            assert w.receive(w.sock) == ("ok", 1)
         finally:
             w.close()
         assert w.proc is None or w.proc.poll() is not None
@@ -332,13 +333,22 @@ def test_a_port_in_use_stops_the_service_with_exit_2(tmp_path):
 
 
 def test_the_storage_writer_dying_refuses_its_batch_then_restarts(served):
-    """kill -9 of the writer process: the order in flight is refused (503, not committed), memory is rebuilt from
-    the database, a new writer starts, and the retry with the same key is applied once."""
+    """kill -9 of the writer process with a batch in flight (the process stopped first, so that the order is
+    handed over and waits): that order is refused (503, not committed), memory is rebuilt from the database, a
+    new writer starts, and the retry with the same key is applied once. A writer that dies idle has nothing in
+    flight: the next order is simply committed by a new one."""
+    import concurrent.futures
+
     m = _market(served)
     first = m.order("lynas", SELL)
     writer = next(p for p in _children(served.proc.pid) if _module_of(p) == "critmin.server.storage")
-    os.kill(writer, signal.SIGKILL)
-    r = m.post("toyota", "/v1/orders", BUY, key="after-kill")
+    os.kill(writer, signal.SIGSTOP)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(m.post, "toyota", "/v1/orders", BUY, key="after-kill")
+        time.sleep(1.0)
+        assert not pending.done()  # handed over, not answered: its commit waits for the stopped process
+        os.kill(writer, signal.SIGKILL)
+        r = pending.result(timeout=60)
     assert r.status_code == 503 and r.json()["error"]["code"] == "storage_unavailable", r.text
     assert r.headers.get("retry-after") == "1"
     r = m.post("toyota", "/v1/orders", BUY, key="after-kill")
@@ -346,11 +356,20 @@ def test_the_storage_writer_dying_refuses_its_batch_then_restarts(served):
     assert r.json()["trades"] and r.json()["trades"][0]["sell_order_id"] == first["order"]["id"]
     again = m.post("toyota", "/v1/orders", BUY, key="after-kill")
     assert again.status_code == 201 and again.headers.get("idempotency-replayed") == "true"
+    second = next(p for p in _children(served.proc.pid) if _module_of(p) == "critmin.server.storage")
+    assert second != writer
+
+    os.kill(second, signal.SIGKILL)  # idle: nothing in flight
+    time.sleep(0.5)
+    r = m.post("lynas", "/v1/orders", SELL, key="after-idle-kill")
+    assert r.status_code == 201, r.text
     orders = m.get("gao", "/v1/orders?limit=50").json()["items"]
-    assert [o["id"] for o in orders if o["participant_id"] == "toyota"] == [r.json()["order"]["id"]]
+    assert [o["id"] for o in orders if o["participant_id"] == "toyota"] == [again.json()["order"]["id"]]
+    assert sum(o["id"] == r.json()["order"]["id"] for o in orders) == 1
     head = m.get("gao", "/v1/audit/head?verify=true").json()
     assert head["valid"] is True, head
-    assert [p for p in _children(served.proc.pid) if _module_of(p) == "critmin.server.storage"] not in ([], [writer])
+    assert [p for p in _children(served.proc.pid) if _module_of(p) == "critmin.server.storage"] not in (
+        [], [writer], [second])
 
 
 def test_a_new_server_waits_for_the_last_writer_of_the_previous_one(tmp_path):

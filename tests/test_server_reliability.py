@@ -438,6 +438,59 @@ def test_a_failed_commit_refuses_what_was_built_on_it_then_recovers(tmp_path, mo
     engine.dispose()
 
 
+def test_a_commit_the_storage_process_refuses_refuses_what_was_built_on_it(tmp_path):
+    """Through the storage writer process: a batch the database refuses (a trigger here) is rolled back, it and
+    every batch of its generation sent after it are refused (503) unrun, the engine is rebuilt from the database,
+    and the same commands sent again are then committed, each once."""
+    import concurrent.futures
+
+    from critmin.market.audit import verify
+    from critmin.market.model import Role
+    from critmin.server.db import make_engine
+    from critmin.server.engine import Actor, Command, Engine
+    from critmin.server.migrate import upgrade
+    from critmin.server.sequencer import Sequencer
+    from critmin.server.storage import WriterProcess
+
+    url = f"sqlite:///{tmp_path / 'market.sqlite3'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with engine.begin() as c:
+        c.exec_driver_sql("CREATE TRIGGER refuse_boom BEFORE INSERT ON participants WHEN NEW.id = 'boom' "
+                          "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")
+    system = Actor("system", Role.ADMIN, "USA", "bootstrap", frozenset({"admin", "read", "audit"}))
+
+    def create(pid: str) -> Command:
+        return Command("create_participant", system, {"id": pid, "name": pid, "role": "buyer", "country": "JPN"},
+                       f"key-{pid}", f"hash-{pid}")
+
+    def run(seq: Sequencer, pids: list[str]) -> list[tuple[int, bool]]:
+        futs = [concurrent.futures.Future() for _ in pids]
+        seq._queue.put([(create(pid), None, fut) for pid, fut in zip(pids, futs, strict=True)])  # one hand-over
+        return [(r.status, r.replayed) for r in (f.result(timeout=60) for f in futs)]
+
+    # handoff=2: the 13 commands are applied together but sent in several batches, the first two alone
+    seq = Sequencer(engine, storage=WriterProcess(url), handoff=2)
+    seq.start()
+    try:
+        first = run(seq, ["a0", "boom"] + [f"a{i}" for i in range(1, 12)])
+        assert first == [(503, False)] * 13, first
+        second = run(seq, [f"a{i}" for i in range(12)])
+        assert second == [(201, False)] * 12, second  # applied now, not replays of anything stored before
+        assert seq._gen == 1 and seq.storage.alive  # one rebuild, the same process
+    finally:
+        seq.stop()
+    with engine.connect() as c:
+        ids = sorted(r[0] for r in c.execute(sa.text("SELECT id FROM participants")))
+        audit = [{**dict(r), "payload": json.loads(r["payload"])}
+                 for r in c.execute(sa.text("SELECT * FROM audit_log ORDER BY seq")).mappings()]
+        fresh = Engine.load(c)
+    assert ids == sorted(f"a{i}" for i in range(12)), ids
+    assert verify(audit) == (True, None, "ok") and len(audit) == 12
+    assert (fresh.audit_seq, fresh.audit_head) == (seq.engine.audit_seq, seq.engine.audit_head)
+    engine.dispose()
+
+
 async def _submit_all(seq, cmds):
     return [await seq.submit(c) for c in cmds]
 

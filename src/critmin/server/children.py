@@ -41,7 +41,7 @@ def die_with_parent(parent: int) -> bool:
 
     Done in the child, not in a ``preexec_fn``: code between fork and exec can deadlock when the parent has
     threads. The signal fires when the parent *thread* that started the child ends, so children are started from a
-    thread that lives as long as the service (the main thread, or the sequencer's writer thread for a restart)."""
+    thread that lives as long as the service (the main thread, or the sequencer's applier thread for a restart)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     return os.getppid() == parent

@@ -329,7 +329,7 @@ def write_batch(conn: sa.Connection, batch: Batch) -> None:
 
 
 class Engine:
-    """In-memory market state. Not thread-safe: only the sequencer's writer thread calls :meth:`apply`."""
+    """In-memory market state. Not thread-safe: only the sequencer's applier thread calls :meth:`apply`."""
 
     def __init__(self, allies: Iterable[str] | None = None) -> None:
         self.allies = frozenset(allies) if allies is not None else allied_group()

@@ -1,10 +1,12 @@
-"""The sequencer: commands are applied in arrival order by one thread and committed in batches by another.
+"""The sequencer: commands are applied in arrival order by one thread and committed in batches behind it.
 
 Clients' requests wait on a future; the applier drains everything queued (up to ``max_batch``) and applies each
-command to the engine in memory; the writer writes all rows handed to it since its last commit in one transaction
-(one fsync on SQLite, one pipelined round trip on PostgreSQL) and only then resolves the futures. This *group
-commit* is what lets a durable store acknowledge thousands of orders per second: the cost of a commit is shared
-by every order in the batch, and the next batch is matched while the previous one is being synced.
+command to the engine in memory; the rows of what it applied are written in one transaction with everything else
+waiting to be written since the last commit (one fsync on SQLite, one pipelined round trip on PostgreSQL), and
+only then are the futures resolved. This *group commit* is what lets a durable store acknowledge thousands of
+orders per second: the cost of a commit is shared by every order in it, and the next commands are matched while
+the previous ones are being synced. In ``critmin serve`` the transactions are run by the storage writer process
+(:mod:`critmin.server.storage`), which gathers the groups itself; without one, by a writer thread here.
 
 Idempotency: a state-changing request carries an ``Idempotency-Key``. Its (participant, key) with a hash of the
 request and the response is written in the same transaction as the change, so a retry after a crash or a lost
@@ -15,6 +17,7 @@ request is refused (409).
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import gc
 import json
@@ -97,23 +100,34 @@ class _Applied:
     keys: list[_Key]                        # idempotency keys first recorded here
     final: bool = False                     # results stand even if the batch is refused
     payload: bytes | None = None            # its writes as the storage writer process takes them (encode_steps)
+    framed: bool = False                    # the storage process sends the answers of its replies with ``frame``
 
 
 class Sequencer:
     """Single writer with group commit, as a two-stage pipeline.
 
     The *applier* thread takes queued commands in arrival order (up to ``max_batch`` at a time), applies them to
-    the in-memory engine and hands the rows to the *writer* thread, which commits everything it has been handed
-    since its last commit in one transaction (at most ``max_batch`` commands) and only then answers the clients.
+    the in-memory engine and hands the rows over to be committed:
+
+    * with a storage process (``critmin serve``), it sends them to that process at once; the process commits
+      everything waiting on its socket in one transaction (at most ``max_batch`` commands) as soon as its previous
+      commit is done, and the *acknowledging* thread takes its replies, in order, and answers the clients (the
+      process itself answers the HTTP front's);
+    * without one, the *writer* thread commits everything it has been handed since its last commit in one
+      transaction (at most ``max_batch`` commands) on a connection of its own, and answers the clients.
+
     So the next commands are matched while the previous ones are being written and synced (SQLite's fsync and
     PostgreSQL's round trips release the GIL), and an answer still always follows its commit.
 
-    Idempotency keys applied but not yet committed are kept in memory (``_pending``) until the writer reports
-    their batch done, so a retry that arrives meanwhile is answered from there (after the first one's commit,
-    since the writer commits in order), never applied twice.
+    Idempotency keys applied but not yet committed are kept in memory (``_pending``) until their batch is reported
+    done, so a retry that arrives meanwhile is answered from there (after the first one's commit, since commits
+    are in order), never applied twice.
 
     If a commit fails, its commands and every later one already applied (they built on the failed state) are
-    refused with 503, and the applier rebuilds the engine from the database before applying anything else.
+    refused with 503 (the storage process refuses, unrun, every later batch of the same engine generation), and
+    the applier rebuilds the engine from the database before applying anything else, on a new generation. If the
+    storage process dies, everything sent to it and not answered is refused the same way, and the next batch
+    starts a new process.
 
     Parameters
     ----------
@@ -123,14 +137,14 @@ class Sequencer:
     max_batch : int
         Most commands per transaction (1 = one transaction and commit per command, no group commit).
     storage : WriterProcess, optional
-        While the pipeline runs, the writer thread commits through this process (see
-        :mod:`critmin.server.storage`) instead of a connection of its own. ``critmin serve`` uses one.
+        While the pipeline runs, batches are committed by this process (see :mod:`critmin.server.storage`)
+        instead of a writer thread with a connection of its own. ``critmin serve`` uses one.
     handoff : int
-        When the writer is idle, the applier hands over what it has applied as soon as that is at least this many
-        commands, instead of finishing the commands it took first (0: always whole). An idle writer (storage) is
-        lost capacity: measured on the intake benchmark, 4 gave ~8 % more orders/s than 0 (alternate runs, see
-        benchmarks/README), at about the same CPU per order. Answers still follow their commit, and commits stay
-        in arrival order.
+        When storage is idle (nothing handed over is unanswered), the applier hands over what it has applied as
+        soon as that is at least this many commands, instead of finishing the commands it took first (0: always
+        whole). An idle writer (storage) is lost capacity: measured on the intake benchmark, 4 gave ~8 % more
+        orders/s than 0 (alternate runs, see benchmarks/README), at about the same CPU per order. Answers still
+        follow their commit, and commits stay in arrival order.
     """
 
     def __init__(self, sa_engine: sa.Engine, allies: Iterable[str] | None = None, max_batch: int = 512,
@@ -165,31 +179,45 @@ class Sequencer:
         self._write_conn: sa.Connection | None = None   # writer: one transaction per group
         self._gc_before: tuple[int, ...] | None = None
         self._writer_idle = False  # the writer thread waits for applied commands (set by it, cleared by both)
+        # With a storage process: batches sent to it and not yet answered, in order (appended by the applier,
+        # taken by the acknowledging thread), under this lock with the process's state and _failed_gen.
+        self._inflight: collections.deque[_Applied] = collections.deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._acker: threading.Thread | None = None
+        if storage is not None:
+            storage.max_batch = self.max_batch
         self.handoff = max(0, int(handoff))
         self.batches = 0   # transactions committed
         self.commands = 0  # commands answered
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        self._closing = False
         if self.storage is not None:
             # Started from this (long-lived) thread: PR_SET_PDEATHSIG fires when the *thread* that started the
-            # child ends. A restart after the process died happens in the writer thread, which lives as long.
+            # child ends. A restart after the process died happens in the applier thread, which lives as long.
             self.storage.start()
+            self._acker = threading.Thread(target=self._ack_loop, name="critmin-acker", daemon=True)
+            self._acker.start()
+        else:
+            self._writer = threading.Thread(target=self._write_loop, name="critmin-writer", daemon=True)
+            self._writer.start()
         self._gc_before = tune_gc()
-        self._writer = threading.Thread(target=self._write_loop, name="critmin-writer", daemon=True)
         self._applier = threading.Thread(target=self._apply_loop, name="critmin-sequencer", daemon=True)
-        self._writer.start()
         self._applier.start()
 
     def stop(self) -> None:
-        """Answer everything queued, then stop both threads."""
+        """Answer everything queued, then stop the threads."""
         if self._applier is not None:
-            self._queue.put(_STOP)  # the applier passes it on to the writer after its last batch
+            self._queue.put(_STOP)  # the applier passes it on after its last batch
             self._applier.join(timeout=30)
             self._applier = None
-        if self._writer is not None:
-            self._writer.join(timeout=30)
-            self._writer = None
+        for attr in ("_writer", "_acker"):
+            thread = getattr(self, attr)
+            if thread is not None:
+                thread.join(timeout=30)
+                setattr(self, attr, None)
         self._drop("_read_conn", invalidate=False)
         self._drop("_write_conn", invalidate=False)
         if self.storage is not None:
@@ -263,7 +291,7 @@ class Sequencer:
         while True:
             item = self._queue.get()
             if item is _STOP:
-                self._applied.put(_STOP)
+                self._end_pipeline()
                 return
             items = list(item) if type(item) is list else [item]  # a list: several queued at once (enqueue)
             stop = False
@@ -296,12 +324,70 @@ class Sequencer:
                     err = ApiError(500, "internal_error", f"the command failed ({type(exc).__name__}); nothing was "
                                                           "committed")
                     applied = _Applied(self._gen, rest, [Result(500, err.body())] * len(rest), Batch(), [], final=True)
-                self._writer_idle = False
-                self._applied.put(applied)
+                self._hand_over(applied)
                 rest = rest[len(applied.items):]
             if stop:
-                self._applied.put(_STOP)
+                self._end_pipeline()
                 return
+
+    def _idle(self) -> bool:
+        """Storage waits for work: nothing sent to the storage process is unanswered (or the writer thread waits)."""
+        return not self._inflight if self.storage is not None else self._writer_idle
+
+    def _hand_over(self, applied: _Applied) -> None:
+        """Pass an applied batch on to be committed: to the writer thread, or straight to the storage process (which
+        commits it with whatever else is waiting; the acknowledging thread answers it)."""
+        if self.storage is None:
+            self._writer_idle = False
+            self._applied.put(applied)
+            return
+        storage = self.storage
+        answers = b""
+        if storage.channel is not None:
+            # Replies that can render their answer (the HTTP front's, intake._Reply) are answered by the storage
+            # process itself, right after the commit (see critmin.server.storage).
+            answers = b"".join([fut.frame(res) for (_, _, fut), res in zip(applied.items, applied.results, strict=True)
+                                if hasattr(fut, "frame")])
+            applied.framed = bool(answers)
+        failure: BaseException | None = None
+        with self._cond:
+            if applied.gen <= self._failed_gen:
+                failure = RuntimeError("an earlier commit failed")
+            else:
+                if not storage.alive:  # it died: a new one (the engine was rebuilt since, see _recover)
+                    try:
+                        storage.start()
+                    except StorageError as exc:
+                        log.warning("refusing %d command(s): %s", len(applied.items), exc)
+                        failure = exc
+                        self._failed_gen = applied.gen
+                    else:
+                        self._cond.notify_all()  # the acknowledging thread waits for a process
+                if failure is None:
+                    self._inflight.append(applied)
+        if failure is not None:
+            self._answer([applied], failure)
+            return
+        try:
+            storage.send(applied.gen, len(applied.items), applied.payload, answers)
+        except StorageError:
+            storage.shutdown()  # the acknowledging thread refuses everything in flight (this batch with it)
+
+    def _end_pipeline(self) -> None:
+        """After the applier's last batch: the writer thread, or the acknowledging thread once everything sent is
+        answered, ends."""
+        if self.storage is None:
+            self._applied.put(_STOP)
+            return
+        with self._cond:
+            self._closing = True
+            alive = self.storage.alive
+            self._cond.notify_all()
+        if alive:
+            try:
+                self.storage.send_sync()  # answered after every batch before it
+            except StorageError:
+                self.storage.shutdown()
 
     def _apply(self, items: list[tuple[Command, Any, Any]], handoff: int = 0) -> _Applied:
         """Apply ``items`` in order. With ``handoff``, stops after that many or more once the writer is idle, so
@@ -318,7 +404,7 @@ class Sequencer:
             return applied
         batch, results = applied.batch, applied.results
         for i, (cmd, _, _) in enumerate(items):
-            if handoff and i >= handoff and self._writer_idle:
+            if handoff and i >= handoff and self._idle():
                 applied.items = items[:i]
                 break
             key = (cmd.actor.participant_id, cmd.idempotency_key) if cmd.idempotency_key else None
@@ -407,53 +493,53 @@ class Sequencer:
                     break
                 group.append(nxt)
                 n += len(nxt.items)
-            self._commit(group, self.storage)
+            self._commit(group)
             if stop:
                 return
 
-    def _commit(self, group: list[_Applied], storage: WriterProcess | None = None) -> None:
-        """Write and commit ``group`` in one transaction (through ``storage`` when given), then answer its clients
-        (503 for all if it fails)."""
+    def _commit(self, group: list[_Applied]) -> None:
+        """Write and commit ``group`` in one transaction on this process's connection, then answer its clients (503
+        for all if it fails)."""
         gen = group[0].gen
-        n = sum(len(a.items) for a in group)
         failure: BaseException | None = None
-        sent = False  # the storage process has sent the answers of replies that render their own (see below)
         if gen <= self._failed_gen:
             failure = RuntimeError("an earlier commit failed")
         elif any(len(a.batch) for a in group):
             try:
-                if storage is not None:
-                    answers = b""
-                    if storage.channel is not None:
-                        # Replies that can render their answer (the HTTP front's, intake._Reply) are answered by the
-                        # storage process itself, right after the commit (see critmin.server.storage).
-                        answers = b"".join([fut.frame(res) for a in group for (_, _, fut), res
-                                            in zip(a.items, a.results, strict=True) if hasattr(fut, "frame")])
-                    storage.commit([a.payload for a in group if a.payload is not None], answers)
-                    sent = bool(answers)
-                else:
-                    merged = group[0].batch if len(group) == 1 else _merge([a.batch for a in group])
-                    conn = self._conn("_write_conn")
-                    with conn.begin():
-                        write_batch(conn, merged)
+                merged = group[0].batch if len(group) == 1 else _merge([a.batch for a in group])
+                conn = self._conn("_write_conn")
+                with conn.begin():
+                    write_batch(conn, merged)
             except Exception as exc:  # storage errors, and any other: the writer must go on answering
                 self._drop("_write_conn")
-                # Memory ran ahead of storage: refuse this and every later batch until the applier rebuilds.
-                log.log(logging.WARNING if isinstance(exc, self._db_errors) else logging.ERROR,
-                        "commit failed, refusing %d command(s) and rebuilding: %s", n, exc,
-                        exc_info=not isinstance(exc, self._db_errors))
+                self._refused(group, exc)
                 failure = exc
-                self._failed_gen = gen
             else:
                 self.batches += 1
+        self._answer(group, failure)
+
+    def _refused(self, group: list[_Applied], exc: BaseException) -> None:
+        """A commit failed: memory ran ahead of storage, so this and every later batch of its generation is refused
+        until the applier rebuilds the engine from the database."""
+        n = sum(len(a.items) for a in group)
+        log.log(logging.WARNING if isinstance(exc, self._db_errors) else logging.ERROR,
+                "commit failed, refusing %d command(s) and rebuilding: %s", n, exc,
+                exc_info=not isinstance(exc, self._db_errors))
+        with self._cond:  # re-entrant: the acknowledging thread calls this holding it
+            self._failed_gen = max(self._failed_gen, max(a.gen for a in group))
+
+    def _answer(self, group: list[_Applied], failure: BaseException | None, sent: bool = False) -> None:
+        """Answer the commands of ``group``: their results, or 503 when ``failure`` (except a batch whose results
+        stand, ``final``). With ``sent``, the storage process has already answered the replies of framed batches."""
         by_loop: dict[Any, list[tuple[Any, Result]]] = {}
         for applied in group:
             results = applied.results if failure is None or applied.final else [_unavailable(failure)] * len(
                 applied.items)
             if failure is not None:
                 applied.results = results
+            skip = sent and applied.framed
             for (_, loop, fut), res in zip(applied.items, results, strict=True):
-                if fut is None or (sent and hasattr(fut, "frame")):
+                if fut is None or (skip and hasattr(fut, "frame")):
                     continue
                 if loop is None:  # submit_sync from another thread
                     fut.set_result(res)
@@ -467,6 +553,46 @@ class Sequencer:
                 loop.call_soon_threadsafe(_resolve_all, done)
             except RuntimeError:  # pragma: no cover - that loop is closed (client gone at shutdown)
                 pass
+
+    # ------------------------------------------------------------------ acknowledging (with a storage process)
+    def _ack_loop(self) -> None:
+        """Take the storage process's replies, in order, and answer the batches they cover. When the process is
+        gone, everything in flight is refused (503) and the applier rebuilds the engine (a batch may have been
+        committed just before: its clients' retries, same Idempotency-Key, then get the stored answers)."""
+        storage = self.storage
+        assert storage is not None
+        while True:
+            with self._cond:
+                while storage.sock is None:
+                    if self._closing:
+                        return
+                    self._cond.wait()
+                sock = storage.sock
+            try:
+                reply = storage.receive(sock)
+            except StorageError as exc:
+                with self._cond:  # closed and refused at once: the applier sends nothing more of this generation
+                    if storage.sock is sock:
+                        storage.close()
+                    group = list(self._inflight)
+                    self._inflight.clear()
+                    if group:
+                        self._refused(group, exc)
+                if group:
+                    self._answer(group, exc)
+                continue
+            if reply[0] == "sync":
+                if self._closing:
+                    return
+                continue
+            failure = StorageError(reply[2]) if reply[0] == "error" else None
+            with self._cond:
+                group = [self._inflight.popleft() for _ in range(reply[1])]
+                if failure is not None:
+                    self._refused(group, failure)
+            if failure is None and any(len(a.batch) for a in group):
+                self.batches += 1
+            self._answer(group, failure, sent=failure is None)
 
     def _stored_keys(self, cmds: list[Command]) -> dict[tuple[str, str], tuple[str, Result]]:
         by_participant: dict[str, set[str]] = {}
