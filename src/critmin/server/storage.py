@@ -6,13 +6,12 @@ same process each of those hand-backs waited for the applier (measured: a batch'
 waiting for the GIL than the database took to run them), and the writes could not run beside the matching on the
 machine's other core. Here the sequencer's applier compiles each batch into plain steps
 (:func:`critmin.server.engine.batch_steps`: SQL and driver parameters) and sends them over a socket pair as soon
-as they are applied; the sequencer's acknowledging thread waits, without the GIL, for this process to report them
-committed (or refused).
+as they are applied, and takes this process's replies (committed, or refused) whenever it would otherwise wait.
 
 Group commit happens here: once a transaction is committed, this process takes every batch already waiting on its
 socket (at most ``max_batch`` commands, one engine generation) into the next one. So it never waits for the core
-between two commits (measured before: ~35 % of its time idle, waiting for the core's writer thread to take the
-GIL back from the applier, answer and send the next group).
+between two commits (measured when the core's writer thread sent each group after the previous one's reply: ~35 %
+of this process's time idle, waiting for that thread to take the GIL back from the applier, answer and send).
 
 Protocol (a 4-byte big-endian length, then a pickle; both ends are this module, over a private socket pair):
 the parent sends ``(url, durable, max_batch)`` once and gets ``("ready",)``; then ``("batch", gen, n, payload,
@@ -21,20 +20,19 @@ answers)`` per applied batch: the engine generation it was applied on, its numbe
 HTTP front once it is committed. Batches are answered in order, one reply per transaction: ``("ok", k)`` after the
 commit of the next ``k`` batches, ``("error", k, text)`` after a rollback; a batch of a generation that failed is
 refused without being run (it was applied on top of what was rolled back: the core rebuilds its memory and
-applies later commands on a new generation). ``("sync",)`` is answered ``("sync",)`` once everything sent before
-it is answered. ``("channel",)`` carries, as ``SCM_RIGHTS``, the socket on which to send those answers (see
-:meth:`WriterProcess.set_answer_channel`); it has no reply. The child exits when the socket closes, and is killed
-with its parent (``PR_SET_PDEATHSIG``): a transaction it has not committed is rolled back by the database.
+applies later commands on a new generation). ``("channel",)`` carries, as ``SCM_RIGHTS``, the socket on which to
+send those answers (see :meth:`WriterProcess.set_answer_channel`); it has no reply. The child exits when the
+socket closes, and is killed with its parent (``PR_SET_PDEATHSIG``): a transaction it has not committed is rolled
+back by the database.
 
 The answer channel: in ``critmin serve`` the answers to ``POST /v1/orders`` are already rendered when their batch
 is handed over, so this process sends them to the front itself, right after the commit, instead of returning to
-the core's acknowledging thread (which must then take the GIL back from the applier) and its event loop. A batch
-that is not committed is answered by the core (503), never here.
+the core's applier thread and its event loop. A batch that is not committed is answered by the core (503),
+never here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import marshal
 import pickle
@@ -135,6 +133,8 @@ class WriterProcess:
         self.channel: socket.socket | None = None   # where the process sends committed answers (or None)
         self._channel_sent = False                  # handed to the current process
         self.max_batch = 512                        # most commands per transaction (the sequencer sets it)
+        self._replies_from: socket.socket | None = None  # the socket whose replies are buffered (see receive)
+        self._replies = bytearray()
 
     @property
     def alive(self) -> bool:
@@ -184,31 +184,32 @@ class WriterProcess:
         except OSError as exc:
             raise StorageError(f"the storage writer process ended ({type(exc).__name__}: {exc})") from None
 
-    def send_sync(self) -> None:
-        """Ask for a ``("sync",)`` reply once everything sent before is answered."""
+    def receive(self, block: bool = True) -> tuple | None:
+        """The next reply, in order: ``("ok", k)`` or ``("error", k, text)``; without ``block``, None when none has
+        arrived whole. Raises :class:`StorageError` when the process is gone. Reads whatever has arrived in one
+        call and keeps the replies beyond the first for the next calls."""
         sock = self.sock
         if sock is None:
             raise StorageError("the storage writer process is not running")
-        try:
-            _send(sock, ("sync",))
-        except OSError as exc:
-            raise StorageError(f"the storage writer process ended ({type(exc).__name__}: {exc})") from None
-
-    @staticmethod
-    def receive(sock: socket.socket) -> tuple:
-        """The next reply on ``sock`` (a process's :attr:`sock`), blocking: ``("ok", k)``, ``("error", k, text)``
-        or ``("sync",)``. Raises :class:`StorageError` when the process is gone or :meth:`shutdown` was called."""
-        try:
-            return _recv(sock)
-        except (OSError, EOFError) as exc:
-            raise StorageError(f"the storage writer process ended ({type(exc).__name__}: {exc})") from None
-
-    def shutdown(self) -> None:
-        """Break the connection to the process (a thread blocked in :meth:`receive` then gets a StorageError);
-        :meth:`close` still has to be called."""
-        if self.sock is not None:
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)
+        if self._replies_from is not sock:
+            self._replies_from, self._replies = sock, bytearray()
+        buf = self._replies
+        while True:
+            if len(buf) >= 4:
+                (n,) = _LEN.unpack_from(buf)
+                if len(buf) >= 4 + n:
+                    reply = pickle.loads(memoryview(buf)[4:4 + n])
+                    del buf[:4 + n]
+                    return reply
+            try:
+                chunk = sock.recv(65536, 0 if block else socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return None
+            except OSError as exc:
+                raise StorageError(f"the storage writer process ended ({type(exc).__name__}: {exc})") from None
+            if not chunk:
+                raise StorageError("the storage writer process ended (it closed its socket)")
+            buf += chunk
 
     def close(self, timeout: float = 10.0) -> None:
         """Close the socket (the process then exits) and reap the process (and a spare never started)."""
@@ -241,8 +242,10 @@ class _Checkpointer:
     that step the WAL would only grow: under steady load a checkpoint running beside the commits never catches up
     with them."""
 
-    #: Times in a row the catch-up may give way to a batch already waiting before it runs anyway.
-    MAX_DEFERRED = 20
+    #: Bytes of batches the catch-up may let pass while batches are waiting before it runs anyway: the WAL grows by
+    #: about that much more before it starts again. (Batches are sent as soon as they are applied, so under load
+    #: the next one is often waiting.)
+    MAX_DEFERRED = CHECKPOINT_BYTES // 4
 
     def __init__(self, engine: Any) -> None:
         self.pooled, self.conn = _connect(engine)
@@ -250,7 +253,7 @@ class _Checkpointer:
         self.written = 0       # bytes of batches committed since the last checkpoint was asked for
         self.busy = False      # the thread is checkpointing
         self.finished = False  # a checkpoint has finished since the writer last caught up
-        self.deferred = 0
+        self.deferred = 0      # bytes of batches committed since it finished, the catch-up giving way to them
         self.thread = threading.Thread(target=self._run, name="critmin-checkpoint", daemon=True)
         self.thread.start()
 
@@ -265,11 +268,11 @@ class _Checkpointer:
     def after_commit(self, conn: Any, written: int, waiting: Any) -> None:
         """In the writer, after answering a commit of ``written`` bytes of batches: first catch up the last
         checkpoint if it has finished, unless ``waiting()`` says the next batch is already there (then after a
-        later commit; at most :attr:`MAX_DEFERRED` times in a row, so that the WAL still starts again under unbroken
-        load); then ask the thread for the next checkpoint every :data:`CHECKPOINT_BYTES`."""
+        later commit; for at most :attr:`MAX_DEFERRED` bytes of batches, so that the WAL still starts again under
+        unbroken load); then ask the thread for the next checkpoint every :data:`CHECKPOINT_BYTES`."""
         if self.finished:
             if self.deferred < self.MAX_DEFERRED and waiting():
-                self.deferred += 1
+                self.deferred += written
             else:
                 self.finished, self.deferred = False, 0
                 _checkpoint(conn)
@@ -336,9 +339,6 @@ def _serve(sock: socket.socket) -> None:
             if channel is not None:
                 channel.close()
             channel = socket.socket(fileno=fds[0]) if fds else None
-            continue
-        if msg[0] == "sync":
-            _send(sock, ("sync",))
             continue
         # A batch: with every batch already waiting behind it, up to max_batch commands of one generation.
         group, gen, n = [msg], msg[1], msg[2]
