@@ -167,7 +167,7 @@ class Sequencer:
     * with a storage process (``critmin serve``), it sends them to that process at once; the process commits
       everything waiting on its socket in one transaction (at most ``max_batch`` commands) as soon as its previous
       commit is done and answers the HTTP front's clients itself; the applier takes its replies, in order, whenever
-      it would wait (for commands, or to know whether storage is idle) and answers the other clients;
+      it would wait for commands, and answers the other clients;
     * without one, the *writer* thread commits everything it has been handed since its last commit in one
       transaction (at most ``max_batch`` commands) on a connection of its own, and answers the clients.
 
@@ -413,8 +413,7 @@ class Sequencer:
             try:
                 storage.start()
             except StorageError as exc:
-                self._refused([applied], exc)
-                self._answer([applied], exc)
+                self._refuse([applied], exc)
                 return
         answers = b""
         if storage.channel is not None:
@@ -447,9 +446,7 @@ class Sequencer:
                     self.batches += 1
                 self._answer(group, None, sent=True)
             else:
-                failure = StorageError(reply[2])
-                self._refused(group, failure)
-                self._answer(group, failure)
+                self._refuse(group, StorageError(reply[2]))
 
     def _storage_lost(self, exc: BaseException) -> None:
         """The storage process is gone: everything in flight is refused (503) and the applier rebuilds the engine
@@ -459,8 +456,7 @@ class Sequencer:
         group = list(self._inflight)
         self._inflight.clear()
         if group:
-            self._refused(group, exc)
-            self._answer(group, exc)
+            self._refuse(group, exc)
 
     def _end_pipeline(self) -> None:
         """After the applier's last batch: the writer thread ends, or everything sent to storage is answered."""
@@ -580,11 +576,10 @@ class Sequencer:
     def _commit(self, group: list[_Applied]) -> None:
         """Write and commit ``group`` in one transaction on this process's connection, then answer its clients (503
         for all if it fails)."""
-        gen = group[0].gen
-        failure: BaseException | None = None
-        if gen <= self._failed_gen:
-            failure = RuntimeError("an earlier commit failed")
-        elif any(len(a.batch) for a in group):
+        if group[0].gen <= self._failed_gen:
+            self._answer(group, RuntimeError("an earlier commit failed"))
+            return
+        if any(len(a.batch) for a in group):
             try:
                 merged = group[0].batch if len(group) == 1 else _merge([a.batch for a in group])
                 conn = self._conn("_write_conn")
@@ -592,20 +587,20 @@ class Sequencer:
                     write_batch(conn, merged)
             except Exception as exc:  # storage errors, and any other: the writer must go on answering
                 self._drop("_write_conn")
-                self._refused(group, exc)
-                failure = exc
-            else:
-                self.batches += 1
-        self._answer(group, failure)
+                self._refuse(group, exc)
+                return
+            self.batches += 1
+        self._answer(group, None)
 
-    def _refused(self, group: list[_Applied], exc: BaseException) -> None:
-        """A commit failed: memory ran ahead of storage, so this and every later batch of its generation is refused
-        until the applier rebuilds the engine from the database."""
+    def _refuse(self, group: list[_Applied], exc: BaseException) -> None:
+        """A commit failed: memory ran ahead of storage, so ``group`` is answered 503 and every later batch of its
+        generation is refused until the applier rebuilds the engine from the database."""
         n = sum(len(a.items) for a in group)
         log.log(logging.WARNING if isinstance(exc, self._db_errors) else logging.ERROR,
                 "commit failed, refusing %d command(s) and rebuilding: %s", n, exc,
                 exc_info=not isinstance(exc, self._db_errors))
         self._failed_gen = max(self._failed_gen, max(a.gen for a in group))
+        self._answer(group, exc)
 
     def _answer(self, group: list[_Applied], failure: BaseException | None, sent: bool = False) -> None:
         """Answer the commands of ``group``: their results, or 503 when ``failure`` (except a batch whose results

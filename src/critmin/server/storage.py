@@ -133,8 +133,7 @@ class WriterProcess:
         self.channel: socket.socket | None = None   # where the process sends committed answers (or None)
         self._channel_sent = False                  # handed to the current process
         self.max_batch = 512                        # most commands per transaction (the sequencer sets it)
-        self._replies_from: socket.socket | None = None  # the socket whose replies are buffered (see receive)
-        self._replies = bytearray()
+        self._replies = bytearray()                 # replies read and not yet taken (see receive)
 
     @property
     def alive(self) -> bool:
@@ -149,6 +148,7 @@ class WriterProcess:
 
     def start(self) -> None:
         self._channel_sent = False
+        self._replies = bytearray()
         spare, self._spare = self._spare, None
         if spare is not None and spare[0].poll() is None:  # started ahead, its modules imported meanwhile
             self.proc, parent = spare
@@ -191,8 +191,6 @@ class WriterProcess:
         sock = self.sock
         if sock is None:
             raise StorageError("the storage writer process is not running")
-        if self._replies_from is not sock:
-            self._replies_from, self._replies = sock, bytearray()
         buf = self._replies
         while True:
             if len(buf) >= 4:
