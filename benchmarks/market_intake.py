@@ -156,9 +156,9 @@ async def _measure(url: str, data_dir: Path, max_batch: int, clients: int, warmu
             marks["cpu0"], marks["t0"], marks["self0"] = _cpu_seconds(proc.pid), time.perf_counter(), time.process_time()
 
         sampler = asyncio.create_task(sample_at_window_start())
-        # Every request rendered before the clock starts (up to 3,000 orders/s), so that rendering them does not
+        # Every request rendered before the clock starts (up to 5,000 orders/s), so that rendering them does not
         # compete with the server for the machine's cores during the run.
-        ahead = int(3000 * (warmup + seconds) / clients) + 64
+        ahead = int(5000 * (warmup + seconds) / clients) + 64
         res = await L.run_load(HOST, port, cast, seed=1, key_prefix="b-", duration=warmup + seconds,
                                retry_deadline=30, bulk=bulk, prerender=ahead)
         await sampler

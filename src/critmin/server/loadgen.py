@@ -308,13 +308,19 @@ class _Requests:
         self.ahead: deque[tuple[str, list[dict[str, Any]], bytes]] = deque()
         self.refill()
 
-    def refill(self) -> None:
-        self.ahead.extend(self._make(i) for i in range(self.made, self.made + self.chunk))
-        self.made += self.chunk
+    #: Requests rendered at a time once the prerendered ones are used up, inside the run. A whole chunk there held up
+    #: the event loop, and every client runs out at about the same moment (measured: ~11 µs per request, 1,189 per
+    #: client, 32 clients: every request in flight answered ~0.4 s late).
+    REFILL = 8
+
+    def refill(self, n: int | None = None) -> None:
+        n = self.chunk if n is None else n
+        self.ahead.extend(self._make(i) for i in range(self.made, self.made + n))
+        self.made += n
 
     def next(self) -> tuple[str, list[dict[str, Any]], bytes]:
-        if not self.ahead:  # a few µs per request, inside the run: give a prerender large enough to avoid it
-            self.refill()
+        if not self.ahead:  # inside the run: give a prerender large enough to avoid it
+            self.refill(self.REFILL)
         return self.ahead.popleft()
 
     def _make(self, i: int) -> tuple[str, list[dict[str, Any]], bytes]:
