@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import random
 import signal
@@ -475,9 +476,22 @@ def percentile(values: Sequence[float], q: float) -> float:
     return s[k]
 
 
+#: A pause: no answer at all for longer than this (ms) while requests are in flight (see :func:`pauses`).
+PAUSE_MS = 25.0
+
+
+def pauses(done_at: Sequence[float], longer_than_ms: float = PAUSE_MS) -> tuple[int, float]:
+    """(how many gaps between consecutive answers exceed ``longer_than_ms``, the longest gap in ms) for answer
+    times in seconds. With every client waiting on one request, such a gap holds all of them at once: a p99 made
+    of a few pauses (a slow disk sync, say) looks like this, a slow steady state does not."""
+    s = sorted(done_at)
+    gaps = [(b - a) * 1000 for a, b in itertools.pairwise(s)]
+    return sum(g > longer_than_ms for g in gaps), max(gaps, default=0.0)
+
+
 def summarize(res: LoadResult, t_from: float | None = None, t_to: float | None = None) -> dict[str, Any]:
     """Acknowledged orders/s and latency percentiles (ms) of the requests *answered* in [t_from, t_to]
-    (default the whole run)."""
+    (default the whole run), and the pauses in the answers (:func:`pauses`)."""
     lo = res.started if t_from is None else t_from
     hi = res.finished if t_to is None else t_to
     window = [r for r in res.records if r.done_at and lo <= r.done_at <= hi]
@@ -487,10 +501,11 @@ def summarize(res: LoadResult, t_from: float | None = None, t_to: float | None =
     statuses: dict[int, int] = {}
     for r in window:
         statuses[r.status] = statuses.get(r.status, 0) + 1
+    n_pauses, longest = pauses([r.done_at for r in window])
     return {"acked": len(acked), "seconds": span, "rate": len(acked) / span,
             "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95), "p99_ms": percentile(lat, 99),
             "max_ms": max(lat) if lat else float("nan"), "statuses": statuses,
-            "trades": sum(len(r.trade_ids) for r in acked)}
+            "trades": sum(len(r.trade_ids) for r in acked), "pauses": n_pauses, "longest_pause_ms": longest}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
