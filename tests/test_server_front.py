@@ -317,7 +317,7 @@ def test_a_spare_writer_that_died_is_replaced(tmp_path):
         try:
             assert w.alive and (w.proc is proc) is not kill and w.proc.poll() is None
             w.send(0, 0, None)
-            assert w.receive(w.sock) == ("ok", 1)
+            assert w.receive() == ("ok", 1)
         finally:
             w.close()
         assert w.proc is None or w.proc.poll() is not None

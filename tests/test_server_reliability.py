@@ -368,7 +368,7 @@ def test_a_failed_commit_refuses_what_was_built_on_it_then_recovers(tmp_path, mo
     from critmin.market.audit import verify
     from critmin.market.model import Role
     from critmin.server import sequencer
-    from critmin.server.db import make_engine
+    from critmin.server.db import audit_records, make_engine
     from critmin.server.engine import Actor, Command, Engine
     from critmin.server.migrate import upgrade
     from critmin.server.wire import request_hash
@@ -425,8 +425,7 @@ def test_a_failed_commit_refuses_what_was_built_on_it_then_recovers(tmp_path, mo
     with engine.connect() as c:
         seqs = [r[0] for r in c.execute(sa.text("SELECT seq FROM orders ORDER BY seq"))]
         keys = [r[0] for r in c.execute(sa.text("SELECT client_order_id FROM orders"))]
-        audit = [{**dict(r), "payload": json.loads(r["payload"])}
-                 for r in c.execute(sa.text("SELECT * FROM audit_log ORDER BY seq")).mappings()]
+        audit = list(audit_records(c))
         fresh = Engine.load(c)
     assert seqs == list(range(7)) and sorted(keys) == sorted({c.idempotency_key for c in cmds})
     assert verify(audit) == (True, None, "ok")
@@ -446,7 +445,7 @@ def test_a_commit_the_storage_process_refuses_refuses_what_was_built_on_it(tmp_p
 
     from critmin.market.audit import verify
     from critmin.market.model import Role
-    from critmin.server.db import make_engine
+    from critmin.server.db import audit_records, make_engine
     from critmin.server.engine import Actor, Command, Engine
     from critmin.server.migrate import upgrade
     from critmin.server.sequencer import Sequencer
@@ -482,8 +481,7 @@ def test_a_commit_the_storage_process_refuses_refuses_what_was_built_on_it(tmp_p
         seq.stop()
     with engine.connect() as c:
         ids = sorted(r[0] for r in c.execute(sa.text("SELECT id FROM participants")))
-        audit = [{**dict(r), "payload": json.loads(r["payload"])}
-                 for r in c.execute(sa.text("SELECT * FROM audit_log ORDER BY seq")).mappings()]
+        audit = list(audit_records(c))
         fresh = Engine.load(c)
     assert ids == sorted(f"a{i}" for i in range(12)), ids
     assert verify(audit) == (True, None, "ok") and len(audit) == 12

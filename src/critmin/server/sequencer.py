@@ -223,7 +223,7 @@ class Sequencer:
             (dbapi.Error,) if dbapi is not None else ())
         self._queue = _Inbox()                                     # clients → applier
         self._applied: queue.SimpleQueue = queue.SimpleQueue()    # applier → writer
-        self._done: queue.SimpleQueue = queue.SimpleQueue()       # writer → applier: (batch, keys) settled
+        self._done: queue.SimpleQueue = queue.SimpleQueue()       # writer thread → applier: batches answered
         self._pending: dict[_Key, tuple[_Applied, str, Result]] = {}  # applier's only
         self._gen = 0           # applier: bumped by each rebuild of the engine
         self._failed_gen = -1   # writer: batches of this generation or older are refused
@@ -514,16 +514,21 @@ class Sequencer:
         return applied
 
     def _settle_done(self) -> None:
-        """Forget pending keys whose batch the writer has committed (they are in the database now) or refused."""
+        """Forget pending keys whose batch the writer thread has committed or refused (see _forget)."""
         while True:
             try:
                 applied = self._done.get_nowait()
             except queue.Empty:
                 return
-            for key in applied.keys:
-                entry = self._pending.get(key)
-                if entry is not None and entry[0] is applied:
-                    del self._pending[key]
+            self._forget(applied)
+
+    def _forget(self, applied: _Applied) -> None:
+        """Forget the pending keys of a batch that is answered: committed (they are in the database now) or
+        refused. The applier's only (``_pending`` is)."""
+        for key in applied.keys:
+            entry = self._pending.get(key)
+            if entry is not None and entry[0] is applied:
+                del self._pending[key]
 
     def _recover(self) -> None:
         """After a failed commit: the writer refuses every batch of the failed generation, and has written
@@ -620,7 +625,10 @@ class Sequencer:
                 else:
                     by_loop.setdefault(loop, []).append((fut, res))
             self.commands += len(applied.items)
-            self._done.put(applied)
+            if self.storage is not None:  # answered by the applier itself (or before the pipeline runs)
+                self._forget(applied)
+            else:  # by the writer thread: the applier forgets them (_settle_done)
+                self._done.put(applied)
         # One wake-up of each event loop per transaction, not one per command.
         for loop, done in by_loop.items():
             try:
