@@ -20,11 +20,20 @@ Added columns:
   ``mappings/curated_stages.csv`` (exhaustive; blank = not a supply-chain stage, e.g. framework).
 
 Numeric columns (shares, years, values, capacities, coordinates) are typed; ``verified`` stays text.
+
+``export_controls`` = the raw register rows + critmin's own addenda (``curated/export_controls_addenda.csv``
+in this package: later measures, each row citing its page and quoting it in ``scope_note``). Addenda rows
+have the raw register's columns exactly, are normalised the same way and carry the source id
+``critmin-addenda``; an addenda ``event_id`` that repeats a register id raises DataError naming both.
+The links of suspensions to the measures they suspend (``mappings/export_control_links.csv``, see
+:mod:`critmin.methods.controls`) are checked against the combined table: every id must exist.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -37,6 +46,10 @@ from critmin.reference.countries import is_valid_code, to_iso3
 from critmin.reference.schema import CURATED_TABLES
 
 _STAGE_FILE = "critmin/reference/mappings/curated_stages.csv"
+#: critmin's own cited additions to the export-controls register (packaged, not a raw source).
+ADDENDA_FILE = "critmin/reference/curated/export_controls_addenda.csv"
+ADDENDA_SOURCE = "critmin-addenda"
+_ADDENDA_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
 
 #: Group codes allowed in curated ``country`` columns besides ISO3 and critmin pseudo codes.
 #: ``EUU`` is the World Bank code for the European Union (the issuer of EU-level measures).
@@ -103,6 +116,20 @@ SOURCES: list[dict] = [
                  "stage_id (mappings/curated_stages.csv) where a stage column exists.",
     }
     for table in CURATED_TABLES
+] + [
+    {
+        "id": ADDENDA_SOURCE,
+        "publisher": "critmin project",
+        "title": "critmin additions to the export-controls register (export_controls table)",
+        "licence": "critmin project (Apache-2.0); facts cite their own sources",
+        "url": "row-level: see the source_url column of each row",
+        "version": "2026",
+        "files": [],
+        "notes": "Packaged with critmin (reference/curated/export_controls_addenda.csv), not a raw file: "
+                 "measures found after the register was compiled; each row quotes its page in scope_note "
+                 "('quote: \"...\"') and gives the page in source_url. Same columns and normalisation as "
+                 "curated/export_controls.csv.",
+    },
 ]
 
 
@@ -214,16 +241,71 @@ def parse(raw_root: Path) -> dict[str, pd.DataFrame]:
     dict
         One DataFrame per name in :data:`critmin.reference.schema.CURATED_TABLES`: original columns
         (renamed as described in the module docstring), then ``commodity``, ``stage_id`` (if the
-        table has ``stage``), ``country`` (if it has ``country_iso3``) and ``source``.
+        table has ``stage``), ``country`` (if it has ``country_iso3``) and ``source``. ``export_controls``
+        also holds the packaged addenda rows (source ``critmin-addenda``).
 
     Raises
     ------
     DataError
-        If a file is missing, a numeric column holds text, or an expected column is absent.
+        If a file is missing, a numeric column holds text, or an expected column is absent; an addenda
+        row that repeats a register id, lacks its citation or has the wrong columns.
     MappingError
-        For an unknown commodity, stage or country label.
+        For an unknown commodity, stage or country label, or a suspension link naming an unknown event.
     """
-    return {table: _table(Path(raw_root), table) for table in CURATED_TABLES}
+    tables = {table: _table(Path(raw_root), table) for table in CURATED_TABLES}
+    tables["export_controls"] = _with_addenda(Path(raw_root), tables["export_controls"])
+    return tables
+
+
+def _with_addenda(raw_root: Path, register: pd.DataFrame) -> pd.DataFrame:
+    """Register rows + addenda rows (source ``critmin-addenda``), checked, then the links validated."""
+    from critmin.methods.controls import load_links, validate_links
+
+    text = resources.files("critmin.reference").joinpath("curated/export_controls_addenda.csv").read_text("utf-8")
+    addenda = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    header = pd.read_csv(raw_root / "curated" / "export_controls.csv", dtype=str, nrows=0, encoding="utf-8").columns
+    if list(addenda.columns) != list(header):
+        raise DataError(f"columns {list(addenda.columns)} differ from the register's {list(header)}",
+                        file=ADDENDA_FILE, row=1)
+    _check_addenda(addenda)
+    raw_ids = pd.read_csv(raw_root / "curated" / "export_controls.csv", dtype=str, keep_default_na=False,
+                          usecols=["event_id"], encoding="utf-8")["event_id"].tolist()
+    for i, eid in enumerate(addenda["event_id"]):
+        if eid in raw_ids:
+            raise DataError(f"addenda event_id {eid!r} duplicates the register's event_id {eid!r} "
+                            f"(curated/export_controls.csv line {raw_ids.index(eid) + 2})",
+                            file=ADDENDA_FILE, row=i + 2, column="event_id")
+    extra = _normalise(addenda, "export_controls", ADDENDA_FILE, ADDENDA_SOURCE)
+    combined = pd.concat([register, extra], ignore_index=True) if len(extra) else register
+    combined = combined.sort_values(_KEYS["export_controls"], kind="mergesort").reset_index(drop=True)
+    validate_links(load_links(), combined)
+    return combined
+
+
+def _check_addenda(addenda: pd.DataFrame) -> None:
+    """critmin's own rows must be cited: URL, quote, verified yes|no, ISO dates, unique ids."""
+    seen: dict[str, int] = {}
+    for i, row in enumerate(addenda.to_dict("records")):
+        line = i + 2
+
+        def bad(column: str, message: str, _line: int = line) -> DataError:
+            return DataError(message, file=ADDENDA_FILE, row=_line, column=column)
+
+        eid = row["event_id"].strip()
+        if not eid:
+            raise bad("event_id", "blank event_id")
+        if eid in seen:
+            raise bad("event_id", f"event_id {eid!r} repeats line {seen[eid]}")
+        seen[eid] = line
+        if not row["source_url"].strip() or not row["source"].strip():
+            raise bad("source_url", f"{eid}: every addenda row cites its page (source and source_url)")
+        if not row["scope_note"].startswith('quote: "'):
+            raise bad("scope_note", f"{eid}: scope_note must start with the page's words: quote: \"...\"")
+        if row["verified"] not in ("yes", "no"):
+            raise bad("verified", f"{eid}: verified must be 'yes' or 'no'")
+        for col in ("announced", "effective", "ended"):
+            if row[col] and not _ADDENDA_DATE.fullmatch(row[col]):
+                raise bad(col, f"{eid}: {row[col]!r} is not YYYY, YYYY-MM or YYYY-MM-DD")
 
 
 def _table(raw_root: Path, table: str) -> pd.DataFrame:
@@ -233,6 +315,12 @@ def _table(raw_root: Path, table: str) -> pd.DataFrame:
         raise DataError("file not found", file=str(path))
     # Everything as text first: identifiers like years or '0.5' must not be reinterpreted silently.
     raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    frame = _normalise(raw, table, rel, f"curated-{table}")
+    return frame.sort_values(_KEYS[table], kind="mergesort", na_position="first").reset_index(drop=True)
+
+
+def _normalise(raw: pd.DataFrame, table: str, rel: str, source_id: str) -> pd.DataFrame:
+    """Rename, type and add the normalised columns (module docstring) to a table read as text."""
     if "source" not in raw.columns:
         raise DataError("missing column 'source' (the row citation)", file=rel)
     frame = raw.rename(columns={"source": "citation", "commodity": "commodity_label"})
@@ -254,8 +342,8 @@ def _table(raw_root: Path, table: str) -> pd.DataFrame:
         frame["stage_id"] = pd.array([map_stages(v, source=rel) for v in frame["stage"]], dtype="string")
     if "country_iso3" in frame.columns:
         frame["country"] = pd.array([map_country(v, source=rel) for v in frame["country_iso3"]], dtype="string")
-    frame["source"] = pd.array([f"curated-{table}"] * len(frame), dtype="string")
-    return frame.sort_values(_KEYS[table], kind="mergesort", na_position="first").reset_index(drop=True)
+    frame["source"] = pd.array([source_id] * len(frame), dtype="string")
+    return frame
 
 
 @cache
