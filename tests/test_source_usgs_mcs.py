@@ -32,7 +32,7 @@ def _one(df: pd.DataFrame, **where) -> pd.Series:
 
 
 def test_schema_and_order(tables):
-    assert set(tables) == {"production", "reserves", "us_salient", "import_sources"}
+    assert set(tables) == {"production", "reserves", "us_salient", "import_sources", "critical_lists"}
     for name, df in tables.items():
         assert list(df.columns) == list(TABLES[name]), name
         for col, (dtype, _) in TABLES[name].items():
@@ -161,6 +161,53 @@ def test_import_sources(tables):
     assert _one(ree, partner="CHN")["share"] == pytest.approx(0.71)
     assert ree["share"].sum() == pytest.approx(1.0)
     assert imp["share"].between(0, 1).all() and set(imp["period"]) == {"2021-24"}
+
+
+#: USGS, "Final 2025 List of Critical Minerals", Federal Register, 2025-11-07: 60 minerals (critmin ids where
+#: they exist; metallurgical coal has none).
+USGS_2025_LIST = {
+    "aluminum", "antimony", "arsenic", "barite", "beryllium", "bismuth", "boron", "cerium", "cesium", "chromium",
+    "cobalt", "copper", "dysprosium", "erbium", "europium", "fluorspar", "gadolinium", "gallium", "germanium",
+    "graphite", "hafnium", "holmium", "indium", "iridium", "lanthanum", "lead", "lithium", "lutetium", "magnesium",
+    "manganese", "metallurgical-coal", "neodymium", "nickel", "niobium", "palladium", "phosphate", "platinum",
+    "potash", "praseodymium", "rhenium", "rhodium", "rubidium", "ruthenium", "samarium", "scandium", "silicon",
+    "silver", "tantalum", "tellurium", "terbium", "thulium", "tin", "titanium", "tungsten", "uranium", "vanadium",
+    "ytterbium", "yttrium", "zinc", "zirconium",
+}
+
+
+def test_critical_list_2025(tables):
+    cl = tables["critical_lists"]
+    ids = set(cl["commodity"])
+    assert {"gallium", "germanium", "boron", "iridium", "silicon"} <= ids
+    assert not {"molybdenum", "gold"} & ids
+    assert set(cl["list"]) == {"USGS 2025 critical minerals"} and set(cl["source"]) == {"usgs-mcs-2026"}
+    assert not cl["commodity"].duplicated().any()
+    assert len(USGS_2025_LIST) == 60
+    # Every listed mineral the MCS 2026 data release covers is there; these three have no MCS chapter ...
+    assert USGS_2025_LIST - ids == {"thulium", "uranium", "metallurgical-coal"}
+    # ... and the MCS also flags three aggregates critmin keeps as ids of their own.
+    assert ids - USGS_2025_LIST == {"bauxite", "platinum-group-metals", "rare-earths"}
+    assert _one(cl, commodity="aluminum")["label"] == "Alumina;Aluminum"
+    assert _one(cl, commodity="rare-earths")["label"] == "Rare Earths;Rare Earths (Heavy)"
+    assert _one(cl, commodity="zirconium")["label"] == "Zirconium;Zirconium And Hafnium"
+
+
+def test_critical_flags_are_checked():
+    col = "Is critical mineral 2025"
+    raw = pd.DataFrame({"Commodity": ["Alumina", "Aluminum", "Aluminum", "Gold", "TiO2 pigment", "Wollastonite"],
+                        col: ["Yes", "Yes", "", "No", "Yes", ""]})
+    got = usgs_mcs._critical_lists(raw)
+    assert list(got["commodity"]) == ["aluminum", "titanium"]
+    assert list(got["label"]) == ["Alumina;Aluminum", "TiO2 pigment"]
+    with pytest.raises(MappingError, match="Osmium"):  # flagged critical but mapped to no critmin id
+        usgs_mcs._critical_lists(pd.DataFrame({"Commodity": ["Osmium"], col: ["Yes"]}))
+    with pytest.raises(MappingError, match="Unobtainium"):
+        usgs_mcs._critical_lists(pd.DataFrame({"Commodity": ["Unobtainium"], col: ["Yes"]}))
+    with pytest.raises(DataError, match="both Yes and No"):
+        usgs_mcs._critical_lists(pd.DataFrame({"Commodity": ["Gallium", "Gallium"], col: ["Yes", "No"]}))
+    with pytest.raises(DataError, match="Yttrium"):
+        usgs_mcs._critical_lists(pd.DataFrame({"Commodity": ["Gallium"], col: ["Yttrium"]}))
 
 
 def _with_extra_row(monkeypatch, **changes) -> None:

@@ -31,11 +31,13 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
     "trade": {
         "commodity": ("string", "critmin commodity id of the HS6 code"),
         "stage": ("string", "stage of the traded product"),
-        "hs6": ("string", "HS 1992 six-digit code"),
+        "hs6": ("string", "HS six-digit code, in the nomenclature given by `nomenclature`"),
+        "nomenclature": ("string", "HS nomenclature of hs6: HS92 or HS17 (empty in user tables that do not give it)"),
         "exporter": ("string", "ISO3 (XNA for BACI non-country areas)"),
         "importer": ("string", "ISO3"),
         "year": ("int64", ""),
-        "quantity": ("float64", "gross weight of the traded product"),
+        "quantity": ("float64", "gross weight of the traded product; NaN where not published (BACI HS17 2022 rows "
+                                "carry values only)"),
         "unit": ("string", "t"),
         "value_usd": ("float64", "FOB value, current USD"),
         "source": ("string", ""),
@@ -88,6 +90,15 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "quantity_unit": ("string", "t for gross mass (kg, metric tons, grams converted); else as published "
                                     "(number, component kilograms, ...)"),
         "source": ("string", ""),
+    },
+    # Which commodities a published critical-minerals list names, one row per critmin id: methods and reports can
+    # flag a commodity as "on the list" without re-reading the source. ``label`` keeps the source's own names so
+    # that the mapping to critmin ids can be checked (e.g. 'Alumina;Aluminum' -> aluminum).
+    "critical_lists": {
+        "commodity": ("string", "critmin commodity id"),
+        "list": ("string", "the list, e.g. 'USGS 2025 critical minerals'"),
+        "label": ("string", "the source's name(s) mapped to the id, ';'-joined, sorted"),
+        "source": ("string", "source id (MANIFEST)"),
     },
 }
 

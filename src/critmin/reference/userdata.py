@@ -44,6 +44,8 @@ FORMATS: dict[str, tuple[Field, ...]] = {
         Field("value_usd", "nonneg"),
         Field("stage", "stage", required=False, default="mine"),
         Field("hs6", "text_or_empty", required=False, default=""),
+        # free text (HS92, HS17, ...); empty when not given, like the hs6 it qualifies
+        Field("nomenclature", "text_or_empty", required=False, default=""),
     ),
     "governance": (
         Field("country", "country"), Field("year", "year"), Field("indicator", "indicator"),
@@ -165,7 +167,7 @@ def read_table(path: Path, table: str) -> pd.DataFrame:
 
 _KEYS = {
     "production": ["commodity", "stage", "country", "year"],
-    "trade": ["commodity", "stage", "hs6", "exporter", "importer", "year"],
+    "trade": ["commodity", "stage", "nomenclature", "hs6", "exporter", "importer", "year"],
     "governance": ["country", "year", "indicator"],
     "prices": ["commodity", "series", "period"],
 }

@@ -36,6 +36,8 @@ from critmin.reference.schema import TABLES
 from critmin.reference.sources._codes import SKIP, lookup, read_code_mapping
 
 SOURCE_ID = "baci-critical-minerals"
+#: The ``nomenclature`` of every row: HS6 codes of this subset are HS 1992 codes.
+NOMENCLATURE = "HS92"
 _DB = "baci-critical-minerals/baci.db"
 _HS6_FILE = "critmin/reference/mappings/hs6.csv"
 
@@ -142,6 +144,7 @@ def parse(raw_root: Path) -> dict[str, pd.DataFrame]:
         "commodity": trade["commodity"],
         "stage": trade["stage"],
         "hs6": trade["hs6"],
+        "nomenclature": NOMENCLATURE,
         "exporter": trade["i"].map(iso),
         "importer": trade["j"].map(iso),
         "year": trade["year"].astype("int64"),

@@ -17,7 +17,9 @@ Everything that is a judgement lives in data files, not in code:
   names (footnoted, estimate-marked, qualified, residual, world-total or group labels).
   Plain names go through :func:`critmin.reference.countries.to_iso3`.
 * ``mappings/mcs_commodities.csv`` — MCS 2026 commodity labels of the salient-statistics
-  and import-sources sections → commodity id (or a reason to skip).
+  and import-sources sections → commodity id (or a reason to skip); ``list_commodity`` names
+  the id a label counts as on a critical-minerals list where that differs (``TiO2 pigment`` →
+  titanium, ``Rare Earths (Heavy)`` → rare-earths: their statistics stay out of those ids').
 * ``corrections/usgs_mcs.yml`` — corrections of the raw data, each guarded by the value it
   expects to find (see :func:`apply_corrections`).
 
@@ -287,6 +289,13 @@ def _country_labels() -> dict[str, tuple[str, str, bool]]:
 def _commodity_labels() -> dict[str, tuple[str, str]]:
     rows = csv.DictReader(_read_text("mappings/mcs_commodities.csv").splitlines())
     return {_ws(r["label"]): (r["commodity"], r["detail_prefix"]) for r in rows}
+
+
+@cache
+def _list_labels() -> dict[str, str]:
+    """MCS label → critmin id it counts as on a critical-minerals list ('' when it counts as none)."""
+    rows = csv.DictReader(_read_text("mappings/mcs_commodities.csv").splitlines())
+    return {_ws(r["label"]): (r["list_commodity"] or r["commodity"]).strip() for r in rows}
 
 
 @cache
@@ -660,6 +669,52 @@ def _import_sources(raw: pd.DataFrame) -> pd.DataFrame:
     return _finish(df, "import_sources", ["commodity", "detail", "period", "partner"])
 
 
+#: MCS 2026 column flagging the commodities of the USGS 2025 List of Critical Minerals, and the list's name.
+_CRITICAL_COLUMN = "Is critical mineral 2025"
+CRITICAL_LIST_2025 = "USGS 2025 critical minerals"
+
+
+def _critical_lists(raw: pd.DataFrame) -> pd.DataFrame:
+    """One row per critmin id with at least one MCS row flagged critical ("Yes") in ``_CRITICAL_COLUMN``.
+
+    Every row of the CSV counts, whatever its section. A label must carry one flag throughout (empty cells,
+    two salient rows of wollastonite, are ignored); a label flagged "Yes" must map to a critmin id through
+    ``mcs_commodities.csv`` (``list_commodity``, else ``commodity``), so no listed mineral is dropped silently.
+    The USGS list also names thulium, uranium and metallurgical coal, which have no MCS 2026 chapter: they
+    cannot appear here.
+    """
+    sid, file = "usgs-mcs-2026", _MCS2026_CSV
+    if _CRITICAL_COLUMN not in raw.columns:
+        raise DataError(f"column {_CRITICAL_COLUMN!r} not found", file=file, row=1)
+    flags = raw[_CRITICAL_COLUMN].map(_ws)
+    labels = raw["Commodity"].map(_ws)
+    odd = ~flags.isin(["Yes", "No", ""])
+    if odd.any():
+        first = int(np.flatnonzero(odd.to_numpy())[0])
+        raise DataError(f"{_CRITICAL_COLUMN!r} is {flags.iloc[first]!r}, expected Yes, No or empty",
+                        file=file, row=first + 2, column=_CRITICAL_COLUMN)
+    seen = pd.DataFrame({"label": labels, "flag": flags})
+    seen = seen[seen["flag"] != ""].drop_duplicates()
+    mixed = sorted(seen.loc[seen["label"].duplicated(), "label"])
+    if mixed:
+        raise DataError(f"commodity label(s) {mixed} flagged both Yes and No in {_CRITICAL_COLUMN!r}", file=file)
+    rows = []
+    for label in sorted(seen.loc[seen["flag"] == "Yes", "label"]):
+        _commodity(label, file)  # the label must be listed at all (MappingError otherwise)
+        commodity = _list_labels()[label]
+        if not commodity:
+            raise MappingError(f"MCS marks {label!r} critical but mappings/mcs_commodities.csv gives it no "
+                               "critmin id (set commodity or list_commodity)", file=file)
+        if commodity not in _known_commodities():
+            raise MappingError(f"commodity id {commodity!r} of {label!r} is not in mappings/commodities.csv")
+        rows.append((commodity, label))
+    df = pd.DataFrame.from_records(rows, columns=["commodity", "label"])
+    df = df.groupby("commodity", as_index=False)["label"].agg(lambda x: ";".join(sorted(x)))
+    df["list"] = CRITICAL_LIST_2025
+    df["source"] = sid
+    return _finish(df, "critical_lists", ["list", "commodity"])
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -674,8 +729,8 @@ def parse(raw_root: Path) -> dict[str, pd.DataFrame]:
     Returns
     -------
     dict of str to DataFrame
-        ``production``, ``reserves``, ``us_salient``, ``import_sources`` with the columns of
-        :data:`critmin.reference.schema.TABLES`, sorted by their key columns.
+        ``production``, ``reserves``, ``us_salient``, ``import_sources``, ``critical_lists`` with the
+        columns of :data:`critmin.reference.schema.TABLES`, sorted by their key columns.
 
     Raises
     ------
@@ -697,6 +752,7 @@ def parse(raw_root: Path) -> dict[str, pd.DataFrame]:
         "reserves": _reserves(cells, records),
         "us_salient": _us_salient(raw26),
         "import_sources": _import_sources(raw26),
+        "critical_lists": _critical_lists(raw26),
     }
 
 
