@@ -24,7 +24,7 @@ from critmin.reference.catalog import bundled_dir
 from critmin.reference.schema import CURATED_TABLES, TABLES
 
 #: Source modules in ``critmin.reference.sources`` (each: SOURCES, parse(raw_root)).
-SOURCE_MODULES = ("usgs_mcs", "baci", "baci_hs17", "usitc", "wgi", "prices", "deposits", "curated")
+SOURCE_MODULES = ("usgs_mcs", "baci", "baci_hs17", "usitc", "wgi", "prices", "deposits", "curated", "eu_crm")
 MANIFEST_VERSION = 1
 
 

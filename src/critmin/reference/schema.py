@@ -100,6 +100,51 @@ TABLES: dict[str, dict[str, tuple[str, str]]] = {
         "label": ("string", "the source's name(s) mapped to the id, ';'-joined, sorted"),
         "source": ("string", "source id (MANIFEST)"),
     },
+    # The European Commission's critical-raw-materials assessments (source eu-crm). ``material`` is the EU's own
+    # label; ``commodity`` the critmin id from mappings/eu_materials.csv ('' where none fits: EU groups such as
+    # HREEs, materials critmin does not cover). Stage: the EU's extraction -> mine, processing -> refine.
+    "eu_crm_scores": {
+        "material": ("string", "EU label as published, whitespace-normalised (2023 'Aluminium' -> 'Aluminium/bauxite')"),
+        "commodity": ("string", "critmin commodity id, or '' when none fits"),
+        "year": ("int64", "assessment year: 2011, 2014, 2017, 2020, 2023"),
+        "sr": ("float64", "published supply risk (scaled, printed to 0.1); NaN where not assessed ('-')"),
+        "ei": ("float64", "published economic importance (scaled, printed to 0.1); NaN where not assessed"),
+        "source": ("string", "source id (MANIFEST)"),
+    },
+    "eu_crm_supply": {
+        "material": ("string", "EU label as published, whitespace-normalised"),
+        "commodity": ("string", "critmin commodity id, or '' when none fits"),
+        "stage": ("string", "mine (EU extraction) | refine (EU processing)"),
+        "scope": ("string", "global (global supply) | eu_sourcing (EU sourcing: domestic production + imports; "
+                            "shares >= 1 % only)"),
+        "country": ("string", "ISO3; ROW for 'Other'/rest-of-world labels"),
+        "share": ("float64", "fraction 0-1 of the material's supply at this stage and scope, 2023 assessment; "
+                             "'<0.1%' -> 0.0005 (half the bound)"),
+        "share_text": ("string", "the share as published, e.g. '43.4%', '<0.1%'"),
+        "t": ("float64", "export-restriction factor t of the country (1 = none; EU members 0.8, restricting "
+                         "countries 1.1-1.5)"),
+        "source": ("string", "source id (MANIFEST)"),
+    },
+    "eu_crm_2017": {
+        "material": ("string", "EU label as published in the 2017 criticality assessments (78 materials)"),
+        "commodity": ("string", "critmin commodity id, or '' when none fits"),
+        "stage": ("string", "bottleneck stage assessed: mine (extraction) | refine (processing)"),
+        "sr": ("float64", "published supply risk (Table 3, printed to 0.1)"),
+        "ei": ("float64", "published economic importance (Table 3, printed to 0.1)"),
+        "ir": ("float64", "import reliance, fraction 0-1 (whole percent; negative IR set to 0 by the study); "
+                          "NaN where N/A"),
+        "eol_rir": ("float64", "end-of-life recycling input rate, fraction 0-1 (whole percent)"),
+        "supply_used_in_sr": ("string", "supply data of the published SR: 'GS + EUS' (both, weighted by IR), "
+                                        "'GS only' (global supply), 'EUS only' (EU sourcing)"),
+        "si_ei": ("float64", "substitution index of EI (Table 18, printed to 0.1)"),
+        "si_sr": ("float64", "substitution index of SR (Table 18, printed to 0.1)"),
+        "hhi_wgi_t_gs": ("float64", "HHI_WGI,t of global supply (scaled 0-10, printed to 0.1); NaN where N/A"),
+        "hhi_wgi_t_eu": ("float64", "HHI_WGI,t of EU sourcing (scaled 0-10, printed to 0.1); NaN where N/A"),
+        "sr_gs_only": ("float64", "SR from global supply only (Table 19)"),
+        "sr_eu_only": ("float64", "SR from EU sourcing only (Table 19); NaN where N/A"),
+        "sr_gs_and_eu": ("float64", "SR from both, weighted by IR (Table 19); NaN where N/A"),
+        "source": ("string", "source id (MANIFEST)"),
+    },
 }
 
 #: The cited curated tables are carried with their own columns (plus normalised
