@@ -6,6 +6,8 @@ CLI commands and the Python API call these functions; nothing here writes files
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -218,149 +220,294 @@ def _top(frame: pd.DataFrame, by: list[str], who: str, value: str) -> pd.DataFra
 def priorities(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | None = None,
                data: str | Path | None = None, params: str | Path | None = None,
                groups_file: str | Path | None = None, allies: str = "msp",
-               catalog: Catalog | None = None) -> tuple[pd.DataFrame, dict]:
-    """Priority list per importer: methods combined, with thresholds and reasons.
+               catalog: Catalog | None = None, as_of: dt.date | str | None = None) -> tuple[pd.DataFrame, dict]:
+    """Priority list per importer: stages, reliance, controls and methods combined, with reasons.
 
     Returns
     -------
     (DataFrame, dict)
-        One row per importer × commodity (ranked), and metadata (thresholds, year, sources, notes).
+        One row per importer × commodity (ranked; columns in the README, "Priority minerals"), and
+        metadata (years, as-of date, thresholds, sources, notes).
     """
-    ranked, meta, _ = priorities_with_assessments(importer, year, data, params, groups_file, allies, catalog)
-    return ranked, meta
+    res = priority_engine(importer, year, data, params, groups_file, allies, catalog, as_of)
+    return res.table, res.meta
 
 
 def priorities_with_assessments(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | None = None,
                                 data: str | Path | None = None, params: str | Path | None = None,
                                 groups_file: str | Path | None = None, allies: str = "msp",
-                                catalog: Catalog | None = None
+                                catalog: Catalog | None = None, as_of: dt.date | str | None = None
                                 ) -> tuple[pd.DataFrame, dict, dict[str, xr.Dataset]]:
-    """:func:`priorities` plus the method Datasets it combined (so callers need not run them again)."""
+    """:func:`priorities` plus the method Datasets per stage it combined (``"<method>/<stage>"`` keys)."""
+    res = priority_engine(importer, year, data, params, groups_file, allies, catalog, as_of)
+    return res.table, res.meta, res.runs
+
+
+@dataclass
+class PriorityResult:
+    """Everything the priority engine computed (one consistent set of inputs)."""
+
+    table: pd.DataFrame          # ranked, one row per importer × commodity
+    meta: dict                   # years, as-of date, thresholds, rule, sources, notes
+    stages: pd.DataFrame         # per importer × commodity × stage indicators
+    shares: pd.DataFrame         # supplier shares per commodity × stage (the stage table's input)
+    reliance: pd.DataFrame       # per importer × commodity reliance and partners
+    measures: pd.DataFrame       # export-control status on the as-of date
+    controls: pd.DataFrame       # measures binding an importer's stage (the rule's 'controls' hits)
+    runs: dict[str, xr.Dataset]  # "<method>/<stage>" → Dataset
+
+
+def allied_members(allies: str, groups_file: str | Path | None = None) -> set[str]:
+    """ISO3 members of the allied group (a named group, an ISO3 code or a bloc)."""
+    named = groups(groups_file)
+    if allies.lower() in named:
+        return set(named[allies.lower()]["members"])
+    try:
+        return set(parse_importers(allies, groups_file)[0].members)
+    except ConfigError as exc:
+        raise ConfigError(f"--allies {allies!r}: {exc}") from None
+
+
+def parse_as_of(value: dt.date | str | None) -> dt.date:
+    """``--as-of``: an ISO date ``YYYY-MM-DD`` (default: today)."""
+    if value is None:
+        return dt.date.today()
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"--as-of {value!r}: expected a date YYYY-MM-DD, e.g. 2026-12-04") from None
+
+
+def _optional(cat: Catalog, name: str) -> pd.DataFrame | None:
+    try:
+        return cat.table(name)
+    except CritminError:  # a user dataset without this table
+        return None
+
+
+def _read_mapping(name: str) -> pd.DataFrame:
+    from importlib import resources
+
+    text = resources.files("critmin.reference").joinpath(f"mappings/{name}").read_text("utf-8")
+    import io
+
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+
+
+def data_years(cat: Catalog, year: int | None) -> tuple[int, int, list[str]]:
+    """(production year, trade year, notes): defaults are the latest each source has; ``year`` is checked."""
+    prod = cat.table("production")
+    trade = cat.table("trade")
+    py_all = sorted(set(prod["year"].astype(int)))
+    ty_all = sorted(set(trade.loc[trade["quantity"].notna(), "year"].astype(int))) if len(trade) else []
+    if not py_all:
+        raise ConfigError("no production data")
+    if year is None:
+        py = py_all[-1]
+    else:
+        py = int(year)
+        if not py_all[0] <= py <= py_all[-1]:
+            raise ConfigError(f"--year {py}: production data cover {py_all[0]}-{py_all[-1]}"
+                              + (f", trade {ty_all[0]}-{ty_all[-1]}" if ty_all else ""))
+    earlier = [y for y in ty_all if y <= py]
+    ty = earlier[-1] if earlier else (ty_all[0] if ty_all else py)
+    notes = [] if ty == py else [f"trade year {ty}: the latest with bilateral quantities <= {py}"]
+    return py, ty, notes
+
+
+def _wgi_scaled(gov: pd.DataFrame, year: int) -> tuple[pd.Series, int]:
+    from critmin.constants import WGI_INDICATORS
+
+    years = sorted(y for y in set(gov["year"].astype(int)) if y <= year) or sorted(set(gov["year"].astype(int)))
+    gy = years[-1]
+    g = gov[(gov["year"] == gy) & gov["indicator"].isin(WGI_INDICATORS)]
+    mean = g.groupby("country")["value"].mean()
+    return ((2.5 - mean) * 2.0).clip(0.0, 10.0), gy
+
+
+def _t_factors(eu_supply: pd.DataFrame | None, measures: pd.DataFrame, tparams: dict, members: set[str]
+               ) -> pd.DataFrame:
+    """Export-restriction factor per commodity × stage × country for one importer: the EU 2023 global t
+    where the EU assessed the stage, raised to critmin's per-measure factor for every restriction in force
+    on the as-of date that targets all destinations or one of ``members``."""
+    parts = []
+    if eu_supply is not None and len(eu_supply):
+        e = eu_supply[(eu_supply["scope"] == "global") & eu_supply["commodity"].astype(str).ne("")]
+        parts.append(e[["commodity", "stage", "country", "t"]].astype({"t": float}))
+    m = measures[(measures["status"] == "in_force") & measures["restricts"].astype(bool)]
+    if len(m):
+        tgt = m["target_iso3"].astype(str)
+        m = m[(tgt == "all") | tgt.str.split(";").map(lambda ts: bool(set(ts) & members))]
+        m = m.assign(stage=m["stages"].fillna("").astype(str).str.split(";")).explode("stage")
+        m = m[m["stage"] != ""]
+        m = m.assign(t=m["measure"].astype(str).map(lambda x: float(tparams.get(x, tparams["none"]))))
+        parts.append(m[["commodity", "stage", "country", "t"]])
+    if not parts:
+        return pd.DataFrame(columns=["commodity", "stage", "country", "t"])
+    t = pd.concat(parts, ignore_index=True)
+    return t.groupby(["commodity", "stage", "country"], as_index=False)["t"].max()
+
+
+def _primary(prod: pd.DataFrame, year: int) -> pd.DataFrame:
+    """Domestic primary production: the first stage USGS reports per commodity, country rows."""
+    from critmin.methods.supply import _pick_year
+
+    p = prod[prod["row_type"] == "country"]
+    rows = []
+    order = {s: i for i, s in enumerate(STAGES)}
+    for _c, g in p.groupby("commodity", observed=True):
+        st = min(set(g["stage"]), key=lambda s: order.get(s, 9))
+        g = g[g["stage"] == st]
+        y, _ = _pick_year(g["year"].to_numpy(), year)
+        g = g[g["year"] == y]
+        basis = g["basis"].astype(str).value_counts().sort_index().idxmax()
+        g = g[g["basis"].astype(str) == basis]
+        content = any(k in basis.lower() for k in ("content", "metal", "refined", "primary"))
+        rows.append(g[["commodity", "country", "value"]].assign(content=content, stage=st))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+        columns=["commodity", "country", "value", "content", "stage"])
+
+
+def _method_table(cat: Catalog, importers: list[Importer], ty: int, params, groups_file, stages_present: set[str]
+                  ) -> tuple[pd.DataFrame, dict[str, xr.Dataset], list[str]]:
+    frames, runs, notes = [], {}, []
+    pick = {"geopolrisk": ("score", "geopolrisk_score"), "eu-sr": ("supply_risk", "eu_sr"),
+            "usgs": ("supply_risk", "usgs_sr")}
+    for stage in (s for s in STAGES if s in stages_present):
+        try:
+            res = assess_many(list(pick), [i.label for i in importers], ty, stage, None, params, groups_file,
+                              catalog=cat)
+        except (ConfigError, CritminError) as exc:
+            notes.append(f"methods at stage {stage}: {exc}")
+            continue
+        for m, ds in res.items():
+            runs[f"{m}/{stage}"] = ds
+            var, col = pick[m]
+            df = ds[var].sel(year=ty).to_dataframe(name=col).reset_index()[["commodity", "importer", col]]
+            frames.append(df.assign(stage=stage).set_index(["importer", "commodity", "stage"]))
+    if not frames:
+        return pd.DataFrame(columns=["importer", "commodity", "stage", *[c for _, c in pick.values()]]), runs, notes
+    out = pd.concat(frames, axis=0).groupby(level=[0, 1, 2]).first().reset_index()
+    return out, runs, notes
+
+
+def priority_engine(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | None = None,
+                    data: str | Path | None = None, params: str | Path | None = None,
+                    groups_file: str | Path | None = None, allies: str = "msp",
+                    catalog: Catalog | None = None, as_of: dt.date | str | None = None) -> PriorityResult:
+    """The priority engine: every commodity with data at any stage or on the USGS 2025 list, per importer.
+
+    Data flow: supplier shares per commodity × stage (:func:`critmin.methods.supply.stage_shares`) →
+    export controls on ``as_of`` (:func:`critmin.methods.controls.measures_as_of`) → per-importer stage
+    indicators with the export-restriction factor t → import reliance and partners from every traded
+    form (:func:`critmin.methods.reliance.reliance_table`) → the three methods per stage (trade year) →
+    rule, composite and reasons (:func:`critmin.methods.priorities.combine`).
+    """
+    from critmin.methods import controls, reliance, supply
+    from critmin.methods.priorities import combine, control_hits
+
     cat = catalog or Catalog(data)
     prm = load_params(params)
-    importers = parse_importers(importer, groups_file)
-    y = int(year) if year is not None else default_year(cat, "mine")
-    kw = {"importer": [i.label for i in importers], "year": y, "stage": "mine", "data": None, "params": params,
-              "groups_file": groups_file, "catalog": cat}
-    runs = assess_many(["geopolrisk", "eu-sr", "usgs", "hhi"], **kw)
-    gpr, eu, us = (tidy(runs[m]) for m in ("geopolrisk", "eu-sr", "usgs"))
-    conc_ds = runs["hhi"]
-    pick = {"geopolrisk_score": (gpr, "score"), "eu_sr": (eu, "supply_risk"), "usgs_sr": (us, "supply_risk"),
-            "gpr_import_risk": (gpr, "import_risk"), "import_reliance": (eu, "import_reliance")}
-    base = None
-    for col, (df, ind) in pick.items():
-        part = df[df["indicator"] == ind][["commodity", "importer", "value"]].rename(columns={"value": col})
-        base = part if base is None else base.merge(part, on=["commodity", "importer"], how="outer")
-    base["year"] = y
-    # Mining concentration (USGS production).
-    prod = cat.table("production")
-    pm = prod[(prod["stage"] == "mine") & (prod["year"] == y) & (prod["row_type"] != "total")]
-    pm = pm[pm["commodity"].map(conc_ds.attrs["basis"]).astype(str) == pm["basis"].astype(str)]
-    s_total = pm.groupby("commodity")["value"].transform("sum")
-    pmn = pm.assign(share=pm["value"] / s_total.where(s_total > 0))
-    pmn = pmn[pmn["row_type"] == "country"].sort_values(["commodity", "share", "country"],
-                                                         ascending=[True, False, True])
-    top_mine = pmn.drop_duplicates("commodity")[["commodity", "country", "share"]].rename(
-        columns={"country": "top_mine_supplier", "share": "top_mine_share"})
-    base = base.merge(top_mine, on="commodity", how="left")
-    base = base.merge(conc_ds["hhi"].sel(year=y).to_dataframe(name="hhi_mine").reset_index()[
-        ["commodity", "hhi_mine"]], on="commodity", how="left")
-    # Refining concentration from the cited processing-shares table (latest year <= y, no projections).
-    try:
-        ps = cat.table("processing_shares")
-    except CritminError:  # a dataset without curated tables
-        ps = pd.DataFrame(columns=["commodity", "stage_id", "country", "year", "share", "basis"])
-    ref = ps[(ps.get("stage_id") == "refine") & (pd.to_numeric(ps["year"], errors="coerce") <= y)
-             & (ps["country"] != "ROW")].copy()
-    ref["year"] = pd.to_numeric(ref["year"], errors="coerce")
-    ref["share"] = pd.to_numeric(ref["share"], errors="coerce")
-    ref = ref.sort_values(["commodity", "year", "share"], ascending=[True, False, False])
-    top_ref = ref.drop_duplicates("commodity")[["commodity", "country", "share", "year", "basis"]].rename(
-        columns={"country": "top_refine_supplier", "share": "top_refine_share", "year": "top_refine_year",
-                 "basis": "top_refine_basis"})
-    base = base.merge(top_ref, on="commodity", how="left")
-    # Import partners by value, all traded forms of the commodity, from outside the importer.
-    trade = cat.table("trade")
-    ty = y if y in set(trade["year"]) else int(trade["year"].max())
-    rows = []
-    for imp in importers:
-        t = trade[(trade["year"] == ty) & trade["importer"].isin(imp.members) & ~trade["exporter"].isin(imp.members)]
-        agg = t.groupby(["commodity", "exporter"], observed=True)["value_usd"].sum().reset_index()
-        top = _top(agg, ["commodity"], "exporter", "value_usd").assign(importer=imp.label)
-        rows.append(top)
-    top_imp = pd.concat(rows, ignore_index=True).rename(columns={"exporter": "top_import_partner",
-                                                                 "share": "top_import_share"})
-    base = base.merge(top_imp, on=["commodity", "importer"], how="left")
-    base["import_year"] = ty
-    allied = set(groups(groups_file)[allies.lower()]["members"]) if allies.lower() in groups(groups_file) else set(
-        parse_importers(allies)[0].members)
-    from critmin.methods.priorities import combine
-
     pp = prm["priorities"]
-    ranked = combine(base, eu_threshold=float(pp["eu_sr_threshold"]),
-                     share_threshold=float(pp["single_supplier_share_threshold"]), allies=allied)
-    meta = {"year": y, "import_year": ty, "thresholds": {"eu_sr": pp["eu_sr_threshold"],
-                                                         "single_supplier_share": pp["single_supplier_share_threshold"]},
-            "allies": allies, "rule": pp["reason"], "sources": sorted(set(conc_ds.attrs["sources"])),
-            "notes": conc_ds.attrs.get("notes", [])}
-    return ranked, meta, runs
+    day = parse_as_of(as_of)
+    importers = parse_importers(importer, groups_file)
+    allied = allied_members(allies, groups_file)
+    py, ty, notes = data_years(cat, year)
+    prod = cat.table("production")
+    trade = cat.table("trade")
+    eu_supply = _optional(cat, "eu_crm_supply")
+    shares = supply.stage_shares(prod, _optional(cat, "processing_shares"), eu_supply, py)
+    wgi, gy = _wgi_scaled(cat.table("governance"), py)
+    if gy != py:
+        notes.append(f"governance for {py}: WGI {gy} (latest available)")
+    ec = _optional(cat, "export_controls")
+    measures = controls.measures_as_of(ec, day) if ec is not None and len(ec) else pd.DataFrame(
+        columns=list(controls.COLUMNS))
+    tparams = prm["eu_sr"]["export_restriction_t"]
+    inds = []
+    for imp in importers:
+        t = _t_factors(eu_supply, measures, tparams, set(imp.members))
+        ind = supply.stage_indicators(shares, wgi, t, allied)
+        cs = shares.groupby(["commodity", "stage"]).apply(
+            lambda g: dict(zip(g["country"], g["share"], strict=True)), include_groups=False).rename("country_shares")
+        inds.append(ind.merge(cs.reset_index(), on=["commodity", "stage"], how="left").assign(importer=imp.label))
+    ind_all = pd.concat(inds, ignore_index=True) if inds else pd.DataFrame()
+    # the universe: supply data at any stage, traded forms, the USGS 2025 list
+    crit = _optional(cat, "critical_lists")
+    crit_ids = set(crit["commodity"].astype(str)) if crit is not None else set()
+    traded = set(trade.loc[trade["year"] == ty, "commodity"].astype(str)) - set(reliance.GROUP_COMMODITIES)
+    traded |= {m for g in reliance.GROUP_COMMODITIES.values() for m in g} & crit_ids
+    ids = sorted(set(shares["commodity"]) | crit_ids | traded)
+    have = set(shares["commodity"])
+    uni = pd.DataFrame([{"importer": i.label, "commodity": c, "usgs_critical_2025": c in crit_ids,
+                         "no_data_reason": "" if c in have else
+                         ("no supply shares by country at any stage in the bundled dataset (no USGS MCS world "
+                          "production table mapped for it, no cited processing shares, not in the EU 2023 assessment)"
+                          + ("; on the USGS 2025 critical-minerals list" if c in crit_ids else ""))}
+                        for i in importers for c in ids])
+    factors = _read_mapping("content_factors.csv")
+    factors["factor"] = factors["factor"].astype(float)
+    gaps = _read_mapping("trade_gaps.csv")
+    sal = _optional(cat, "us_salient")
+    srcs = _optional(cat, "import_sources")
+    rel = reliance.reliance_table(
+        trade[trade["year"] == ty], factors, gaps, _primary(prod, py), importers, ids,
+        published=reliance.published_reliance(sal, py) if sal is not None else None,
+        us_partners=reliance.published_partners(srcs) if srcs is not None else None)
+    rel = reliance.inherit_parent(rel, _read_mapping("commodity_parents.csv"))
+    methods, runs, mnotes = _method_table(cat, importers, ty, params, groups_file, set(prod["stage"]))
+    notes += mnotes
+    members = {i.label: set(i.members) for i in importers}
+    hits = control_hits(ind_all, measures, members, allied, float(pp["control_share_threshold"]))
+    table = combine(uni, ind_all, rel, hits, methods, share_threshold=float(pp["single_supplier_share_threshold"]),
+                    impact_weight=float(pp["impact_weight"]["default"]), allies=allied)
+    scores = _optional(cat, "eu_crm_scores")
+    if scores is not None and len(scores):
+        s23 = scores[(scores["year"] == scores["year"].max()) & scores["commodity"].astype(str).ne("")]
+        s23 = s23.sort_values("sr", ascending=False).drop_duplicates("commodity")
+        table = table.merge(s23[["commodity", "sr", "ei", "year"]].rename(
+            columns={"sr": "eu_published_sr", "ei": "eu_published_ei", "year": "eu_published_year"}),
+            on="commodity", how="left")
+    table["year"] = py
+    table["trade_year"] = ty
+    table["as_of"] = day.isoformat()
+    srcs_used = sorted(set(shares["source"].astype(str)) | {"baci-critical-minerals", "wgi"}
+                       | ({"baci-hs17-2024"} if (trade["source"] == "baci-hs17-2024").any() else set())
+                       | ({"usgs-mcs-2026"} if sal is not None else set())
+                       | ({"eu-crm"} if eu_supply is not None else set())
+                       | ({"curated-export_controls", "critmin-addenda"} if ec is not None else set()))
+    meta = {"year": py, "import_year": ty, "trade_year": ty, "as_of": day.isoformat(), "governance_year": gy,
+            "thresholds": {"single_supplier_share": pp["single_supplier_share_threshold"],
+                           "control_share": pp["control_share_threshold"], "eu_sr": pp["eu_sr_threshold"]},
+            "impact_weight": pp["impact_weight"]["default"], "allies": allies, "rule": pp["reason"],
+            "sources": srcs_used, "notes": notes}
+    return PriorityResult(table=table, meta=meta, stages=ind_all.drop(columns=["country_shares"], errors="ignore"),
+                          shares=shares, reliance=rel, measures=measures, controls=hits, runs=runs)
 
 
 def stage_vulnerabilities(cat: Catalog, year: int, allies: set[str], commodities: list[str] | None = None
                           ) -> pd.DataFrame:
     """Who controls each stage: top supplier, its share, allied share and HHI per commodity × stage.
 
-    Mining, refining and metal come from USGS production where it reports the stage (shares of country rows
-    plus the residual), otherwise from the cited processing-shares table (latest year <= ``year``, no
-    projections; one basis per commodity and stage). Returns one row per commodity × stage with ``source``.
+    The same supplier-share table as the priority engine (:func:`critmin.methods.supply.stage_shares`:
+    USGS production, else the cited processing shares, else the EU 2023 assessment's global shares).
     """
-    rows = []
-    prod = cat.table("production")
-    prod = prod[(prod["year"] == year) & (prod["row_type"] != "total")]
-    for (c, st), grp in prod.groupby(["commodity", "stage"], observed=True):
-        basis = grp["basis"].value_counts().index[0]
-        g = grp[grp["basis"] == basis]
-        rows.append(_stage_row(c, st, year, basis, g["country"], g["value"], g["row_type"] == "residual",
-                               allies, ";".join(sorted(set(g["source"].astype(str))))))
-    done = {(r["commodity"], r["stage"]) for r in rows}
-    try:
-        ps = cat.table("processing_shares")
-    except CritminError:
-        ps = pd.DataFrame(columns=["commodity", "stage_id", "country", "year", "share", "basis", "source"])
-    ps = ps.assign(year=pd.to_numeric(ps["year"], errors="coerce"), share=pd.to_numeric(ps["share"], errors="coerce"))
-    ps = ps[(ps["year"] <= year) & ps["stage_id"].isin(STAGES)]
-    for (c, st), grp in ps.groupby(["commodity", "stage_id"], observed=True):
-        if (c, st) in done:
-            continue
-        latest = grp[grp["year"] == grp["year"].max()]
-        basis = latest["basis"].value_counts().index[0]
-        g = latest[latest["basis"] == basis]
-        rows.append(_stage_row(c, st, int(g["year"].iloc[0]), basis, g["country"], g["share"],
-                               g["country"] == "ROW", allies, "processing_shares: " + "; ".join(
-                                   sorted(set(g["citation"].astype(str)))) if "citation" in g else "processing_shares",
-                               shares_given=True))
-    out = pd.DataFrame(rows)
-    if commodities is not None and len(out):
-        out = out[out["commodity"].isin(commodities)]
+    from critmin.methods import supply
+
+    sh = supply.stage_shares(cat.table("production"), _optional(cat, "processing_shares"),
+                             _optional(cat, "eu_crm_supply"), year)
+    if commodities is not None:
+        sh = sh[sh["commodity"].isin(commodities)]
+    ind = supply.stage_indicators(sh, pd.Series(dtype=float), None, allies)
+    if ind.empty:
+        return ind
     order = {s: i for i, s in enumerate(STAGES)}
-    return out.sort_values(["commodity", "stage"], key=lambda s: s.map(order) if s.name == "stage" else s,
+    ind = ind.rename(columns={"origin": "data"})
+    ind = ind[["commodity", "stage", "year", "basis", "top_supplier", "top_share", "allied_share", "hhi",
+               "countries_reported", "unallocated_share", "data", "source"]]
+    return ind.sort_values(["commodity", "stage"], key=lambda s: s.map(order) if s.name == "stage" else s,
                            kind="stable").reset_index(drop=True)
-
-
-def _stage_row(commodity, stage, year, basis, countries, values, residual, allies, source, *,
-               shares_given: bool = False) -> dict:
-    values = pd.to_numeric(values, errors="coerce").fillna(0.0).to_numpy(float)
-    countries = countries.astype(str).to_numpy()
-    residual = residual.to_numpy(bool)
-    # Published shares are used as published (a table listing only "China > 95 %" must not become 100 %).
-    total = max(values.sum(), 1.0) if shares_given else values.sum()
-    share = values / total if total > 0 else np.full_like(values, np.nan)
-    named = ~residual
-    top = int(np.argmax(np.where(named, share, -1.0))) if named.any() else None
-    allied = np.isin(countries, list(allies)) & named
-    return {"commodity": commodity, "stage": stage, "year": int(year), "basis": basis,
-            "top_supplier": countries[top] if top is not None else "",
-            "top_share": float(share[top]) if top is not None else np.nan,
-            "allied_share": float(share[allied].sum()) if total > 0 else np.nan,
-            "hhi": float((share[named] ** 2).sum()) if total > 0 else np.nan,
-            "countries_reported": int(named.sum()), "source": source}

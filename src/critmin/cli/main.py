@@ -26,6 +26,8 @@ ImporterOpt = Annotated[str, typer.Option("--importer", help="USA, JPN, a bloc U
                                                              "eu27, usa-jpn) or a comma list")]
 FormatOpt = Annotated[str, typer.Option("--format", help="table | csv | json | parquet | xlsx")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Write to this file (default: standard output)")]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Date YYYY-MM-DD on which export controls are judged "
+                                                               "in force, suspended or ended (default: today)")]
 
 
 def handled(fn):
@@ -108,6 +110,7 @@ def priorities(
     groups: Annotated[Path | None, typer.Option("--groups")] = None,
     allies: Annotated[str, typer.Option("--allies", help="Group whose suppliers count as allied")] = "msp",
     top: Annotated[int, typer.Option("--top", help="Rows per importer in the table view")] = 10,
+    as_of: AsOfOpt = None,
     fmt: FormatOpt = "table",
     out: OutOpt = None,
 ) -> None:
@@ -116,7 +119,7 @@ def priorities(
     from critmin.reference.catalog import Catalog
 
     cat = Catalog(data)
-    table, meta = workflows.priorities(importer, year, data, params, groups, allies, catalog=cat)
+    table, meta = workflows.priorities(importer, year, data, params, groups, allies, catalog=cat, as_of=as_of)
     if fmt == "table":
         from critmin.cli.tables import print_priorities
 
@@ -138,6 +141,7 @@ def brief(
     params: Annotated[Path | None, typer.Option("--params")] = None,
     groups: Annotated[Path | None, typer.Option("--groups")] = None,
     allies: Annotated[str, typer.Option("--allies")] = "msp",
+    as_of: AsOfOpt = None,
 ) -> None:
     """The Rapid Response brief: an offline HTML report and the tables behind every number."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -154,7 +158,7 @@ def brief(
         def advance(msg: str) -> None:
             bar.update(task, description=msg, completed=steps.index(msg) if msg in steps else None)
 
-        b = build_brief(importer, year, data, params, groups, allies, monitor, progress=advance)
+        b = build_brief(importer, year, data, params, groups, allies, monitor, progress=advance, as_of=as_of)
         advance("writing")
         path = write_brief(b, out)
         bar.update(task, completed=len(steps), description="done")

@@ -53,16 +53,21 @@ class Brief:
     meta: dict = field(default_factory=dict)
 
 
-def _importance(cat: Catalog, importers, year: int) -> pd.DataFrame:
-    """Import value (USD) of all traded forms of each commodity, from outside each importer."""
-    trade = cat.table("trade")
-    ty = year if year in set(trade["year"]) else int(trade["year"].max())
+def data_gaps(prio: pd.DataFrame) -> pd.DataFrame:
+    """What the data cannot say, per importer × commodity: no supply shares, reliance unknown, traded forms
+    missing from the bundled trade data (``mappings/trade_gaps.csv``)."""
     rows = []
-    for imp in importers:
-        t = trade[(trade["year"] == ty) & trade["importer"].isin(imp.members) & ~trade["exporter"].isin(imp.members)]
-        agg = t.groupby("commodity", observed=True)["value_usd"].sum().reset_index(name="importance_usd")
-        rows.append(agg.assign(importer=imp.label, trade_year=ty))
-    return pd.concat(rows, ignore_index=True)
+    for r in prio.itertuples(index=False):
+        if isinstance(r.no_data_reason, str) and r.no_data_reason:
+            rows.append({"importer": r.importer, "commodity": r.commodity, "gap": "supply shares",
+                         "detail": r.no_data_reason})
+        if pd.isna(r.reliance) and pd.isna(r.reliance_low):
+            rows.append({"importer": r.importer, "commodity": r.commodity, "gap": "import reliance",
+                         "detail": str(r.reliance_note)})
+        if isinstance(r.import_gaps, str) and r.import_gaps:
+            rows.append({"importer": r.importer, "commodity": r.commodity, "gap": "traded forms",
+                         "detail": f"not in the bundled trade data: {r.import_gaps}"})
+    return pd.DataFrame(rows, columns=["importer", "commodity", "gap", "detail"])
 
 
 def _pct(x: float) -> str:
@@ -84,7 +89,7 @@ def urgent_vulnerabilities(prio: pd.DataFrame, stages: pd.DataFrame, importer: s
                 f"{_pct(worst.allied_share)}.")
         if pd.notna(r.top_import_share):
             text += (f" {country_name(r.top_import_partner)} supplies {_pct(r.top_import_share)} of {importer}'s "
-                     f"imports by value ({int(r.import_year)}).")
+                     f"imports ({r.import_basis}).")
         out.append({"commodity": r.commodity, "stage": worst.stage, "text": text,
                     "tables": "stage_vulnerabilities.csv; priorities.csv"})
         if len(out) == n:
@@ -196,28 +201,32 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
                 params: str | Path | None = None, groups_file: str | Path | None = None, allies: str = "msp",
                 monitor_dir: str | Path | None = None,
                 progress: Callable[[str], None] | None = None, risk_draws: int = RISK_DRAWS,
-                risk_seed: int = RISK_SEED) -> Brief:
+                risk_seed: int = RISK_SEED, as_of=None) -> Brief:
     """Compute every section of the brief (no files written)."""
     step = progress or (lambda _msg: None)
     cat = Catalog(data)
     imps = parse_importers(importer, groups_file)
     step("priorities")
-    prio, meta, runs = workflows.priorities_with_assessments([i.label for i in imps], year, None, params,
-                                                             groups_file, allies, catalog=cat)
+    engine = workflows.priority_engine([i.label for i in imps], year, None, params, groups_file, allies,
+                                       catalog=cat, as_of=as_of)
+    prio, meta, runs = engine.table, engine.meta, engine.runs
     y = meta["year"]
-    allied = set(groups(groups_file)[allies.lower()]["members"]) if allies.lower() in groups(groups_file) \
-        else set(parse_importers(allies)[0].members)
+    allied = workflows.allied_members(allies, groups_file)
     step("criticality matrix")
-    imp_val = _importance(cat, imps, y)
-    matrix = prio[["importer", "commodity", "composite", "priority"]].rename(columns={"composite": "supply_risk"})
-    matrix = matrix.merge(imp_val, on=["importer", "commodity"], how="left")
+    # the matrix's two axes come from the engine: supply risk of the riskiest stage, import value of all forms
+    matrix = prio[["importer", "commodity", "supply_risk", "risk_stage", "composite", "priority",
+                   "import_value_usd", "trade_year"]].rename(columns={"import_value_usd": "importance_usd"})
     step("vulnerabilities by stage")
     priority_commodities = sorted(set(prio.loc[prio["priority"], "commodity"]))
     stages = workflows.stage_vulnerabilities(cat, y, allied, priority_commodities)
-    tables = {"priorities": prio, "criticality_matrix": matrix, "stage_vulnerabilities": stages}
+    tables = {"priorities": prio, "criticality_matrix": matrix, "stage_vulnerabilities": stages,
+              "export_controls_as_of": engine.measures.drop(columns=["other_scope"], errors="ignore"),
+              "data_gaps": data_gaps(prio)}
     for method in ("geopolrisk", "eu-sr", "usgs"):
         step(f"method {method}")
-        tables[f"assess_{method.replace('-', '_')}"] = workflows.tidy(runs[method])  # already run by priorities
+        frames = [workflows.tidy(ds) for key, ds in runs.items() if key.split("/")[0] == method]
+        tables[f"assess_{method.replace('-', '_')}"] = pd.concat(frames, ignore_index=True) if frames else \
+            pd.DataFrame(columns=workflows.TIDY_COLUMNS)
     alerts = None
     if monitor_dir is not None:
         step("monitoring")
@@ -252,7 +261,8 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
         tables.update(layers)
     summary = {
         "priorities": {imp.label: prio[(prio["importer"] == imp.label) & prio["priority"]]
-                       .sort_values("rank")["commodity"].head(8).tolist() for imp in imps},
+                       .sort_values("rank")["commodity"].head(12).tolist() for imp in imps},
+        "priority_counts": {imp.label: int((prio["priority"] & (prio["importer"] == imp.label)).sum()) for imp in imps},
         "urgent": urgent_vulnerabilities(prio, stages, imps[-1].label if len(imps) else "", 3),
         "urgent_importer": imps[-1].label if len(imps) else "",
         "alerts": 0 if alerts is None else len(alerts),
@@ -270,8 +280,14 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
         {"name": "USGS-style EV", "value": prm["usgs"]["economic_vulnerability"]["default"],
          "reason": prm["usgs"]["economic_vulnerability"]["reason"]},
         {"name": "importance (matrix x-axis)", "value": "import value, USD",
-         "reason": "Value of all traded forms of the commodity imported from outside the importer (CEPII BACI); "
-                   "a proxy for economic importance, which needs input-output data critmin does not bundle."},
+         "reason": "Value of all traded forms of the commodity imported from outside the importer (CEPII BACI HS92 "
+                   "and HS17 subsets); a proxy for economic importance, which needs input-output data critmin "
+                   "does not bundle."},
+        {"name": "composite: impact weight", "value": meta["impact_weight"],
+         "reason": prm["priorities"]["impact_weight"]["reason"]},
+        {"name": "export controls as of", "value": meta["as_of"],
+         "reason": "Measures of the cited register judged in force, suspended, announced or ended on this date "
+                   "(--as-of; default the day the brief is made)."},
         {"name": "Monte Carlo", "value": f"{risk_draws:,} draws, seed {risk_seed}, 12 months",
          "reason": "Disruptions drawn from the cited export-control catalogue (Jeffreys-prior rates, Kaplan-Meier "
                    "durations, magnitudes by measure); same seed, same numbers. " + " ".join(risk_meta["notes"][:1])},
@@ -331,14 +347,18 @@ def render_html(brief: Brief) -> str:
     fig_html = {k: f.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{k}",
                              config={"displaylogo": False, "topojsonURL": "", "responsive": True})
                 for k, f in brief.figures.items()}
-    prio_cols = ["importer", "rank", "commodity", "priority", "geopolrisk_score", "eu_sr", "usgs_sr",
-                 "non_allied_stage_share", "reason"]
-    stage_cols = ["commodity", "stage", "year", "basis", "top_supplier", "top_share", "allied_share", "hhi"]
+    prio_cols = ["importer", "rank", "commodity", "priority", "composite", "risk_stage", "reliance",
+                 "geopolrisk_score", "eu_sr", "usgs_sr", "eu_published_sr", "reason"]
+    stage_cols = ["commodity", "stage", "year", "basis", "top_supplier", "top_share", "allied_share", "hhi", "data"]
     t = brief.tables
     return env.get_template("brief.html.j2").render(
         b=brief, plotlyjs=get_plotlyjs(), fig=fig_html, pending=PENDING, geo_script=_geo_script(),
-        prio_html={imp: _table_html(t["priorities"][t["priorities"]["importer"] == imp], 15, prio_cols)
+        prio_html={imp: _table_html(t["priorities"][t["priorities"]["importer"] == imp], 200, prio_cols)
                    for imp in brief.importers},
+        controls_html=_table_html(t["export_controls_as_of"][["event_id", "country", "commodity", "status",
+                                                                "since", "until", "label"]], 200)
+        if len(t.get("export_controls_as_of", [])) else None,
+        gaps_html=_table_html(t["data_gaps"], 300) if len(t.get("data_gaps", [])) else None,
         stage_html=_table_html(t["stage_vulnerabilities"], 80, stage_cols),
         matrix_html=_table_html(t["criticality_matrix"].sort_values(["importer", "supply_risk"],
                                                                       ascending=[True, False]), 30),

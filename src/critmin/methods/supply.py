@@ -1,0 +1,162 @@
+"""Who supplies each stage: one table of supplier shares per commodity × stage, and its indicators.
+
+Pure functions over the long tables (no IO). Three sources, in order of precedence for a
+commodity × stage (the first that reports it wins, so shares of one stage never mix sources):
+
+1. **USGS MCS production** (tonnes by country plus the "Other countries" residual). Shares use the
+   sum of country rows plus the residual as denominator. The year is the requested one where the
+   commodity has it, else the latest earlier year, else the earliest later one (the row says so).
+2. **The cited processing-shares table** (curated): the latest year <= the requested one, never a
+   projection; shares as published (a table listing only "China > 95 %" stays 95 %).
+3. **The EU CRM 2023 assessment's global supply shares** (Appendix 7; data years 2016–2020 averages
+   as the report states), for stages 1 and 2 do not cover (gallium-like refine-only commodities,
+   individual rare earths).
+
+:func:`stage_indicators` adds per commodity × stage: top supplier and share, HHI, allied share, the
+largest non-allied supplier, and the governance-weighted concentration HHI_WGI,t of the EU method
+(Σ s_c² · WGI_c · t_c, WGI rescaled to 0 (best) … 10 (worst)) with the export-restriction factor t.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from critmin.constants import PSEUDO_COUNTRIES, RESIDUAL, STAGES
+
+SHARE_COLUMNS = ["commodity", "stage", "country", "share", "year", "basis", "origin", "source", "estimated",
+                 "year_note"]
+ORIGIN_USGS, ORIGIN_CURATED, ORIGIN_EU = "USGS MCS", "processing shares (cited)", "EU CRM 2023"
+
+
+def _pick_year(years: np.ndarray, want: int) -> tuple[int, str]:
+    years = np.sort(np.unique(years))
+    if want in years:
+        return int(want), ""
+    earlier = years[years < want]
+    if len(earlier):
+        return int(earlier[-1]), f"{want} not reported; latest earlier year {int(earlier[-1])} used"
+    return int(years[0]), f"{want} not reported; earliest year {int(years[0])} used"
+
+
+def stage_shares(production: pd.DataFrame, processing: pd.DataFrame | None, eu_supply: pd.DataFrame | None,
+                 year: int) -> pd.DataFrame:
+    """Long table of supplier shares: one block per commodity × stage from the best source.
+
+    Returns columns :data:`SHARE_COLUMNS`; ``country`` ``ROW`` is the unallocated residual.
+    """
+    blocks: list[pd.DataFrame] = []
+    done: set[tuple[str, str]] = set()
+    prod = production[production["row_type"] != "total"]
+    for (c, st), grp in prod.groupby(["commodity", "stage"], observed=True, sort=True):
+        y, note = _pick_year(grp["year"].to_numpy(), year)
+        g = grp[grp["year"] == y]
+        basis = g["basis"].astype(str).value_counts().sort_index().idxmax()
+        g = g[g["basis"].astype(str) == basis]
+        total = g["value"].sum()
+        if not total > 0:
+            continue
+        g = g.groupby("country", observed=True).agg(value=("value", "sum"), estimated=("estimated", "any"),
+                                                    source=("source", "first")).reset_index()
+        blocks.append(pd.DataFrame({
+            "commodity": c, "stage": st, "country": g["country"].astype(str), "share": g["value"] / total,
+            "year": y, "basis": basis, "origin": ORIGIN_USGS, "source": g["source"].astype(str),
+            "estimated": g["estimated"].astype(bool), "year_note": note}))
+        done.add((c, st))
+    if processing is not None and len(processing):
+        ps = processing.assign(year=pd.to_numeric(processing["year"], errors="coerce"),
+                               share=pd.to_numeric(processing["share"], errors="coerce"))
+        ps = ps[ps["stage_id"].isin(STAGES) & ps["year"].notna() & ps["share"].notna()
+                & ps["commodity"].astype(str).str.match(r"^[a-z-]+$")]
+        for (c, st), grp in ps.groupby(["commodity", "stage_id"], observed=True, sort=True):
+            if (c, st) in done:
+                continue
+            past = grp[grp["year"] <= year]
+            if past.empty:
+                continue  # only projections or later years: not used for a past year
+            y = int(past["year"].max())
+            g = past[past["year"] == y]
+            basis = str(g["basis"].astype(str).value_counts().sort_index().idxmax())
+            g = g[g["basis"].astype(str) == basis]
+            note = "" if y == year else f"latest cited year <= {year}: {y}"
+            blocks.append(pd.DataFrame({
+                "commodity": c, "stage": st, "country": g["country"].astype(str).to_numpy(),
+                "share": g["share"].to_numpy(float), "year": y, "basis": basis, "origin": ORIGIN_CURATED,
+                "source": g["source"].astype(str).to_numpy(), "estimated": False, "year_note": note}))
+            done.add((c, st))
+    if eu_supply is not None and len(eu_supply):
+        eu = eu_supply[(eu_supply["scope"] == "global") & eu_supply["commodity"].astype(str).ne("")
+                       & eu_supply["stage"].isin(STAGES)]
+        for (c, st), grp in eu.groupby(["commodity", "stage"], observed=True, sort=True):
+            if (c, st) in done or len(grp["material"].unique()) != 1:
+                continue  # several EU materials on one id (e.g. LREE and HREE groups): not one market
+            g = grp.groupby("country", observed=True).agg(share=("share", "sum"), source=("source", "first"))
+            g = g.reset_index()
+            blocks.append(pd.DataFrame({
+                "commodity": c, "stage": st, "country": g["country"].astype(str), "share": g["share"].astype(float),
+                "year": 2023, "basis": f"EU CRM 2023 supply shares ({grp['material'].iloc[0]})",
+                "origin": ORIGIN_EU, "source": g["source"].astype(str), "estimated": False,
+                "year_note": "assessment year 2023 (the report's multi-year averages)"}))
+            done.add((c, st))
+    if not blocks:
+        return pd.DataFrame(columns=SHARE_COLUMNS)
+    out = pd.concat(blocks, ignore_index=True)[SHARE_COLUMNS]
+    order = {s: i for i, s in enumerate(STAGES)}
+    return out.sort_values(["commodity", "stage", "share", "country"], ascending=[True, True, False, True],
+                           key=lambda s: s.map(order) if s.name == "stage" else s, kind="stable"
+                           ).reset_index(drop=True)
+
+
+def stage_indicators(shares: pd.DataFrame, wgi_scaled: pd.Series, t: pd.DataFrame | None, allies: set[str],
+                     missing_scaled: float = 5.0) -> pd.DataFrame:
+    """Per commodity × stage: concentration, allied share and HHI_WGI,t.
+
+    Parameters
+    ----------
+    shares : output of :func:`stage_shares`
+    wgi_scaled : Series indexed by ISO3, WGI mean rescaled to 0 (best) … 10 (worst)
+    t : DataFrame ``commodity, stage, country, t`` (missing = 1)
+    allies : ISO3 codes whose supply counts as allied
+    missing_scaled : scaled WGI for a supplier with no estimate (mid-scale by default)
+    """
+    s = shares.copy()
+    s["named"] = ~s["country"].isin(PSEUDO_COUNTRIES)
+    s["allied"] = s["country"].isin(allies) & s["named"]
+    s["w"] = s["country"].map(wgi_scaled).astype(float).fillna(missing_scaled)
+    if t is not None and len(t):
+        s = s.merge(t[["commodity", "stage", "country", "t"]], on=["commodity", "stage", "country"], how="left")
+    else:
+        s["t"] = np.nan
+    s["t"] = s["t"].fillna(1.0)
+    s["sq"] = np.where(s["named"], s["share"] ** 2, 0.0)
+    s["wt"] = s["sq"] * s["w"] * s["t"]
+    rows = []
+    for (c, st), g in s.groupby(["commodity", "stage"], observed=True, sort=False):
+        named = g[g["named"]]
+        top = named.iloc[0] if len(named) else None
+        na = named[~named["allied"]]
+        top_na = na.iloc[0] if len(na) else None
+        rows.append({
+            "commodity": c, "stage": st, "year": int(g["year"].iloc[0]), "basis": g["basis"].iloc[0],
+            "origin": g["origin"].iloc[0], "estimated": bool(g["estimated"].any()), "year_note": g["year_note"].iloc[0],
+            "top_supplier": top["country"] if top is not None else "",
+            "top_share": float(top["share"]) if top is not None else np.nan,
+            "top_non_allied": top_na["country"] if top_na is not None else "",
+            "top_non_allied_share": float(top_na["share"]) if top_na is not None else 0.0,
+            "top_non_allied_t": float(top_na["t"]) if top_na is not None else 1.0,
+            "allied_share": float(g.loc[g["allied"], "share"].sum()),
+            "unallocated_share": float(g.loc[~g["named"], "share"].sum()),
+            "hhi": float(g["sq"].sum()),
+            "hhi_wgi_t": float(g["wt"].sum()),
+            "countries_reported": int(g["named"].sum()),
+            "source": ";".join(sorted(set(g["source"].astype(str)))),
+        })
+    return pd.DataFrame(rows)
+
+
+def residual_note(row) -> str:
+    """Words for a stage whose residual is large enough that the allied share is a lower bound."""
+    if row.unallocated_share >= 0.2:
+        return (f"{100 * row.unallocated_share:.0f}% of {row.stage} supply is not allocated to countries "
+                f"({RESIDUAL}): the allied share is a lower bound")
+    return ""
