@@ -72,7 +72,7 @@ def test_summary_numbers_trace_to_tables():
         assert f"{100 * row.allied_share:.0f}%" in u["text"]
         assert str(row.year) in u["text"]
     for imp, items in b.summary["priorities"].items():
-        listed = prio[(prio.importer == imp) & prio.priority].sort_values("rank")["commodity"].head(8).tolist()
+        listed = prio[(prio.importer == imp) & prio.priority].sort_values("rank")["commodity"].head(12).tolist()
         assert items == listed
 
 

@@ -52,40 +52,45 @@ def _inputs(cat: Catalog, importers: list[Importer], years: list[int], stage: st
                         importers=importers, years=years, stage=stage, commodities=commodities)
 
 
-def export_restriction_t(cat: Catalog, inp: Inputs, params: dict) -> xr.DataArray:
-    """t factor (commodity, country, year) from the cited export-controls catalogue."""
+def export_restriction_t(cat: Catalog, inp: Inputs, params: dict, as_of: dt.date | None = None) -> xr.DataArray:
+    """t factor (commodity, country, year) at the inputs' stage.
+
+    The EU 2023 assessment's global t per country where it assessed the commodity at this stage, raised to
+    critmin's per-measure factor (params ``export_restriction_t``) for every restriction of the cited register
+    that applies to all destinations and is in force on ``as_of`` (default: 31 December of each data year, or
+    today for the current year) — :func:`critmin.methods.controls.measures_as_of`. Measures aimed at one
+    country are not in this importer-independent factor; the priority engine applies them per importer.
+    """
+    from critmin.methods import controls
+
     tparams = params["eu_sr"]["export_restriction_t"]
-    t = xr.DataArray(np.ones((len(inp.production[COMMODITY]), len(inp.production[COUNTRY]), len(inp.years))),
-                     dims=[COMMODITY, COUNTRY, YEAR],
-                     coords={COMMODITY: inp.production[COMMODITY].values, COUNTRY: inp.production[COUNTRY].values,
-                             YEAR: inp.years})
-    try:
-        ec = cat.table("export_controls")
-    except CritminError:  # a dataset without the curated table: no restrictions known
+    comm, ctry = inp.production[COMMODITY].values, inp.production[COUNTRY].values
+    t = xr.DataArray(np.ones((len(comm), len(ctry), len(inp.years))), dims=[COMMODITY, COUNTRY, YEAR],
+                     coords={COMMODITY: comm, COUNTRY: ctry, YEAR: inp.years})
+    pos_c = {c: i for i, c in enumerate(comm)}
+    pos_k = {k: i for i, k in enumerate(ctry)}
+    arr = t.values
+    eu = _optional(cat, "eu_crm_supply")
+    if eu is not None and len(eu):
+        e = eu[(eu["scope"] == "global") & (eu["stage"] == inp.stage)]
+        for r in e.itertuples(index=False):
+            if r.commodity in pos_c and r.country in pos_k and pd.notna(r.t):
+                arr[pos_c[r.commodity], pos_k[r.country], :] = np.maximum(arr[pos_c[r.commodity], pos_k[r.country], :],
+                                                                          float(r.t))
+    ec = _optional(cat, "export_controls")
+    if ec is None or not len(ec):
         return t
-    stage_of = {"mine": "ore", "refine": "processed", "metal": "processed", "component": "product"}
-    for row in ec.itertuples(index=False):
-        stages = str(getattr(row, "stage", "")).split(";")
-        if stage_of[inp.stage] not in [s.strip() for s in stages]:
-            continue
-        measure = str(getattr(row, "measure", "")).strip()
-        factor = float(tparams.get(measure, tparams["none"]))
-        start = pd.to_datetime(str(row.effective or row.announced), errors="coerce")
-        end = pd.to_datetime(str(row.ended), errors="coerce") if str(row.ended or "") else None
-        if pd.isna(start):
-            continue
-        country = str(row.country)
-        if country not in t[COUNTRY].values:
-            continue
-        for c in str(row.commodity).split(";"):
-            c = c.strip()
-            if c not in t[COMMODITY].values:
-                continue
-            for y in inp.years:
-                in_force = start.year <= y and (end is None or pd.isna(end) or end.year >= y)
-                if in_force:
-                    cur = float(t.loc[c, country, y])
-                    t.loc[c, country, y] = max(cur, factor)
+    today = dt.date.today()
+    for j, y in enumerate(inp.years):
+        day = as_of or min(today, dt.date(int(y), 12, 31))
+        m = controls.measures_as_of(ec, day)
+        m = m[(m["status"] == "in_force") & m["restricts"].astype(bool)
+              & (m["target_iso3"].astype(str) == "all")
+              & m["stages"].fillna("").astype(str).str.split(";").map(lambda ss: inp.stage in ss)]
+        for r in m.itertuples(index=False):
+            if r.commodity in pos_c and r.country in pos_k:
+                f = float(tparams.get(str(r.measure), tparams["none"]))
+                arr[pos_c[r.commodity], pos_k[r.country], j] = max(arr[pos_c[r.commodity], pos_k[r.country], j], f)
     return t
 
 
@@ -268,10 +273,11 @@ def allied_members(allies: str, groups_file: str | Path | None = None) -> set[st
         raise ConfigError(f"--allies {allies!r}: {exc}") from None
 
 
-def parse_as_of(value: dt.date | str | None) -> dt.date:
-    """``--as-of``: an ISO date ``YYYY-MM-DD`` (default: today)."""
+def parse_as_of(value: dt.date | str | None, year: int | None = None) -> dt.date:
+    """``--as-of``: an ISO date ``YYYY-MM-DD``; by default today, or 31 December of ``year`` when a data year
+    is asked for (a past year is judged with the measures of its own time)."""
     if value is None:
-        return dt.date.today()
+        return dt.date(int(year), 12, 31) if year is not None else dt.date.today()
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
@@ -413,7 +419,7 @@ def priority_engine(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | N
     cat = catalog or Catalog(data)
     prm = load_params(params)
     pp = prm["priorities"]
-    day = parse_as_of(as_of)
+    day = parse_as_of(as_of, year)
     importers = parse_importers(importer, groups_file)
     allied = allied_members(allies, groups_file)
     py, ty, notes = data_years(cat, year)

@@ -56,21 +56,33 @@ def print_table(console: Console, frame: pd.DataFrame, title: str = "") -> None:
 
 def print_priorities(console: Console, table: pd.DataFrame, meta: dict, top: int = 10) -> None:
     th = meta["thresholds"]
-    console.print(f"[bold]Priority minerals[/] · data year {meta['year']} (trade {meta['import_year']}) · "
-                  f"priority (●) if a non-allied ({meta['allies']}) supplier holds ≥ "
-                  f"{100 * float(th['single_supplier_share']):.0f}% of a stage, or import reliance ≥ "
-                  f"{100 * float(th['single_supplier_share']):.0f}% with one non-allied partner ≥ that share of "
-                  "imports · ranked by mean percentile of GeoPolRisk, EU SR, USGS-style SR and the non-allied "
-                  "stage share")
+    share = 100 * float(th["single_supplier_share"])
+    console.print(f"[bold]Priority minerals[/] · production {meta['year']} (e = USGS estimate) · trade "
+                  f"{meta['trade_year']} · export controls as of {meta['as_of']} · priority (●) if a non-allied "
+                  f"({meta['allies']}) supplier holds ≥ {share:.0f}% of any stage, or import reliance ≥ {share:.0f}% "
+                  f"with one non-allied partner ≥ that share of imports, or a non-allied holder of ≥ "
+                  f"{100 * float(th['control_share']):.0f}% of a stage restricts its exports; never for a net "
+                  "exporter · ranked by composite = riskiest stage's HHI_WGI,t/10 × import reliance × impact")
     for imp, grp in table.groupby("importer", sort=False):
-        t = Table(title=f"{imp}", title_justify="left", show_lines=True)
-        for c, j in (("#", "right"), ("commodity", "left"), ("priority", "center"), ("GeoPolRisk", "right"),
-                     ("EU SR", "right"), ("USGS SR", "right"), ("why", "left")):
+        n = int(grp["priority"].sum())
+        t = Table(title=f"{imp} · {n} priorities of {len(grp)} commodities (first {min(top, len(grp))} shown)",
+                  title_justify="left", show_lines=True)
+        for c, j in (("#", "right"), ("commodity", "left"), ("priority", "center"), ("composite", "right"),
+                     ("stage", "left"), ("reliance", "right"), ("GeoPolRisk", "right"), ("EU SR", "right"),
+                     ("USGS SR", "right"), ("why", "left")):
             t.add_column(c, justify=j, overflow="fold")
         for r in grp.head(top).itertuples(index=False):
-            t.add_row(str(r.rank), r.commodity, "●" if r.priority else "", _fmt(r.geopolrisk_score), _fmt(r.eu_sr),
-                      _fmt(r.usgs_sr), r.reason)
+            rel = (f"{100 * r.reliance:.0f}%" if pd.notna(r.reliance) else
+                   (f"{100 * r.reliance_low:.0f}–{100 * r.reliance_high:.0f}%" if pd.notna(r.reliance_low)
+                    else "unknown"))
+            if isinstance(r.reliance_code, str) and r.reliance_code:
+                rel += f" ({r.reliance_code})"
+            t.add_row(str(r.rank), r.commodity, "●" if r.priority else "", _fmt(r.composite),
+                      str(r.risk_stage) if isinstance(r.risk_stage, str) else "–", rel, _fmt(r.geopolrisk_score),
+                      _fmt(r.eu_sr), _fmt(r.usgs_sr), r.reason)
         console.print(t)
+    for note in meta.get("notes", []):
+        console.print(f"[dim]note: {note}[/]")
 
 
 def print_sources(console: Console, cat) -> None:

@@ -98,12 +98,16 @@ def combine(universe: pd.DataFrame, ind: pd.DataFrame, rel: pd.DataFrame, hits: 
         ["importer", "commodity"])
     base = universe.merge(rel, on=["importer", "commodity"], how="left")
     base = base.merge(risky[["importer", "commodity", "stage", "hhi_wgi_t", "top_supplier", "top_share",
-                             "allied_share", "year", "basis", "origin", "estimated"]].rename(
+                             "allied_share", "year", "basis", "origin", "estimated", "year_note"]].rename(
         columns={"stage": "risk_stage", "top_supplier": "risk_stage_supplier", "top_share": "risk_stage_share",
                  "allied_share": "risk_stage_allied_share", "year": "supply_year", "basis": "risk_stage_basis",
-                 "origin": "supply_origin", "estimated": "supply_estimated"}), on=["importer", "commodity"], how="left")
-    base = base.merge(stage_flag[["importer", "commodity", "stage", "top_non_allied", "top_non_allied_share"]].rename(
-        columns={"stage": "flag_stage", "top_non_allied": "flag_supplier", "top_non_allied_share": "flag_share"}),
+                 "origin": "supply_origin", "estimated": "supply_estimated", "year_note": "supply_year_note"}),
+        on=["importer", "commodity"], how="left")
+    base = base.merge(stage_flag[["importer", "commodity", "stage", "top_non_allied", "top_non_allied_share", "year",
+                                  "origin", "estimated", "year_note"]].rename(
+        columns={"stage": "flag_stage", "top_non_allied": "flag_supplier", "top_non_allied_share": "flag_share",
+                 "year": "flag_year", "origin": "flag_origin", "estimated": "flag_estimated",
+                 "year_note": "flag_year_note"}),
         on=["importer", "commodity"], how="left")
     hit1 = hits.sort_values("issuer_share", ascending=False).drop_duplicates(["importer", "commodity"])
     ctl = hits.groupby(["importer", "commodity"])["label"].apply(lambda s: "; ".join(dict.fromkeys(s))).rename(
@@ -150,19 +154,23 @@ def combine(universe: pd.DataFrame, ind: pd.DataFrame, rel: pd.DataFrame, hits: 
     return pd.concat(out, ignore_index=True) if out else base
 
 
+def _when(year, estimated, origin, note) -> str:
+    est = "e" if bool(estimated) else ""
+    extra = f"; {note}" if isinstance(note, str) and "not reported" in note else ""
+    return f"({int(year)}{est}, {origin}{extra})"
+
+
 def _reason(r, threshold: float) -> str:
     parts = []
     if isinstance(r.no_data_reason, str) and r.no_data_reason:
         parts.append(r.no_data_reason)
     if pd.notna(r.flag_share):
         parts.append(f"{STAGE_WORDS.get(r.flag_stage, r.flag_stage)}: {country_name(r.flag_supplier)} "
-                     f"{_pct(r.flag_share)}")
+                     f"{_pct(r.flag_share)} {_when(r.flag_year, r.flag_estimated, r.flag_origin, r.flag_year_note)}")
     if pd.notna(r.risk_stage_share) and r.risk_stage != (r.flag_stage if pd.notna(r.flag_share) else None):
         parts.append(f"riskiest stage {STAGE_WORDS.get(r.risk_stage, r.risk_stage)}: "
-                     f"{country_name(r.risk_stage_supplier)} {_pct(r.risk_stage_share)}")
-    if pd.notna(r.supply_year):
-        est = "e" if bool(r.supply_estimated) else ""
-        parts[-1:] = [f"{parts[-1]} ({int(r.supply_year)}{est}, {r.supply_origin})"] if parts else []
+                     f"{country_name(r.risk_stage_supplier)} {_pct(r.risk_stage_share)} "
+                     f"{_when(r.supply_year, r.supply_estimated, r.supply_origin, r.supply_year_note)}")
     if isinstance(r.controls_in_force, str):
         parts.append(r.controls_in_force)
     if pd.notna(r.reliance):

@@ -232,7 +232,7 @@ def reliance_table(trade: pd.DataFrame, factors: pd.DataFrame, gaps: pd.DataFram
                         miss = [m for m, k in zip(imp.members, known, strict=True)
                                 if k is None or pd.isna(k["reliance_low"])]
                         if miss:
-                            r["reliance_note"] += f" (member{'s' if len(miss) > 1 else ''} unknown: {', '.join(miss)})"
+                            r["reliance_note"] += f"; member{'s' if len(miss) > 1 else ''} unknown: {', '.join(miss)}"
             rows.append(r)
             if not imp.is_bloc:
                 single[(imp.label, c)] = r
