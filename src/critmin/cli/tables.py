@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 KEY_INDICATORS = {
@@ -79,7 +80,7 @@ def print_priorities(console: Console, table: pd.DataFrame, meta: dict, top: int
                 rel += f" ({r.reliance_code})"
             t.add_row(str(r.rank), r.commodity, "●" if r.priority else "", _fmt(r.composite),
                       str(r.risk_stage) if isinstance(r.risk_stage, str) else "–", rel, _fmt(r.geopolrisk_score),
-                      _fmt(r.eu_sr), _fmt(r.usgs_sr), r.reason)
+                      _fmt(r.eu_sr), _fmt(r.usgs_sr), escape(str(r.reason)))
         console.print(t)
     for note in meta.get("notes", []):
         console.print(f"[dim]note: {note}[/]")

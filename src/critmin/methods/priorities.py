@@ -174,12 +174,12 @@ def _reason(r, threshold: float) -> str:
     if isinstance(r.controls_in_force, str):
         parts.append(r.controls_in_force)
     if pd.notna(r.reliance):
-        code = f" ({r.reliance_code})" if r.reliance_code else ""
-        parts.append(f"import reliance {_pct(r.reliance)}{code} [{r.reliance_rule}]")
+        code = f"{r.reliance_code}, " if r.reliance_code else ""
+        parts.append(f"import reliance {_pct(r.reliance)} ({code}{r.reliance_rule})")
     elif pd.notna(r.reliance_low) and r.reliance_low == r.reliance_high:
-        parts.append(f"import reliance {_pct(r.reliance_low)} [{r.reliance_rule}]")
+        parts.append(f"import reliance {_pct(r.reliance_low)} ({r.reliance_rule})")
     elif pd.notna(r.reliance_low):
-        parts.append(f"import reliance {_pct(r.reliance_low)}–{_pct(r.reliance_high)} [{r.reliance_rule}]")
+        parts.append(f"import reliance {_pct(r.reliance_low)}–{_pct(r.reliance_high)} ({r.reliance_rule})")
     else:
         parts.append(f"import reliance unknown ({str(r.reliance_note).removeprefix('unknown: ')})")
     if isinstance(r.top_import_partner, str) and r.top_import_partner and pd.notna(r.top_import_share):

@@ -12,7 +12,7 @@ PALETTE = ["#1f4e79", "#c0392b", "#2e8b57", "#8e44ad", "#d68910", "#117a65", "#7
 
 
 def criticality_matrix(matrix: pd.DataFrame, order: list[str] | None = None) -> go.Figure:
-    """Supply risk (composite percentile, 0..1) vs importance (import value, USD, log) per importer.
+    """Supply risk (riskiest stage's HHI_WGI,t / 10, 0..1) vs importance (import value, USD, log) per importer.
 
     ``matrix`` columns: importer, commodity, importance_usd, supply_risk, priority.
     """
@@ -33,7 +33,7 @@ def criticality_matrix(matrix: pd.DataFrame, order: list[str] | None = None) -> 
     fig.update_layout(
         title=f"Criticality matrix · {importers[0] if importers else ''}", height=520,
         xaxis=dict(title="importance: import value of all traded forms (USD, log scale)", type="log"),
-        yaxis=dict(title="supply risk: composite percentile (0–1)", range=[0, 1.08]),
+        yaxis=dict(title="supply risk: riskiest stage's HHI_WGI,t / 10", rangemode="tozero"),
         updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.15, yanchor="top")],
         margin=dict(l=60, r=20, t=70, b=60), showlegend=False, template="plotly_white")
     return fig
