@@ -179,12 +179,18 @@ def reliance_table(trade: pd.DataFrame, factors: pd.DataFrame, gaps: pd.DataFram
                  "import_basis": "", "trade_top_partner": "", "trade_top_share": np.nan,
                  "import_gaps": gap_forms.get(c, "")}
             # trade-based NIR (rule 3) where the flows are covered by content factors
-            complete = (f is not None and c not in gap_forms and c in producers and content.get(c, False)
+            complete = (f is not None and c not in gap_forms and c in listed and content.get(c, False)
                         and own_iv > 0 and float(f["imp_value_factored"]) >= COVERAGE * own_iv
                         and float(f["exp_value_factored"]) >= COVERAGE * own_ev)
+            odd_exporter = False
             if complete:
                 ni = float(f["imp_content"] - f["exp_content"])
-                r["reliance_trade"] = 0.0 if ni <= 0 else ni / (D + ni)
+                if ni <= 0 and not (members & producers):
+                    # no primary production, yet net exports of the traded forms: the forms it imports (ores,
+                    # intermediates) or its recycling are not in the data; not a net exporter of primary supply
+                    odd_exporter = True
+                else:
+                    r["reliance_trade"] = 0.0 if ni <= 0 else ni / (D + ni)
             if f is not None and isinstance(f["trade_top_partner"], str):
                 r["trade_top_partner"], r["trade_top_share"] = f["trade_top_partner"], float(f["trade_top_share"])
                 r["top_import_partner"], r["top_import_share"] = r["trade_top_partner"], r["trade_top_share"]
@@ -211,11 +217,14 @@ def reliance_table(trade: pd.DataFrame, factors: pd.DataFrame, gaps: pd.DataFram
                          reliance_rule="trade", reliance_note="net imports of every traded form, contained content")
             else:
                 why = []
-                if c in gap_forms:
+                if odd_exporter:
+                    why.append("no domestic primary production reported by USGS, yet net exports of the traded "
+                               "forms (the ores or intermediates it imports, or its recycling, are not in the data)")
+                elif c in gap_forms:
                     why.append(f"forms not in the trade data: {gap_forms[c]}")
                 elif f is None or iv == 0:
                     why.append("no traded form of it in the bundled trade data")
-                elif c in producers and not content.get(c, False):
+                elif c in listed and not content.get(c, False):
                     why.append("USGS production is not on a contained-content basis")
                 else:
                     why.append("traded forms without a published content factor")
