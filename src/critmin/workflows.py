@@ -156,8 +156,12 @@ def assess(method: str = "geopolrisk", importer: str | list[str] = DEFAULT_IMPOR
 def assess_many(methods: list[str], importer: str | list[str] = DEFAULT_IMPORTERS, year: int | None = None,
                 stage: str = "mine", data: str | Path | None = None, params: str | Path | None = None,
                 groups_file: str | Path | None = None, commodities: list[str] | None = None,
-                catalog: Catalog | None = None) -> dict[str, xr.Dataset]:
-    """Several methods on one set of input arrays (built once): method → Dataset."""
+                catalog: Catalog | None = None, reliance: xr.DataArray | None = None) -> dict[str, xr.Dataset]:
+    """Several methods on one set of input arrays (built once): method → Dataset.
+
+    ``reliance`` (commodity, importer, year), optional: import reliance from every traded form (the priority
+    engine's) used by the EU-style SR (IR) and the USGS-style SR (TE) where given, instead of the reliance
+    computed from this stage's trade alone."""
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ConfigError(f"unknown method {bad[0]!r}; expected one of {', '.join(METHODS)}")
@@ -166,10 +170,11 @@ def assess_many(methods: list[str], importer: str | list[str] = DEFAULT_IMPORTER
     years = [int(year)] if year is not None else [default_year(cat, stage)]
     inp = _inputs(cat, importers, years, stage, commodities)
     prm = load_params(params)
-    return {m: _run_method(m, cat, inp, prm, data) for m in methods}
+    return {m: _run_method(m, cat, inp, prm, data, reliance) for m in methods}
 
 
-def _run_method(method: str, cat: Catalog, inp: Inputs, prm: dict, data) -> xr.Dataset:
+def _run_method(method: str, cat: Catalog, inp: Inputs, prm: dict, data,
+                reliance: xr.DataArray | None = None) -> xr.Dataset:
     if method == "geopolrisk":
         ds = geopolrisk(inp)
     elif method == "eu-sr":
@@ -181,7 +186,7 @@ def _run_method(method: str, cat: Catalog, inp: Inputs, prm: dict, data) -> xr.D
     elif method == "usgs":
         comm = inp.production[COMMODITY].values
         ds = usgs_supply_risk(inp, ev=_per_commodity(prm["usgs"]["economic_vulnerability"], comm),
-                              published_nir=_published_nir(cat, inp))
+                              published_nir=reliance if reliance is not None else _published_nir(cat, inp))
     else:
         allied = {"usa+jpn": parse_importers("USA+JPN")[0], "msp": parse_importers("msp")[0],
                   "g7": parse_importers("g7")[0], "quad": parse_importers("quad")[0]}
@@ -378,15 +383,20 @@ def _primary(prod: pd.DataFrame, year: int) -> pd.DataFrame:
         columns=["commodity", "country", "value", "content", "stage"])
 
 
-def _method_table(cat: Catalog, importers: list[Importer], ty: int, params, groups_file, stages_present: set[str]
-                  ) -> tuple[pd.DataFrame, dict[str, xr.Dataset], list[str]]:
+def _method_table(cat: Catalog, importers: list[Importer], ty: int, params, groups_file, stages_present: set[str],
+                  rel: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, xr.Dataset], list[str]]:
+    nir = None
+    if rel is not None and len(rel):
+        point = rel["reliance"].where(rel["reliance"].notna(), (rel["reliance_low"] + rel["reliance_high"]) / 2)
+        nir = (rel.assign(value=point, year=ty).set_index(["commodity", "importer", "year"])["value"]
+               .to_xarray())
     frames, runs, notes = [], {}, []
     pick = {"geopolrisk": ("score", "geopolrisk_score"), "eu-sr": ("supply_risk", "eu_sr"),
             "usgs": ("supply_risk", "usgs_sr")}
     for stage in (s for s in STAGES if s in stages_present):
         try:
             res = assess_many(list(pick), [i.label for i in importers], ty, stage, None, params, groups_file,
-                              catalog=cat)
+                              catalog=cat, reliance=nir)
         except (ConfigError, CritminError) as exc:
             notes.append(f"methods at stage {stage}: {exc}")
             continue
@@ -465,7 +475,7 @@ def priority_engine(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | N
         published=reliance.published_reliance(sal, py) if sal is not None else None,
         us_partners=reliance.published_partners(srcs) if srcs is not None else None)
     rel = reliance.inherit_parent(rel, _read_mapping("commodity_parents.csv"))
-    methods, runs, mnotes = _method_table(cat, importers, ty, params, groups_file, set(prod["stage"]))
+    methods, runs, mnotes = _method_table(cat, importers, ty, params, groups_file, set(prod["stage"]), rel)
     notes += mnotes
     members = {i.label: set(i.members) for i in importers}
     hits = control_hits(ind_all, measures, members, allied, float(pp["control_share_threshold"]))

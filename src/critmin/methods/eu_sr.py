@@ -101,7 +101,8 @@ def sr_from_components(hhi_gs, hhi_eu, ir, eol_rir, si_sr, *, supply_used="both"
 
 
 def eu_supply_risk(inp: Inputs, *, t: xr.DataArray, eol_rir: xr.DataArray | float,
-                   substitution: xr.DataArray | float, missing_scaled: float = 5.0) -> xr.Dataset:
+                   substitution: xr.DataArray | float, missing_scaled: float = 5.0,
+                   import_reliance_override: xr.DataArray | None = None) -> xr.Dataset:
     """EU-style SR for every commodity × importer × year.
 
     Parameters
@@ -112,6 +113,8 @@ def eu_supply_risk(inp: Inputs, *, t: xr.DataArray, eol_rir: xr.DataArray | floa
         End-of-life recycling input rate and substitution index (0..1).
     missing_scaled : float
         Scaled WGI weight (0..10) for suppliers without WGI data.
+    import_reliance_override : DataArray (commodity, importer, year), optional
+        Import reliance that replaces the one computed from this stage's trade where not NaN.
     """
     w = eu_wgi_scale(inp.wgi_mean()).fillna(missing_scaled)
     s = shares(inp.production, dim=COUNTRY)
@@ -125,6 +128,9 @@ def eu_supply_risk(inp: Inputs, *, t: xr.DataArray, eol_rir: xr.DataArray | floa
     exports = inp.extra_bloc_exports()
     domestic = domestic_by_c.sum(COUNTRY)
     ir = import_reliance(domestic, imports.sum(EXPORTER), exports).where(inp.has_trade)
+    if import_reliance_override is not None:   # reliance from every traded form (the priority engine's)
+        over = import_reliance_override.reindex_like(ir)
+        ir = over.where(over.notnull(), ir)
     sr = sr_from_components(gs, src, ir, eol_rir, substitution)
     ds = xr.Dataset({
         "hhi": hhi(s, dim=COUNTRY, named=inp.named).assign_attrs(units="1"),
