@@ -411,6 +411,21 @@ def _method_table(cat: Catalog, importers: list[Importer], ty: int, params, grou
     return out, runs, notes
 
 
+def _eu_comparison(r, prm: dict) -> str:
+    """Words on the EU's published 2023 SR beside critmin's EU-style SR for the same commodity."""
+    if pd.isna(r.eu_published_sr):
+        return ""
+    text = (f"EU {int(r.eu_published_year)} published SR {r.eu_published_sr:.1f}, EI {r.eu_published_ei:.1f} "
+            f"({r.eu_published_material})")
+    if pd.isna(r.eu_sr):
+        return text + "; critmin's EU-style SR not computable here (no production tonnes or trade at a stage)"
+    eol = prm["eu_sr"]["eol_rir"]["default"]
+    si = prm["eu_sr"]["substitution_index"]["default"]
+    return (f"{text}; critmin EU-style SR {r.eu_sr:.1f} at {r.methods_stage} for {r.importer}: critmin uses "
+            f"EoL-RIR {eol:g} and SI {si:g} (the EU, material values), {r.importer}'s own sourcing and reliance, "
+            f"the latest production shares (the EU: 2016-2020 averages) and the export controls in force on the date")
+
+
 def priority_engine(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | None = None,
                     data: str | Path | None = None, params: str | Path | None = None,
                     groups_file: str | Path | None = None, allies: str = "msp",
@@ -483,11 +498,16 @@ def priority_engine(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | N
                     impact_weight=float(pp["impact_weight"]["default"]), allies=allied)
     scores = _optional(cat, "eu_crm_scores")
     if scores is not None and len(scores):
-        s23 = scores[(scores["year"] == scores["year"].max()) & scores["commodity"].astype(str).ne("")]
-        s23 = s23.sort_values("sr", ascending=False).drop_duplicates("commodity")
-        table = table.merge(s23[["commodity", "sr", "ei", "year"]].rename(
-            columns={"sr": "eu_published_sr", "ei": "eu_published_ei", "year": "eu_published_year"}),
-            on="commodity", how="left")
+        latest = scores[scores["year"] == scores["year"].max()]
+        s23 = latest[latest["commodity"].astype(str).ne("")].assign(eu_material=lambda d: d["material"])
+        grp = _read_mapping("eu_groups.csv").merge(latest.drop(columns=["commodity"]), on="material")
+        grp = grp[~grp["commodity"].isin(set(s23["commodity"]))].assign(eu_material=lambda d: d["material"])
+        s23 = pd.concat([s23, grp], ignore_index=True).sort_values("sr", ascending=False).drop_duplicates("commodity")
+        table = table.merge(s23[["commodity", "sr", "ei", "year", "eu_material"]].rename(
+            columns={"sr": "eu_published_sr", "ei": "eu_published_ei", "year": "eu_published_year",
+                     "eu_material": "eu_published_material"}), on="commodity", how="left")
+    if "eu_published_sr" in table:
+        table["eu_comparison"] = [_eu_comparison(r, prm) for r in table.itertuples(index=False)]
     table["year"] = py
     table["trade_year"] = ty
     table["as_of"] = day.isoformat()

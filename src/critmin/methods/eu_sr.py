@@ -131,7 +131,13 @@ def eu_supply_risk(inp: Inputs, *, t: xr.DataArray, eol_rir: xr.DataArray | floa
     if import_reliance_override is not None:   # reliance from every traded form (the priority engine's)
         over = import_reliance_override.reindex_like(ir)
         ir = over.where(over.notnull(), ir)
-    sr = sr_from_components(gs, src, ir, eol_rir, substitution)
+    # The 2017 assessment's "GS only" case: where the stage has no bilateral trade for the commodity, the
+    # sourcing term cannot be built, and SR uses global supply alone (Blengini et al. 2017, section 3.2).
+    sourcing_known = (inp.has_trade & src.notnull()).broadcast_like(src)
+    src = src.where(sourcing_known)
+    both = sr_from_components(gs, src, ir, eol_rir, substitution)
+    gs_only = sr_from_components(gs, src, ir, eol_rir, substitution, supply_used="gs")
+    sr = both.where(sourcing_known, gs_only)
     ds = xr.Dataset({
         "hhi": hhi(s, dim=COUNTRY, named=inp.named).assign_attrs(units="1"),
         "hhi_wgi_t_global": gs.assign_attrs(units="1"),
@@ -140,6 +146,8 @@ def eu_supply_risk(inp: Inputs, *, t: xr.DataArray, eol_rir: xr.DataArray | floa
         "eol_rir": (xr.zeros_like(gs) + eol_rir).assign_attrs(units="1"),
         "substitution_index": (xr.zeros_like(gs) + substitution).assign_attrs(units="1"),
         "supply_risk": sr.assign_attrs(units="1"),
+        "global_supply_only": (~sourcing_known & gs.notnull()).astype(float).assign_attrs(
+            units="1", long_name="1 = SR from global supply only (no trade at this stage: the 2017 'GS only' case)"),
     }).transpose("commodity", IMPORTER, "year")
     ds.attrs.update(method="eu-sr", citation=CITATION, stage=inp.stage)
     return ds
