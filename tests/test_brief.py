@@ -71,9 +71,19 @@ def test_summary_numbers_trace_to_tables():
         assert f"{100 * row.top_share:.0f}%" in u["text"]
         assert f"{100 * row.allied_share:.0f}%" in u["text"]
         assert str(row.year) in u["text"]
+    from critmin.report.brief import _parents
+
+    parents = _parents()
+    assert parents["dysprosium"] == "rare-earths"
     for imp, items in b.summary["priorities"].items():
-        listed = prio[(prio.importer == imp) & prio.priority].sort_values("rank")["commodity"].head(12).tolist()
-        assert items == listed
+        ranked = prio[(prio.importer == imp) & prio.priority].sort_values("rank")["commodity"].tolist()
+        heads = [i.split(" (+ ")[0] for i in items]
+        # every chip is a priority, in rank order of the group's best-ranked member, and a folded element
+        # (e.g. dysprosium) is named inside its group's chip, never on its own
+        assert set(heads) <= set(ranked)
+        assert not set(heads) & {c for c, p in parents.items() if p in ranked}
+        first = [parents.get(c, c) if parents.get(c, c) in ranked else c for c in ranked]
+        assert heads == list(dict.fromkeys(first))[:len(heads)]
 
 
 def test_brief_bad_data_exit_2_and_nothing_written(tmp_path):

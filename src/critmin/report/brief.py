@@ -53,6 +53,35 @@ class Brief:
     meta: dict = field(default_factory=dict)
 
 
+def _parents() -> dict[str, str]:
+    from critmin.workflows import _read_mapping
+
+    m = _read_mapping("commodity_parents.csv")
+    return dict(zip(m["commodity"], m["parent"], strict=True))
+
+
+def summary_chips(prio: pd.DataFrame, importer: str, n: int) -> list[str]:
+    """The first ``n`` priorities of ``importer`` in rank order, elements of a group that is itself a priority
+    (individual rare earths under ``rare-earths``) folded into the group's chip: "rare-earths (+ 14 elements)"."""
+    p = prio[(prio["importer"] == importer) & prio["priority"]].sort_values("rank")
+    parents = _parents()
+    prios = set(p["commodity"])
+    members: dict[str, list[str]] = {}
+    order: list[str] = []
+    for c in p["commodity"]:
+        head = parents.get(c) if parents.get(c) in prios else c
+        if head not in members:
+            members[head] = []
+            order.append(head)
+        if head != c:
+            members[head].append(c)
+    out = []
+    for head in order[:n]:
+        kids = members[head]
+        out.append(head if not kids else f"{head} (+ {len(kids)} elements)")
+    return out
+
+
 def data_gaps(prio: pd.DataFrame) -> pd.DataFrame:
     """What the data cannot say, per importer × commodity: no supply shares, reliance unknown, traded forms
     missing from the bundled trade data (``mappings/trade_gaps.csv``)."""
@@ -78,6 +107,10 @@ def urgent_vulnerabilities(prio: pd.DataFrame, stages: pd.DataFrame, importer: s
     """The ``n`` most urgent vulnerabilities for ``importer``: priority minerals with the most concentrated,
     least allied stage, in plain words with the numbers and the table each number comes from."""
     p = prio[(prio["importer"] == importer) & prio["priority"]].sort_values("composite", ascending=False)
+    parents = _parents()
+    listed = set(p["commodity"])
+    # one entry per group: an element whose group is itself a priority is told through the group
+    p = p[~p["commodity"].map(lambda c: parents.get(c) in listed)]
     out = []
     for r in p.itertuples(index=False):
         st = stages[stages["commodity"] == r.commodity]
@@ -260,8 +293,7 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
         layers, map_fig = geo_workflow.brief_map(cat, priority_commodities)
         tables.update(layers)
     summary = {
-        "priorities": {imp.label: prio[(prio["importer"] == imp.label) & prio["priority"]]
-                       .sort_values("rank")["commodity"].head(12).tolist() for imp in imps},
+        "priorities": {imp.label: summary_chips(prio, imp.label, 12) for imp in imps},
         "priority_counts": {imp.label: int((prio["priority"] & (prio["importer"] == imp.label)).sum()) for imp in imps},
         "urgent": urgent_vulnerabilities(prio, stages, imps[-1].label if len(imps) else "", 3),
         "urgent_importer": imps[-1].label if len(imps) else "",
@@ -353,8 +385,8 @@ def render_html(brief: Brief) -> str:
     t = brief.tables
     return env.get_template("brief.html.j2").render(
         b=brief, plotlyjs=get_plotlyjs(), fig=fig_html, pending=PENDING, geo_script=_geo_script(),
-        prio_html={imp: _table_html(t["priorities"][t["priorities"]["importer"] == imp], 200, prio_cols)
-                   for imp in brief.importers},
+        prio_html={imp: _table_html(t["priorities"][(t["priorities"]["importer"] == imp) & t["priorities"]["priority"]],
+                                    200, prio_cols) for imp in brief.importers},
         controls_html=_table_html(t["export_controls_as_of"][["event_id", "country", "commodity", "status",
                                                                 "since", "until", "label"]], 200)
         if len(t.get("export_controls_as_of", [])) else None,
