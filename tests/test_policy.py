@@ -339,3 +339,14 @@ def test_cli_bad_input_exits_2(args):
     res = CliRunner().invoke(_cli(), ["policy", *args])
     assert res.exit_code == 2, res.output
     assert "error:" in res.output and "Traceback" not in res.output
+
+
+def test_tariff_ad_valorem_runs_end_to_end():
+    """An ad valorem tariff (no reference price) is described as such and prices without error."""
+    from critmin.policy.workflow import evaluate_measure
+
+    frame, meta = evaluate_measure("tariff", commodity="copper", rate=0.25, nonmarket_volume_t=5000.0,
+                                   volume_t=1000.0, paths=200, seed=1)
+    cost = frame[frame["metric"] == "government cost, present value"] if "metric" in frame else frame.iloc[:1]
+    assert len(cost) == 1
+    assert any("ad valorem 25.0%" in str(v) for v in frame.astype(str).to_numpy().ravel())

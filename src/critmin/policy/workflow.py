@@ -204,9 +204,10 @@ def evaluate_measure(kind: str, *, preset: str | Path | None = None, commodity: 
     gov_year = M.annual_sums(gov_step, STEPS_PER_YEAR)
     gov_total = gov_year.sum(axis=1) / 1e6
     unit = cal["unit"]
-    what = {"floor": f"floor {price:g} {unit}", "cfd": f"CfD strike {price:g} {unit}",
-            "offtake": f"offtake at {price:g} {unit}",
-            "tariff": (f"reference price {price:g} {unit}" if price is not None else f"ad valorem {rate:.1%}")}[kind]
+    if kind == "tariff":   # a tariff has a reference price or an ad valorem rate, never both
+        what = f"reference price {price:g} {unit}" if price is not None else f"ad valorem {rate:.1%}"
+    else:
+        what = {"floor": "floor", "cfd": "CfD strike", "offtake": "offtake at"}[kind] + f" {price:g} {unit}"
     rows = [
         _row("result", "government cost, present value", M.distribution(gov_pv), "USD m",
              f"{what}, {volume_t:g} t/yr, {years} yr, discounted monthly at {discount_rate:.1%}/yr; "
