@@ -104,3 +104,16 @@ def test_write_brief_replaces_existing_folder(tmp_path):
     (out / "stale.txt").write_text("old")
     write_brief(b, out)
     assert not (out / "stale.txt").exists() and (out / "index.html").is_file()
+
+
+def test_groups_and_unmodelled_importers_are_named_not_dropped():
+    """A group (usa-jpn) is shown by the supply-chain sections through its members; an importer the model
+    has no consumer for (KOR) is named in a note instead of failing or vanishing."""
+    from critmin.importers import parse_importers
+    from critmin.report.brief import modelled_importers
+
+    specs, note = modelled_importers(parse_importers("usa-jpn,KOR,USA"))
+    assert specs == ["USA+JPN", "USA"]
+    assert "KOR not shown there" in note
+    specs, note = modelled_importers(parse_importers("g7"))
+    assert specs == ["USA", "JPN", "USA+JPN"] and "G7" in note and "instead" in note

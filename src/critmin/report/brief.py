@@ -134,6 +134,26 @@ def urgent_vulnerabilities(prio: pd.DataFrame, stages: pd.DataFrame, importer: s
 RISK_DRAWS, RISK_SEED = 200_000, 20251030
 
 
+#: Consumers of the multi-stage supply-chain model (the rest of the world is ROW).
+MODEL_CONSUMERS = ("USA", "JPN")
+
+
+def modelled_importers(imps) -> tuple[list[str], str]:
+    """Importers the supply-chain sections can show (members among the model's consumers), as member specs
+    (``usa-jpn`` → ``USA+JPN``), and a note naming those it cannot, instead of dropping them silently."""
+    specs = list(dict.fromkeys("+".join(m for m in MODEL_CONSUMERS if m in i.members) for i in imps
+                               if set(i.members) <= set(MODEL_CONSUMERS)))
+    missing = [i.label for i in imps if not set(i.members) <= set(MODEL_CONSUMERS)]
+    note = ""
+    if missing:
+        note = (f"scenarios, Monte Carlo risk, stockpile and finance model {', '.join(MODEL_CONSUMERS)}, their bloc "
+                f"and the rest of the world only: {', '.join(missing)} not shown there")
+    if not specs:
+        specs = ["USA", "JPN", "USA+JPN"]
+        note += "; those sections show USA, JPN and USA+JPN instead"
+    return specs, note
+
+
 def _scenarios(cat: Catalog, priority: list[str], importers: list[str]) -> tuple[dict, dict, dict]:
     """Run every preset that touches a priority mineral on one network; summary and paths per preset."""
     from critmin.supplychain.network import build_network
@@ -268,10 +288,11 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
         alerts, _ = run_monitor(monitor_dir, catalog=cat, priority_commodities=set(priority_commodities))
         tables["alerts"] = alerts
     step("scenarios")
-    scen_tables, scen_paths, scen_meta = _scenarios(cat, priority_commodities, [i.label for i in imps])
+    model_specs, model_note = modelled_importers(imps)
+    scen_tables, scen_paths, scen_meta = _scenarios(cat, priority_commodities, model_specs)
     tables.update(scen_tables)
     step("Monte Carlo risk")
-    risk_table, risk_meta = _risk(cat, [i.label for i in imps], risk_draws, risk_seed)
+    risk_table, risk_meta = _risk(cat, model_specs, risk_draws, risk_seed)
     tables["risk"] = risk_table
     step("stockpile and finance")
     sp_tables, sp_notes = _stockpile(cat, priority_commodities, risk_seed)
@@ -347,8 +368,8 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
                           + ["usgs-mcs-2026"])
     return Brief(importers=[i.label for i in imps], year=y, tables=tables, summary=summary, figures=figs,
                  sources=sources, assumptions=assumptions, notes=meta.get("notes", []),
-                 notes_model=scen_meta["assumptions"], notes_opt=[*sp_notes, *fin_notes, *pr_notes],
-                 meta={**meta, "data": str(data) if data else "bundled", "version": __version__,
+                 notes_model=list(scen_meta["assumptions"]), notes_opt=[*sp_notes, *fin_notes, *pr_notes],
+                 meta={**meta, "model_note": model_note, "data": str(data) if data else "bundled", "version": __version__,
                        "generated": dt.date.today().isoformat(), "risk_draws": risk_draws, "risk_seed": risk_seed,
                        "presets": scen_meta["presets"], "opt_draws": OPT_DRAWS, "opt_horizon": OPT_HORIZON_MONTHS,
                        "budgets": dict(BRIEF_BUDGETS)})

@@ -1,15 +1,18 @@
-"""Write tables atomically (nothing half-written): CSV, JSON, Parquet, XLSX (with a Sources sheet)."""
+"""Write tables atomically (nothing half-written): CSV, JSON, Parquet, XLSX (with a Sources sheet).
+
+``write_atomic`` lives in :mod:`critmin.files` (the maps write through it too); it is re-exported here.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 
 from critmin.errors import ConfigError
+from critmin.files import write_atomic
+
+__all__ = ["FORMATS", "render_bytes", "write_atomic"]
 
 FORMATS = ("table", "csv", "json", "parquet", "xlsx")
 
@@ -46,19 +49,3 @@ def _json_default(value):
     if hasattr(value, "item"):
         return value.item()
     return str(value)
-
-
-def write_atomic(data: bytes, out: str | Path) -> Path:
-    """Write ``data`` to ``out`` via a temporary file in the same folder, then rename."""
-    path = Path(out)
-    if path.parent and not path.parent.exists():
-        raise ConfigError(f"output folder {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
