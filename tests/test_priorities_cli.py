@@ -60,3 +60,14 @@ def test_parse_as_of():
     for bad in ("2026-13-01", "yesterday", "2026/12/04"):
         with pytest.raises(ConfigError, match="--as-of"):
             workflows.parse_as_of(bad)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["assess", "--year", "2010"], "--year 2010: production data at stage mine cover"),
+    (["assess", "--stage", "refining"], "--stage 'refining': expected one of mine, refine, metal, component"),
+])
+def test_assess_bad_year_or_stage_exits_2_with_one_line(args, needle):
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2
+    lines = _error_lines(res)
+    assert len(lines) == 1 and needle in lines[0]

@@ -47,7 +47,7 @@ def default_year(cat: Catalog, stage: str = "mine") -> int:
 def _inputs(cat: Catalog, importers: list[Importer], years: list[int], stage: str,
             commodities: list[str] | None) -> Inputs:
     if stage not in STAGES:
-        raise ConfigError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+        raise ConfigError(f"--stage {stage!r}: expected one of {', '.join(STAGES)}")
     return build_inputs(cat.table("production"), cat.table("trade"), cat.table("governance"),
                         importers=importers, years=years, stage=stage, commodities=commodities)
 
@@ -167,6 +167,14 @@ def assess_many(methods: list[str], importer: str | list[str] = DEFAULT_IMPORTER
         raise ConfigError(f"unknown method {bad[0]!r}; expected one of {', '.join(METHODS)}")
     cat = catalog or Catalog(data)
     importers = parse_importers(importer, groups_file)
+    if stage not in STAGES:
+        raise ConfigError(f"--stage {stage!r}: expected one of {', '.join(STAGES)}")
+    if year is not None:
+        prod = cat.table("production")
+        have = sorted(set(prod.loc[prod["stage"] == stage, "year"].astype(int)))
+        if int(year) not in have:
+            span = f"{have[0]}-{have[-1]}" if have else "no year"
+            raise ConfigError(f"--year {int(year)}: production data at stage {stage} cover {span}")
     years = [int(year)] if year is not None else [default_year(cat, stage)]
     inp = _inputs(cat, importers, years, stage, commodities)
     prm = load_params(params)
