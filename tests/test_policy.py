@@ -345,7 +345,7 @@ def test_tariff_ad_valorem_runs_end_to_end():
     """An ad valorem tariff (no reference price) is described as such and prices without error."""
     from critmin.policy.workflow import evaluate_measure
 
-    frame, meta = evaluate_measure("tariff", commodity="copper", rate=0.25, nonmarket_volume_t=5000.0,
+    frame, _meta = evaluate_measure("tariff", commodity="copper", rate=0.25, nonmarket_volume_t=5000.0,
                                    volume_t=1000.0, paths=200, seed=1)
     cost = frame[frame["metric"] == "government cost, present value"] if "metric" in frame else frame.iloc[:1]
     assert len(cost) == 1

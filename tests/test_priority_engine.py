@@ -549,3 +549,17 @@ def test_bundled_universe_covers_the_usgs_list_and_every_row_has_a_reason(bundle
     assert t["reason"].astype(str).str.strip().ne("").all()
     assert meta["as_of"] == "2026-12-04"
     assert not t.duplicated(["importer", "commodity"]).any()
+
+
+def test_allied_share_is_a_range_where_much_is_unallocated():
+    """A stage whose table lumps a large share into ROW cannot say the allied share is 0: it is a range."""
+    import pandas as pd
+
+    from critmin.methods.supply import stage_indicators
+
+    shares = pd.DataFrame({"commodity": "x", "stage": "refine", "country": ["CHN", "ROW"], "share": [0.7, 0.3],
+                           "year": 2024, "basis": "b", "origin": "o", "source": "s", "estimated": False,
+                           "year_note": ""})
+    row = stage_indicators(shares, pd.Series({"CHN": 6.0}), None, {"JPN"}).iloc[0]
+    assert pd.isna(row.allied_share)
+    assert row.allied_share_low == 0.0 and row.allied_share_high == pytest.approx(0.3)

@@ -551,7 +551,7 @@ def stage_vulnerabilities(cat: Catalog, year: int, allies: set[str], commodities
         return ind
     order = {s: i for i, s in enumerate(STAGES)}
     ind = ind.rename(columns={"origin": "data"})
-    ind = ind[["commodity", "stage", "year", "basis", "top_supplier", "top_share", "allied_share", "hhi",
-               "countries_reported", "unallocated_share", "data", "source"]]
+    ind = ind[["commodity", "stage", "year", "basis", "top_supplier", "top_share", "allied_share", "allied_share_low",
+               "allied_share_high", "hhi", "countries_reported", "unallocated_share", "data", "source"]]
     return ind.sort_values(["commodity", "stage"], key=lambda s: s.map(order) if s.name == "stage" else s,
                            kind="stable").reset_index(drop=True)

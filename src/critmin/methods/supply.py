@@ -144,14 +144,25 @@ def stage_indicators(shares: pd.DataFrame, wgi_scaled: pd.Series, t: pd.DataFram
             "top_non_allied": top_na["country"] if top_na is not None else "",
             "top_non_allied_share": float(top_na["share"]) if top_na is not None else 0.0,
             "top_non_allied_t": float(top_na["t"]) if top_na is not None else 1.0,
-            "allied_share": float(g.loc[g["allied"], "share"].sum()),
-            "unallocated_share": float(g.loc[~g["named"], "share"].sum()),
+            **_allied(float(g.loc[g["allied"], "share"].sum()), float(g.loc[~g["named"], "share"].sum())),
             "hhi": float(g["sq"].sum()),
             "hhi_wgi_t": float(g["wt"].sum()),
             "countries_reported": int(g["named"].sum()),
             "source": ";".join(sorted(set(g["source"].astype(str)))),
         })
     return pd.DataFrame(rows)
+
+
+#: Unallocated ("Other countries") share below which the allied share is taken as known.
+ALLIED_KNOWN_BELOW = 0.05
+
+
+def _allied(named_allied: float, unallocated: float) -> dict:
+    """Allied share of a stage: the allied countries' named share is a lower bound, plus everything not
+    allocated to a country an upper bound; a point value only where the unallocated rest is small."""
+    return {"allied_share": named_allied if unallocated < ALLIED_KNOWN_BELOW else np.nan,
+            "allied_share_low": named_allied, "allied_share_high": min(1.0, named_allied + unallocated),
+            "unallocated_share": unallocated}
 
 
 def residual_note(row) -> str:

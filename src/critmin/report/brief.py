@@ -116,10 +116,13 @@ def urgent_vulnerabilities(prio: pd.DataFrame, stages: pd.DataFrame, importer: s
         st = stages[stages["commodity"] == r.commodity]
         if st.empty:
             continue
-        worst = st.assign(gap=st["top_share"] - st["allied_share"].fillna(0)).sort_values("gap", ascending=False).iloc[0]
+        worst = st.assign(gap=st["top_share"] - st["allied_share_low"].fillna(0)).sort_values(
+            "gap", ascending=False).iloc[0]
+        allied = (_pct(worst.allied_share) if pd.notna(worst.allied_share) else
+                  f"between {_pct(worst.allied_share_low)} and {_pct(worst.allied_share_high)} "
+                  f"({_pct(worst.unallocated_share)} of the stage is not allocated to countries)")
         text = (f"{r.commodity}: {country_name(worst.top_supplier)} holds {_pct(worst.top_share)} of the "
-                f"{worst.stage} stage ({worst.year}, {worst.basis}); allied suppliers hold "
-                f"{_pct(worst.allied_share)}.")
+                f"{worst.stage} stage ({worst.year}, {worst.basis}); allied suppliers hold {allied}.")
         if pd.notna(r.top_import_share):
             text += (f" {country_name(r.top_import_partner)} supplies {_pct(r.top_import_share)} of {importer}'s "
                      f"imports ({r.import_basis}).")
@@ -402,7 +405,8 @@ def render_html(brief: Brief) -> str:
                 for k, f in brief.figures.items()}
     prio_cols = ["importer", "rank", "commodity", "priority", "composite", "risk_stage", "reliance",
                  "geopolrisk_score", "eu_sr", "usgs_sr", "eu_published_sr", "reason"]
-    stage_cols = ["commodity", "stage", "year", "basis", "top_supplier", "top_share", "allied_share", "hhi", "data"]
+    stage_cols = ["commodity", "stage", "year", "basis", "top_supplier", "top_share", "allied_share",
+                  "allied_share_low", "allied_share_high", "hhi", "data"]
     t = brief.tables
     return env.get_template("brief.html.j2").render(
         b=brief, plotlyjs=get_plotlyjs(), fig=fig_html, pending=PENDING, geo_script=_geo_script(),

@@ -46,7 +46,7 @@ def stage_shares(stages: pd.DataFrame) -> go.Figure:
     fig = go.Figure([
         go.Bar(name="largest supplier", x=labels, y=stages["top_share"], text=top_names, marker_color="#c0392b",
                hovertemplate="%{x}<br>%{text}: %{y:.0%}<extra></extra>"),
-        go.Bar(name="allied suppliers (MSP)", x=labels, y=stages["allied_share"], marker_color="#2e8b57",
+        go.Bar(name="allied suppliers (MSP), at least", x=labels, y=stages["allied_share_low"], marker_color="#2e8b57",
                hovertemplate="%{x}<br>allied: %{y:.0%}<extra></extra>"),
     ])
     fig.update_layout(barmode="group", height=460, yaxis=dict(title="share of stage output", tickformat=".0%",
