@@ -234,6 +234,6 @@ def to_geopackage(layers: Mapping[str, pd.DataFrame], path: str | Path, timestam
     ConfigError
         Bad table name, reserved column (``fid``, ``geom``), bad coordinates, missing folder.
     """
-    from critmin.report.export import write_atomic
+    from critmin.files import write_atomic
 
     return write_atomic(geopackage_bytes(layers, timestamp), path)

@@ -259,6 +259,6 @@ def write_map_html(fig, path: str | Path, title: str | None = None) -> Path:
     Path
         The written file.
     """
-    from critmin.report.export import write_atomic
+    from critmin.files import write_atomic
 
     return write_atomic(render_map_html(fig, title).encode("utf-8"), path)

@@ -67,12 +67,12 @@ def build_map(commodities: str | list[str] | None = None, stages: str | list[str
         Unknown commodity, stage or group, nothing to show, or a missing output folder. Nothing is
         written then: every file is rendered in memory first and the folders are checked.
     """
+    from critmin.files import write_atomic
     from critmin.geo.export import geopackage_bytes, to_geojson
     from critmin.geo.figure import map_figure, render_map_html
     from critmin.geo.outlines import load_outlines
     from critmin.importers import groups
     from critmin.reference.catalog import Catalog
-    from critmin.report.export import write_atomic
 
     cat = catalog or Catalog(data)
     wanted = normalise_list(commodities, "commodity")
