@@ -10,8 +10,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the ``audit`` command group to ``app``."""
-    # Imported here, not at module level: critmin.cli.main imports this module to register it.
-    from critmin.cli.main import handled, out_console
+    from critmin.cli.common import handled, out_console
 
     audit_app = typer.Typer(help="The marketplace audit log.", no_args_is_help=True)
     app.add_typer(audit_app, name="audit")

@@ -10,8 +10,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the ``map`` command to ``app`` (the main ``critmin`` app or a test app)."""
-    # Imported here, not at module level: critmin.cli.main imports this module to register it.
-    from critmin.cli.main import err_console, handled
+    from critmin.cli.common import err_console, handled
 
     @app.command("map")
     @handled

@@ -12,7 +12,7 @@ MONITOR_FORMATS = ("table", "csv", "json")
 
 def register(app: typer.Typer) -> None:
     """Add the ``monitor`` command to ``app``."""
-    from critmin.cli.main import handled
+    from critmin.cli.common import handled
 
     @app.command("monitor")
     @handled
@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path | None, typer.Option("--out", help="Write to this file (default: standard output)")] = None,
     ) -> None:
         """Compare new data with the bundled baseline; alert on import-share jumps, price spikes, new controls."""
-        from critmin.cli.main import emit, err_console, out_console
+        from critmin.cli.common import emit, err_console, out_console
         from critmin.errors import ConfigError
         from critmin.monitor.workflow import run_monitor
         from critmin.reference.catalog import Catalog

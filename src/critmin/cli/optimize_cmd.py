@@ -21,7 +21,7 @@ def _commodities(text: str) -> list[str] | None:
 
 
 def _show(outcome, fmt: str, out: Path | None, main: str) -> None:
-    from critmin.cli.main import emit, err_console
+    from critmin.cli.common import emit, err_console
 
     src = [{"id": "critmin-optimize", "title": "critmin optimisation"}]
     # the terminal shows the decisive columns of wide tables; files keep every column
@@ -56,7 +56,7 @@ def _budget_list(text: str) -> list[float] | None:
 
 def register(app: typer.Typer) -> None:
     """Add the ``stockpile`` and ``invest`` command groups to ``app``."""
-    from critmin.cli.main import handled
+    from critmin.cli.common import handled
 
     stock_app = typer.Typer(help="Complementary stockpile: plan (two-stage LP) and drawdown simulation.",
                             no_args_is_help=True)

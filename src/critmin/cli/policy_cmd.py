@@ -31,7 +31,7 @@ OutOpt = Annotated[Path | None, typer.Option("--out", help="Write to this file (
 
 def register(app: typer.Typer) -> None:
     """Add the ``policy`` sub-app to ``app``."""
-    from critmin.cli.main import handled
+    from critmin.cli.common import handled
     from critmin.policy.defaults import DEFAULT_PATHS, DEFAULT_RATE, DEFAULT_SEED
 
     policy_app = typer.Typer(help="Pricing measures (floor, CfD, offtake, tariff) and permitting timelines.",
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(policy_app, name="policy")
 
     def _measure(kind: str, fmt: str, out: Path | None, **kwargs) -> None:
-        from critmin.cli.main import emit, err_console
+        from critmin.cli.common import emit, err_console
         from critmin.policy.workflow import evaluate_measure
         from critmin.reference.catalog import Catalog
 
@@ -126,7 +126,7 @@ def register(app: typer.Typer) -> None:
         out: OutOpt = None,
     ) -> None:
         """Time to first production of a project by permitting track; value of faster permitting."""
-        from critmin.cli.main import emit, err_console
+        from critmin.cli.common import emit, err_console
         from critmin.errors import ConfigError
         from critmin.policy.workflow import permitting as run
         from critmin.reference.catalog import Catalog

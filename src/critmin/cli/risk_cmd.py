@@ -10,8 +10,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the ``risk`` command to ``app``."""
-    # Imported here, not at module level: critmin.cli.main imports this module to register it.
-    from critmin.cli.main import emit, err_console, handled, out_console
+    from critmin.cli.common import emit, err_console, handled, out_console
 
     @app.command("risk")
     @handled

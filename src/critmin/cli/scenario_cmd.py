@@ -10,8 +10,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the ``scenario`` sub-app (list, show, run) to ``app``."""
-    # Imported here, not at module level: critmin.cli.main imports this module to register it.
-    from critmin.cli.main import emit, err_console, handled, out_console
+    from critmin.cli.common import emit, err_console, handled, out_console
 
     sub = typer.Typer(help="Supply-disruption scenarios: presets from the export-controls catalogue or your YAML.",
                       no_args_is_help=True)

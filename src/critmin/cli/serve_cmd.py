@@ -10,7 +10,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add ``serve`` to ``app``."""
-    from critmin.cli.main import handled
+    from critmin.cli.common import handled
 
     @app.command("serve")
     @handled
