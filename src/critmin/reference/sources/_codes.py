@@ -1,9 +1,13 @@
-"""Shared lookup of trade-code mapping tables (HS6, HTS4): exhaustive, order-preserving."""
+"""Shared lookup of trade-code mapping tables (HS6, HTS4): exhaustive, order-preserving; the commodity ids.
+
+The source parsers import this module; it imports none of them.
+"""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
+from functools import cache
 from importlib import resources
 
 import pandas as pd
@@ -12,6 +16,13 @@ from critmin.errors import MappingError
 
 #: The commodity value of a code that critmin deliberately does not attribute (with a reason).
 SKIP = "skip"
+
+
+@cache
+def commodity_ids() -> frozenset[str]:
+    """Every commodity id of ``mappings/commodities.csv``."""
+    text = resources.files("critmin.reference").joinpath("mappings/commodities.csv").read_text("utf-8")
+    return frozenset(row["id"] for row in csv.DictReader(text.splitlines()))
 
 
 def lookup(mapping: pd.DataFrame, codes: Iterable, *, key: str, what: str, file: str) -> pd.DataFrame:
@@ -42,11 +53,10 @@ def read_code_mapping(name: str, *, key: str, digits: int, what: str, columns: l
     DataFrame of ``columns`` (strings) indexed by ``key``.
     """
     from critmin.constants import STAGES
-    from critmin.reference.sources.baci import _commodity_ids
 
     file = f"critmin/reference/mappings/{name}"
     text = resources.files("critmin.reference").joinpath(f"mappings/{name}").read_text("utf-8")
-    ids = _commodity_ids()
+    ids = commodity_ids()
     rows = []
     for line, row in enumerate(csv.DictReader(text.splitlines()), start=2):
         row = {k: (v or "").strip() for k, v in row.items()}

@@ -21,10 +21,8 @@ Judgements (also in ``SOURCES[0]["notes"]``):
 
 from __future__ import annotations
 
-import csv
 import sqlite3
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +32,9 @@ from critmin.errors import DataError, MappingError
 from critmin.reference.countries import to_iso3
 from critmin.reference.schema import TABLES
 from critmin.reference.sources._codes import SKIP, lookup, read_code_mapping
+
+# the commodity ids live in _codes (the mapping readers need them); older callers import them from here
+from critmin.reference.sources._codes import commodity_ids as _commodity_ids  # noqa: F401
 
 SOURCE_ID = "baci-critical-minerals"
 #: The ``nomenclature`` of every row: HS6 codes of this subset are HS 1992 codes.
@@ -170,12 +171,6 @@ def _country_lookup(countries: pd.DataFrame, used: set[int]) -> dict[int, str]:
         raise MappingError(f"BACI country code(s) {missing} not in country_codes_V202401b", file=_DB)
     return {code: to_iso3(table.at[code, "country_iso3"], source=f"BACI country table ({table.at[code, 'country_name']})")
             for code in sorted(used)}
-
-
-@cache
-def _commodity_ids() -> frozenset[str]:
-    text = resources.files("critmin.reference").joinpath("mappings/commodities.csv").read_text("utf-8")
-    return frozenset(row["id"] for row in csv.DictReader(text.splitlines()))
 
 
 def _finish(frame: pd.DataFrame, table: str, keys: list[str]) -> pd.DataFrame:
