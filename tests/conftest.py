@@ -1,4 +1,9 @@
-"""Shared fixtures: paths to the raw public data (when present) and small hand-checkable datasets."""
+"""Shared fixtures: paths to the raw public data (when present) and small hand-checkable datasets.
+
+Tests that need the raw public data folder (``../shared/data``) skip without it, except when
+``CRITMIN_REQUIRE_RAW=1`` (set by CI): then a missing folder stops the run before any test, so the dataset
+rebuild and the source parsers can never pass by being skipped.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,32 @@ RAW = REPO.parent / "shared" / "data"
 REGRESSION = Path(__file__).resolve().parent / "regression"
 
 
+def require_raw() -> bool:
+    """True when the raw public data is required (``CRITMIN_REQUIRE_RAW=1``): missing data fails, never skips."""
+    return os.environ.get("CRITMIN_REQUIRE_RAW") == "1"
+
+
+def pytest_configure(config) -> None:
+    # A session-wide check: some test modules skip on their own (module-level skipif), not via raw_dir.
+    if require_raw() and not RAW.is_dir():
+        raise pytest.UsageError("CRITMIN_REQUIRE_RAW=1 but the raw public data folder ../shared/data is not "
+                                "beside the repository: the dataset-rebuild and source tests cannot run")
+
+
+def need_raw(subfolder: str | None = None) -> Path:
+    """The raw data folder (or one source's subfolder of it): skip when absent, fail when it is required."""
+    path = RAW / subfolder if subfolder else RAW
+    if not path.is_dir():
+        what = f"the raw public data folder ../shared/data{'/' + subfolder if subfolder else ''}"
+        if require_raw():
+            pytest.fail(f"CRITMIN_REQUIRE_RAW=1 but {what} is missing")
+        pytest.skip(f"{what} is not beside the repository")
+    return path
+
+
 @pytest.fixture(scope="session")
 def raw_dir() -> Path:
-    if not RAW.is_dir():
-        pytest.skip("the raw public data folder ../shared/data is not beside the repository")
-    return RAW
+    return need_raw()
 
 
 @pytest.fixture()
