@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import RAW, need_raw
 
 from critmin.errors import DataError, MappingError
 from critmin.reference.schema import TABLES
 from critmin.reference.sources import usgs_mcs
 
-RAW = Path(__file__).parents[1].parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(not (RAW / "usgs-mcs-2026").is_dir(),
-                                reason=f"raw public data not found at {RAW} (the 'shared' folder beside the repo)")
+
+@pytest.fixture(scope="module", autouse=True)
+def _raw_mcs() -> None:
+    """Every test here reads the raw USGS files: skipped without them, failed when CI requires them."""
+    need_raw("usgs-mcs-2026")
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +43,9 @@ def test_schema_and_order(tables):
         assert len(df) > 0
 
 
-def test_deterministic_and_fast():
-    start = time.perf_counter()
+def test_deterministic():
+    # How long parsing takes is measured by benchmarks/usgs_mcs_parse.py, not asserted here.
     a = usgs_mcs.parse(RAW)
-    assert time.perf_counter() - start < 10
     b = usgs_mcs.parse(RAW)
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name])
