@@ -6,13 +6,12 @@ likely scenarios in which one holder loses 10 t. Price 1 USD/t, unmet value 10 U
 
 from __future__ import annotations
 
+import highspy  # noqa: F401  (hard dependencies: a missing solver fails here, it never skips the module)
+import linopy  # noqa: F401
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-
-pytest.importorskip("linopy")
-pytest.importorskip("highspy")
 
 from critmin.errors import CritminError, DataError
 from critmin.optimize import stockpile as sp
