@@ -24,7 +24,7 @@ from __future__ import annotations
 
 __all__ = ["assess", "brief", "invest", "load", "map", "monitor", "permitting", "policy_measure", "priorities",
            "risk", "scenario", "stockpile", "stockpile_simulate"]
-__version__ = "0.1.0"
+from critmin._version import __version__ as __version__
 
 
 def __getattr__(name: str):  # lazy: importing critmin does no work

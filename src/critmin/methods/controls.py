@@ -43,22 +43,19 @@ name no single commodity (``all dual-use items (incl. listed rare earths)``) kep
 from __future__ import annotations
 
 import calendar
-import csv
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 
 import pandas as pd
 
 from critmin.constants import STAGES
-from critmin.errors import DataError, MappingError
-from critmin.reference.countries import country_name, is_valid_code
-from critmin.reference.sources.curated import GROUP_CODES
+from critmin.errors import DataError
+from critmin.reference.control_links import LINK_COLUMNS, LINKS_FILE, load_links, validate_links
+from critmin.reference.countries import GROUP_CODES, country_name, is_valid_code
 
-LINKS_FILE = "critmin/reference/mappings/export_control_links.csv"
-LINK_COLUMNS = ("event_id", "suspends", "note")
+__all__ = ["LINKS_FILE", "LINK_COLUMNS", "load_links", "measures_as_of", "validate_links"]
+
 STATUSES = ("announced", "in_force", "suspended", "ended")
 
 #: Register stage → critmin stages. ``processed`` covers oxides, compounds *and* metals/alloys
@@ -153,71 +150,6 @@ def map_stages(text, *, event_id: str = "") -> tuple[str | None, str | None]:
         if key in OTHER_SCOPES:
             other.add(key)
     return (";".join(s for s in STAGES if s in stages) or None, ";".join(s for s in OTHER_SCOPES if s in other) or None)
-
-
-# ------------------------------------------------------------------------------------------------ links
-
-def load_links() -> pd.DataFrame:
-    """The packaged links mapping (``event_id, suspends, note``; ``suspends`` ``;``-joined, blank = ``<NA>``).
-
-    A blank ``suspends`` records a decision too: that ``suspension`` row suspends exports, not an earlier
-    measure. Checks that need no table are made here; :func:`validate_links` checks ids against a table.
-
-    Raises
-    ------
-    MappingError
-        Wrong header, a blank or repeated ``event_id``, a blank ``note``, or an event linked to itself.
-    """
-    frame = pd.DataFrame(list(_links_rows()), columns=list(LINK_COLUMNS)).astype("string")
-    return frame.mask(frame == "")
-
-
-@cache
-def _links_rows() -> tuple[tuple[str, str, str], ...]:
-    text = resources.files("critmin.reference").joinpath("mappings/export_control_links.csv").read_text("utf-8")
-    reader = csv.DictReader(text.splitlines())
-    if tuple(reader.fieldnames or ()) != LINK_COLUMNS:
-        raise MappingError(f"expected columns {', '.join(LINK_COLUMNS)}", file=LINKS_FILE, row=1)
-    seen: dict[str, int] = {}
-    rows = []
-    for line, row in enumerate(reader, start=2):
-        eid, suspends, note = ((row.get(k) or "").strip() for k in LINK_COLUMNS)
-        if not eid:
-            raise MappingError("blank event_id", file=LINKS_FILE, row=line, column="event_id")
-        if eid in seen:
-            raise MappingError(f"event_id {eid!r} repeats line {seen[eid]}", file=LINKS_FILE, row=line, column="event_id")
-        seen[eid] = line
-        if not note:
-            raise MappingError(f"{eid}: give the reason for the link in 'note'", file=LINKS_FILE, row=line, column="note")
-        ids = _split(suspends)
-        if eid in ids:
-            raise MappingError(f"{eid} is linked to itself", file=LINKS_FILE, row=line, column="suspends")
-        rows.append((eid, ";".join(ids), note))
-    return tuple(rows)
-
-
-def validate_links(links: pd.DataFrame, events: pd.DataFrame) -> None:
-    """Check a links frame against an events table (run at build time).
-
-    Raises
-    ------
-    MappingError
-        Naming the id: an ``event_id`` or suspended id not in ``events``, or a linking event whose
-        ``measure`` is not ``suspension``.
-    """
-    measures = dict(zip(events["event_id"].astype(str), events["measure"].astype(str), strict=True))
-    for line, (eid, suspends) in enumerate(zip(links["event_id"], links["suspends"], strict=True), start=2):
-        eid = str(eid)
-        if eid not in measures:
-            raise MappingError(f"event_id {eid!r} is not in the export_controls table", file=LINKS_FILE, row=line,
-                               column="event_id")
-        if measures[eid] != "suspension":
-            raise MappingError(f"{eid} has measure {measures[eid]!r}; only 'suspension' events can be listed",
-                               file=LINKS_FILE, row=line, column="event_id")
-        for target in _split(suspends):
-            if target not in measures:
-                raise MappingError(f"{eid} suspends {target!r}, which is not in the export_controls table",
-                                   file=LINKS_FILE, row=line, column="suspends")
 
 
 # ------------------------------------------------------------------------------------------------ status

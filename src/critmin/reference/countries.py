@@ -96,3 +96,8 @@ def country_name(code: str) -> str:
         return names[code]
     c = pycountry.countries.get(alpha_3=code)
     return getattr(c, "common_name", None) or (c.name if c else code)
+
+
+#: Group codes allowed in curated ``country`` columns besides ISO3 and critmin pseudo codes.
+#: ``EUU`` is the World Bank code for the European Union (the issuer of EU-level measures).
+GROUP_CODES = {"EUU": "European Union (World Bank code; not ISO 3166)"}

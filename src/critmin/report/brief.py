@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from critmin import __version__, workflows
-from critmin.errors import ConfigError
+from critmin import workflows
+from critmin._version import __version__
+from critmin.errors import ConfigError, CritminError
 from critmin.importers import groups, parse_importers
 from critmin.methods.registry import load_params
 from critmin.reference.catalog import Catalog
@@ -97,6 +98,36 @@ def data_gaps(prio: pd.DataFrame) -> pd.DataFrame:
             rows.append({"importer": r.importer, "commodity": r.commodity, "gap": "traded forms",
                          "detail": f"not in the bundled trade data: {r.import_gaps}"})
     return pd.DataFrame(rows, columns=["importer", "commodity", "gap", "detail"])
+
+
+#: Dataset tables the brief's sections read (priorities, network, scenarios, risk, stockpile, finance,
+#: pricing, delivery, map): their sources are the brief's sources.
+BRIEF_TABLES = ("production", "trade", "us_salient", "import_sources", "governance", "prices", "export_controls",
+                "processing_shares", "demand_parameters", "stockpile_programs", "projects", "deposits",
+                "critical_lists", "eu_crm_supply", "eu_crm_scores")
+
+
+def brief_source_ids(cat: Catalog, tables: dict[str, pd.DataFrame], extra: list[str]) -> list[str]:
+    """Every source a number of the brief came from: the sources of the dataset tables its sections read
+    (from the MANIFEST, or the user's files), those named in its own tables' ``source`` columns, and ``extra``."""
+    ids = set(extra)
+    try:
+        man = cat.manifest.get("tables", {})
+    except CritminError:  # user tables only
+        man = {}
+    for name in BRIEF_TABLES:
+        if name in getattr(cat, "user", {}):
+            frame = cat.user[name]
+            if "source" in frame:
+                ids |= set(frame["source"].astype(str))
+        elif name in man:
+            ids |= set(man[name].get("sources", []))
+    known = {s["id"] for s in cat.manifest.get("sources", [])} if man else set()
+    for frame in tables.values():
+        if isinstance(frame, pd.DataFrame) and "source" in frame:
+            for cell in frame["source"].dropna().astype(str).unique():
+                ids |= {p.strip() for p in cell.split(";") if p.strip() in known}
+    return sorted(ids)
 
 
 def _pct(x: float) -> str:
@@ -367,8 +398,7 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
         figs["stockpile"] = figures.stockpile_days(tables["stockpile_plan"])
     if len(tables.get("delivery_timeline", [])):
         figs["delivery"] = figures.delivery_timeline(tables["delivery_timeline"])
-    sources = cat.sources(meta["sources"] + [f"curated-{t}" for t in ("processing_shares", "export_controls")]
-                          + ["usgs-mcs-2026"])
+    sources = cat.sources(brief_source_ids(cat, tables, meta["sources"] + list(risk_meta.get("sources", []))))
     return Brief(importers=[i.label for i in imps], year=y, tables=tables, summary=summary, figures=figs,
                  sources=sources, assumptions=assumptions, notes=meta.get("notes", []),
                  notes_model=list(scen_meta["assumptions"]), notes_opt=[*sp_notes, *fin_notes, *pr_notes],
@@ -378,11 +408,29 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
                        "budgets": dict(BRIEF_BUDGETS)})
 
 
+def human(v: float) -> str:
+    """A number as people read it: thousands separators, no float noise, no scientific notation
+    (305199999.9999999 → 305,200,000; 0.00311 → 0.00311; 2.58e-05 → 0.0000258)."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "–"
+    if not np.isfinite(v):
+        return str(v)
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 1:
+        return f"{v:,.3g}" if a < 100 else f"{v:,.1f}".removesuffix(".0")
+    if a == 0:
+        return "0"
+    return np.format_float_positional(v, precision=3, unique=False, fractional=False, trim="-")
+
+
 def _table_html(frame: pd.DataFrame, max_rows: int = 40, cols: list[str] | None = None) -> str:
-    f = frame[cols] if cols else frame
+    f = frame[[c for c in cols if c in frame]] if cols else frame
     f = f.head(max_rows)
-    return f.to_html(index=False, classes="data", border=0, na_rep="–", float_format=lambda v: f"{v:.3g}",
-                     escape=True)
+    html_text = f.to_html(index=False, classes="data", border=0, na_rep="–", float_format=human, escape=True)
+    return f'<div class="wide">{html_text}</div>'
+
 
 
 def _geo_script() -> str:

@@ -42,7 +42,7 @@ import pandas as pd
 
 from critmin.constants import STAGES
 from critmin.errors import DataError, MappingError
-from critmin.reference.countries import is_valid_code, to_iso3
+from critmin.reference.countries import GROUP_CODES, is_valid_code, to_iso3
 from critmin.reference.schema import CURATED_TABLES
 
 _STAGE_FILE = "critmin/reference/mappings/curated_stages.csv"
@@ -51,9 +51,6 @@ ADDENDA_FILE = "critmin/reference/curated/export_controls_addenda.csv"
 ADDENDA_SOURCE = "critmin-addenda"
 _ADDENDA_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
 
-#: Group codes allowed in curated ``country`` columns besides ISO3 and critmin pseudo codes.
-#: ``EUU`` is the World Bank code for the European Union (the issuer of EU-level measures).
-GROUP_CODES = {"EUU": "European Union (World Bank code; not ISO 3166)"}
 
 #: Curated commodity labels (casefolded) that are not spelled like a critmin id.
 COMMODITY_ALIASES: dict[str, str] = {
@@ -259,7 +256,7 @@ def parse(raw_root: Path) -> dict[str, pd.DataFrame]:
 
 def _with_addenda(raw_root: Path, register: pd.DataFrame) -> pd.DataFrame:
     """Register rows + addenda rows (source ``critmin-addenda``), checked, then the links validated."""
-    from critmin.methods.controls import load_links, validate_links
+    from critmin.reference.control_links import load_links, validate_links
 
     text = resources.files("critmin.reference").joinpath("curated/export_controls_addenda.csv").read_text("utf-8")
     addenda = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
