@@ -75,8 +75,7 @@ def export_restriction_t(cat: Catalog, inp: Inputs, params: dict, as_of: dt.date
         e = eu[(eu["scope"] == "global") & (eu["stage"] == inp.stage)]
         for r in e.itertuples(index=False):
             if r.commodity in pos_c and r.country in pos_k and pd.notna(r.t):
-                arr[pos_c[r.commodity], pos_k[r.country], :] = np.maximum(arr[pos_c[r.commodity], pos_k[r.country], :],
-                                                                          float(r.t))
+                arr[pos_c[r.commodity], pos_k[r.country], :] = float(r.t)   # the EU's own t, 0.8 for members
     ec = _optional(cat, "export_controls")
     if ec is None or not len(ec):
         return t
@@ -156,7 +155,8 @@ def assess(method: str = "geopolrisk", importer: str | list[str] = DEFAULT_IMPOR
 def assess_many(methods: list[str], importer: str | list[str] = DEFAULT_IMPORTERS, year: int | None = None,
                 stage: str = "mine", data: str | Path | None = None, params: str | Path | None = None,
                 groups_file: str | Path | None = None, commodities: list[str] | None = None,
-                catalog: Catalog | None = None, reliance: xr.DataArray | None = None) -> dict[str, xr.Dataset]:
+                catalog: Catalog | None = None, reliance: xr.DataArray | None = None,
+                as_of: dt.date | None = None) -> dict[str, xr.Dataset]:
     """Several methods on one set of input arrays (built once): method → Dataset.
 
     ``reliance`` (commodity, importer, year), optional: import reliance from every traded form (the priority
@@ -178,16 +178,16 @@ def assess_many(methods: list[str], importer: str | list[str] = DEFAULT_IMPORTER
     years = [int(year)] if year is not None else [default_year(cat, stage)]
     inp = _inputs(cat, importers, years, stage, commodities)
     prm = load_params(params)
-    return {m: _run_method(m, cat, inp, prm, data, reliance) for m in methods}
+    return {m: _run_method(m, cat, inp, prm, data, reliance, as_of) for m in methods}
 
 
 def _run_method(method: str, cat: Catalog, inp: Inputs, prm: dict, data,
-                reliance: xr.DataArray | None = None) -> xr.Dataset:
+                reliance: xr.DataArray | None = None, as_of: dt.date | None = None) -> xr.Dataset:
     if method == "geopolrisk":
         ds = geopolrisk(inp)
     elif method == "eu-sr":
         comm = inp.production[COMMODITY].values
-        ds = eu_supply_risk(inp, t=export_restriction_t(cat, inp, prm),
+        ds = eu_supply_risk(inp, t=export_restriction_t(cat, inp, prm, as_of),
                             eol_rir=_per_commodity(prm["eu_sr"]["eol_rir"], comm),
                             substitution=_per_commodity(prm["eu_sr"]["substitution_index"], comm),
                             missing_scaled=float(prm["eu_sr"]["missing_wgi_scaled"]["default"]))
@@ -195,6 +195,10 @@ def _run_method(method: str, cat: Catalog, inp: Inputs, prm: dict, data,
         comm = inp.production[COMMODITY].values
         ds = usgs_supply_risk(inp, ev=_per_commodity(prm["usgs"]["economic_vulnerability"], comm),
                               published_nir=reliance if reliance is not None else _published_nir(cat, inp))
+        if reliance is not None:
+            ds["trade_exposure_published"].attrs["long_name"] = (
+                "1 = trade exposure from the priority engine's import reliance (every traded form; USGS published "
+                "figure for the USA where given)")
     else:
         allied = {"usa+jpn": parse_importers("USA+JPN")[0], "msp": parse_importers("msp")[0],
                   "g7": parse_importers("g7")[0], "quad": parse_importers("quad")[0]}
@@ -371,6 +375,17 @@ def _t_factors(eu_supply: pd.DataFrame | None, measures: pd.DataFrame, tparams: 
     return t.groupby(["commodity", "stage", "country"], as_index=False)["t"].max()
 
 
+def _withheld(us_salient: pd.DataFrame | None, year: int) -> dict[str, set[str]]:
+    """Commodities whose US production USGS withholds ("W") in the latest year <= ``year``: the USA produces
+    them, but no tonnage is published (world tables then omit the US row)."""
+    if us_salient is None or not len(us_salient):
+        return {}
+    p = us_salient[(us_salient["statistic"] == "production") & (us_salient["year"] <= year)]
+    p = p[p["year"] == p.groupby("commodity")["year"].transform("max")]
+    w = p[p["code"].astype(str).str.strip().eq("W")]
+    return {str(c): {"USA"} for c in set(w["commodity"])}
+
+
 def _primary(prod: pd.DataFrame, year: int) -> pd.DataFrame:
     """Domestic primary production: the first stage USGS reports per commodity, country rows."""
     from critmin.methods.supply import _pick_year
@@ -392,7 +407,8 @@ def _primary(prod: pd.DataFrame, year: int) -> pd.DataFrame:
 
 
 def _method_table(cat: Catalog, importers: list[Importer], ty: int, params, groups_file, stages_present: set[str],
-                  rel: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, xr.Dataset], list[str]]:
+                  rel: pd.DataFrame | None = None, as_of: dt.date | None = None
+                  ) -> tuple[pd.DataFrame, dict[str, xr.Dataset], list[str]]:
     nir = None
     if rel is not None and len(rel):
         point = rel["reliance"].where(rel["reliance"].notna(), (rel["reliance_low"] + rel["reliance_high"]) / 2)
@@ -404,7 +420,7 @@ def _method_table(cat: Catalog, importers: list[Importer], ty: int, params, grou
     for stage in (s for s in STAGES if s in stages_present):
         try:
             res = assess_many(list(pick), [i.label for i in importers], ty, stage, None, params, groups_file,
-                              catalog=cat, reliance=nir)
+                              catalog=cat, reliance=nir, as_of=as_of)
         except (ConfigError, CritminError) as exc:
             notes.append(f"methods at stage {stage}: {exc}")
             continue
@@ -470,7 +486,8 @@ def priority_engine(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | N
     inds = []
     for imp in importers:
         t = _t_factors(eu_supply, measures, tparams, set(imp.members))
-        ind = supply.stage_indicators(shares, wgi, t, allied)
+        ind = supply.stage_indicators(shares, wgi, t, allied,
+                                      missing_scaled=float(prm["eu_sr"]["missing_wgi_scaled"]["default"]))
         cs = shares.groupby(["commodity", "stage"]).apply(
             lambda g: dict(zip(g["country"], g["share"], strict=True)), include_groups=False).rename("country_shares")
         inds.append(ind.merge(cs.reset_index(), on=["commodity", "stage"], how="left").assign(importer=imp.label))
@@ -494,11 +511,11 @@ def priority_engine(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | N
     sal = _optional(cat, "us_salient")
     srcs = _optional(cat, "import_sources")
     rel = reliance.reliance_table(
-        trade[trade["year"] == ty], factors, gaps, _primary(prod, py), importers, ids,
+        trade[trade["year"] == ty], factors, gaps, _primary(prod, py), importers, ids, withheld=_withheld(sal, py),
         published=reliance.published_reliance(sal, py) if sal is not None else None,
         us_partners=reliance.published_partners(srcs) if srcs is not None else None)
     rel = reliance.inherit_parent(rel, _read_mapping("commodity_parents.csv"))
-    methods, runs, mnotes = _method_table(cat, importers, ty, params, groups_file, set(prod["stage"]), rel)
+    methods, runs, mnotes = _method_table(cat, importers, ty, params, groups_file, set(prod["stage"]), rel, day)
     notes += mnotes
     members = {i.label: set(i.members) for i in importers}
     hits = control_hits(ind_all, measures, members, allied, float(pp["control_share_threshold"]))

@@ -4,8 +4,8 @@ SR = [HHI_WGI,t(global supply) · IR/2 + HHI_WGI,t(sourcing) · (1 − IR/2)] ·
 
 References
 ----------
-Blengini, G.A. et al. (2017). Methodology for establishing the EU list of critical raw materials:
-guidelines. Publications Office of the EU, doi:10.2760/73303 (JRC).
+Blengini, G.A. et al. (2017). Assessment of the methodology for establishing the EU list of critical raw
+materials — Background report. JRC, EUR 28654 EN, doi:10.2760/73303.
 Blengini, G.A. et al. (2017). Methodology for establishing the EU list of critical raw materials —
 Guidelines. European Commission, doi:10.2873/769526 (the formula of :func:`sr_from_components`).
 """
@@ -20,7 +20,8 @@ from critmin.constants import COUNTRY, EXPORTER, IMPORTER
 from critmin.indicators import eu_wgi_scale, hhi, import_reliance, shares, wgi_weighted_hhi
 from critmin.methods.inputs import Inputs
 
-CITATION = "Blengini et al. (2017) EU CRM methodology guidelines, JRC, doi:10.2760/73303"
+CITATION = ("Blengini et al. (2017) Methodology for establishing the EU list of critical raw materials — Guidelines, "
+            "doi:10.2873/769526")
 
 #: Supply data of an SR, by the labels of the 2017 assessment (Table 3 'Supply used in SR calc.') and short names.
 SUPPLY_USED = {"gs + eus": "both", "gs + eu": "both", "both": "both",

@@ -132,7 +132,8 @@ def _pct(x: float) -> str:
 
 def reliance_table(trade: pd.DataFrame, factors: pd.DataFrame, gaps: pd.DataFrame, primary: pd.DataFrame,
                    importers, commodities: list[str], *, published: pd.DataFrame | None = None,
-                   us_partners: pd.DataFrame | None = None) -> pd.DataFrame:
+                   us_partners: pd.DataFrame | None = None,
+                   withheld: dict[str, set[str]] | None = None) -> pd.DataFrame:
     """One row per importer × commodity (:data:`COLUMNS`).
 
     Parameters
@@ -144,7 +145,10 @@ def reliance_table(trade: pd.DataFrame, factors: pd.DataFrame, gaps: pd.DataFram
         the tonnes are contained element / metal), country rows only
     importers : :class:`critmin.importers.Importer` list
     published, us_partners : :func:`published_reliance` and :func:`published_partners` (USA)
+    withheld : commodity → countries that produce it but whose tonnage the world table does not give (USGS
+        "W": withheld to avoid disclosing company data); their domestic production D is unknown
     """
+    withheld = withheld or {}
     year = int(trade["year"].max()) if len(trade) else 0
     tr = expand_groups(trade)
     gap_forms = gaps.groupby("commodity")["form"].apply(lambda s: "; ".join(x for x in s if x)).to_dict()
@@ -169,6 +173,7 @@ def reliance_table(trade: pd.DataFrame, factors: pd.DataFrame, gaps: pd.DataFram
             own_iv = float(f["imp_value"]) if f is not None else 0.0
             own_ev = float(f["exp_value"]) if f is not None else 0.0
             producers = listed.get(c, set())
+            hidden = members & withheld.get(c, set())   # producers with a withheld tonnage: D unknown
             dom_rows = primary[(primary["commodity"] == c) & primary["country"].isin(members)]
             D = float(dom_rows["value"].sum()) if len(dom_rows) else 0.0
             r = {"importer": imp.label, "commodity": c, "reliance": np.nan, "reliance_low": np.nan,
@@ -179,7 +184,7 @@ def reliance_table(trade: pd.DataFrame, factors: pd.DataFrame, gaps: pd.DataFram
                  "import_basis": "", "trade_top_partner": "", "trade_top_share": np.nan,
                  "import_gaps": gap_forms.get(c, "")}
             # trade-based NIR (rule 3) where the flows are covered by content factors
-            complete = (f is not None and c not in gap_forms and c in listed and content.get(c, False)
+            complete = (f is not None and c not in gap_forms and c in listed and content.get(c, False) and not hidden
                         and own_iv > 0 and float(f["imp_value_factored"]) >= COVERAGE * own_iv
                         and float(f["exp_value_factored"]) >= COVERAGE * own_ev)
             odd_exporter = False
@@ -208,7 +213,7 @@ def reliance_table(trade: pd.DataFrame, factors: pd.DataFrame, gaps: pd.DataFram
                                        + (f" ({p['code']})" if p["code"] else ""))
                 if pd.notna(r["reliance_trade"]):
                     r["reliance_note"] += f"; from bundled trade: {_pct(r['reliance_trade'])}"
-            elif not (members & producers) and iv > ev and iv > 0:
+            elif c in listed and not (members & producers) and not hidden and iv > ev and iv > 0:
                 r.update(reliance=1.0, reliance_low=1.0, reliance_high=1.0, reliance_rule="no domestic production",
                          reliance_note=f"USGS lists no {imp.label} production of {c}; imports exceed exports by value")
             elif pd.notna(r["reliance_trade"]):
@@ -217,7 +222,11 @@ def reliance_table(trade: pd.DataFrame, factors: pd.DataFrame, gaps: pd.DataFram
                          reliance_rule="trade", reliance_note="net imports of every traded form, contained content")
             else:
                 why = []
-                if odd_exporter:
+                if hidden:
+                    why.append(f"{', '.join(sorted(hidden))} production withheld by USGS (W): domestic supply unknown")
+                elif c not in listed:
+                    why.append("USGS publishes no world production by country for it, so domestic supply is unknown")
+                elif odd_exporter:
                     why.append("no domestic primary production reported by USGS, yet net exports of the traded "
                                "forms (the ores or intermediates it imports, or its recycling, are not in the data)")
                 elif c in gap_forms:
