@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Annotated, Any
 
-import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
 
+from critmin.contracts import parse_yaml, read_yaml, validate
 from critmin.errors import ConfigError
 from critmin.reference.countries import is_valid_code
 
@@ -27,29 +30,67 @@ class Importer:
         return len(self.members) > 1
 
 
+def _country_code(value: Any) -> Any:
+    if not is_valid_code(str(value)):
+        raise PydanticCustomError("country_code", f"unknown country code {value!r}")
+    return value
+
+
+class GroupSpec(BaseModel):
+    """One named group in ``groups.yml`` (or a ``--groups`` file): its member countries.
+
+    ``members`` is a non-empty list of ISO3 codes; ``name``, ``source`` and any other key are kept as given.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    members: list[Annotated[Any, AfterValidator(_country_code)]]
+    name: Any = None
+    source: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _needs_members(cls, data: Any) -> Any:
+        members = data.get("members") if isinstance(data, dict) else None
+        if not members or not isinstance(members, list):
+            raise PydanticCustomError("members", "needs a non-empty 'members' list (ISO3 codes)")
+        return data
+
+
+def _group_mapping(data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise PydanticCustomError("groups", "expected a mapping of group name -> {members: [...]}")
+    return data
+
+
+#: A groups file: group name -> :class:`GroupSpec`.
+GroupsFile = Annotated[dict[Any, GroupSpec], BeforeValidator(_group_mapping)]
+
+
 @cache
 def _bundled_groups() -> dict[str, dict]:
-    return yaml.safe_load(resources.files("critmin").joinpath("groups.yml").read_text("utf-8"))
+    doc = parse_yaml(resources.files("critmin").joinpath("groups.yml").read_text("utf-8"),
+                     where="groups file groups.yml (shipped)", error=ConfigError)
+    validate(GroupsFile, doc.data, where="groups file groups.yml (shipped)", error=ConfigError, node=doc.node)
+    return doc.data
 
 
 def groups(extra: str | Path | None = None) -> dict[str, dict]:
-    """Named groups: the shipped ones plus those in a user YAML file."""
+    """Named groups: the shipped ones plus those in a user YAML file (see :class:`GroupSpec`).
+
+    Raises
+    ------
+    ConfigError
+        An unreadable file or one that breaks the format, naming the file, line and group.
+    """
     out = dict(_bundled_groups())
     if extra:
         path = Path(extra)
-        try:
-            user = yaml.safe_load(path.read_text("utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read groups file {path.name}: {exc}") from None
-        if not isinstance(user, dict):
-            raise ConfigError(f"groups file {path.name}: expected a mapping of group name -> {{members: [...]}}")
+        where = f"groups file {path.name}"
+        doc = read_yaml(path, where=where, error=ConfigError)
+        user = doc.data or {}
+        validate(GroupsFile, user, where=where, error=ConfigError, node=doc.node)
         for name, spec in user.items():
-            members = (spec or {}).get("members") if isinstance(spec, dict) else None
-            if not members or not isinstance(members, list):
-                raise ConfigError(f"groups file {path.name}: group {name!r} needs a 'members' list")
-            for m in members:
-                if not is_valid_code(str(m)):
-                    raise ConfigError(f"groups file {path.name}: group {name!r}: unknown country code {m!r}")
             out[str(name).lower()] = spec
     return out
 
