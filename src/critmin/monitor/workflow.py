@@ -10,10 +10,14 @@ import csv
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any, get_type_hints
 
 import pandas as pd
-import yaml
+from pydantic import BaseModel, ConfigDict, model_validator, with_config
+from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict
 
+from critmin.contracts import parse_yaml, read_yaml, validate
 from critmin.errors import ConfigError, DataError
 from critmin.monitor import rules
 from critmin.monitor.validate import read_export_controls, read_prices, read_us_trade
@@ -21,15 +25,68 @@ from critmin.reference.catalog import Catalog
 
 #: Files ``--data DIR`` may hold, in the order they are read.
 MONITOR_FILES = ("us_trade.csv", "prices.csv", "export_controls.csv")
-_RULE_KEYS = {"import_share_jump": ("share_jump_pp", "high_pp", "min_total_value_usd"),
-              "price_spike": ("k_sigma", "high_k_sigma", "monthly_window", "min_returns"),
-              "new_control": ("importers", "high_measures", "high_targets")}
+
+
+class Threshold(BaseModel):
+    """One threshold: ``{value: ..., reason: ...}``, or the bare value (the reason then says it is the user's)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    value: Any
+    reason: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _has_value(cls, data: Any) -> Any:
+        data = data if isinstance(data, dict) else {"value": data}
+        if data.get("value") is None:
+            raise PydanticCustomError("no_value", "has no value")
+        return data
+
+
+@with_config(extra="forbid")
+class ImportShareJump(TypedDict, total=False):
+    share_jump_pp: Threshold
+    high_pp: Threshold
+    min_total_value_usd: Threshold
+
+
+@with_config(extra="forbid")
+class PriceSpike(TypedDict, total=False):
+    k_sigma: Threshold
+    high_k_sigma: Threshold
+    monthly_window: Threshold
+    min_returns: Threshold
+
+
+@with_config(extra="forbid")
+class NewControl(TypedDict, total=False):
+    importers: Threshold
+    high_measures: Threshold
+    high_targets: Threshold
+
+
+@with_config(extra="forbid")
+class ThresholdsFile(TypedDict, total=False):
+    """``thresholds.yml``, or a user's override of some of its entries (same layout)."""
+
+    import_share_jump: ImportShareJump
+    price_spike: PriceSpike
+    new_control: NewControl
+
+
+#: rule → its threshold names.
+_RULE_KEYS = {rule: tuple(get_type_hints(td)) for rule, td in get_type_hints(ThresholdsFile).items()}
+_NOUNS = {1: "rule", 2: "threshold"}
 
 
 def default_thresholds() -> dict:
     """The shipped ``thresholds.yml`` as ``{rule: {name: {"value": ..., "reason": ...}}}``."""
-    text = resources.files("critmin.monitor").joinpath("thresholds.yml").read_text("utf-8")
-    return yaml.safe_load(text)
+    where = "thresholds file thresholds.yml (shipped)"
+    doc = parse_yaml(resources.files("critmin.monitor").joinpath("thresholds.yml").read_text("utf-8"), where=where,
+                     error=ConfigError)
+    validate(ThresholdsFile, doc.data, where=where, error=ConfigError, node=doc.node, nouns=_NOUNS)
+    return doc.data
 
 
 def load_thresholds(path: str | Path | dict | None = None) -> dict:
@@ -38,30 +95,25 @@ def load_thresholds(path: str | Path | dict | None = None) -> dict:
     Raises
     ------
     ConfigError
-        For an unknown rule or threshold name, a missing value, or an unreadable file.
+        For an unknown rule or threshold name, a missing value, or an unreadable file (file, line, key).
     """
     spec = default_thresholds()
     if path is None:
         return spec
+    node = None
     if isinstance(path, dict):
-        override = path
+        override, where = path, "thresholds"
     else:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"--thresholds file {str(p)!r} not found")
-        try:
-            override = yaml.safe_load(p.read_text("utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--thresholds file {p.name}: not valid YAML ({exc})") from None
+        where = f"--thresholds file {p.name}"
+        doc = read_yaml(p, where=where, error=ConfigError)
+        override, node = doc.data or {}, doc.node
+    validate(ThresholdsFile, override, where=where, error=ConfigError, node=node, nouns=_NOUNS)
     for rule, entries in override.items():
-        if rule not in _RULE_KEYS or not isinstance(entries, dict):
-            raise ConfigError(f"thresholds: unknown rule {rule!r}; known: {', '.join(_RULE_KEYS)}")
         for name, entry in entries.items():
-            if name not in _RULE_KEYS[rule]:
-                raise ConfigError(f"thresholds: unknown threshold {rule}.{name}; known: {', '.join(_RULE_KEYS[rule])}")
             value = entry.get("value") if isinstance(entry, dict) else entry
-            if value is None:
-                raise ConfigError(f"thresholds: {rule}.{name} has no value")
             reason = entry.get("reason") if isinstance(entry, dict) else None
             spec[rule][name] = {"value": value, "reason": reason or "set by the user's --thresholds file"}
     return spec
