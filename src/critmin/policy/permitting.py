@@ -24,16 +24,44 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
+from pydantic import BaseModel, ConfigDict
 
+from critmin.contracts import parse_yaml, read_yaml, validate
 from critmin.errors import ConfigError, DataError
 
 TRACKS = ("ordinary", "fast41", "eu_crma")
 
 
+class PermittingParams(BaseModel):
+    """``policy/permitting.yml``, or a user YAML of the same shape: these keys must be present.
+
+    Their content is read where it is used (:func:`stage_medians`, :func:`remaining_stages`,
+    :func:`sample_timeline`); other keys (reasons, sources) are kept as given.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    stages: Any
+    permit_stages: Any
+    anchor: Any
+    stage_shares: Any
+    dispersion: Any
+    permitting_delay: Any
+    tracks: Any
+    status: Any
+    permitting_status_rules: Any
+
+
+_HINT = " (see policy/permitting.yml)"
+
+
 @cache
 def _bundled_params() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("critmin.policy").joinpath("permitting.yml").read_text("utf-8"))
+    where = "permitting parameters permitting.yml (shipped)"
+    doc = parse_yaml(resources.files("critmin.policy").joinpath("permitting.yml").read_text("utf-8"), where=where,
+                     error=ConfigError)
+    validate(PermittingParams, doc.data, where=where, error=ConfigError, node=doc.node, hint=_HINT)
+    return doc.data
 
 
 def load_params(path: str | Path | None = None) -> dict[str, Any]:
@@ -42,20 +70,15 @@ def load_params(path: str | Path | None = None) -> dict[str, Any]:
     Raises
     ------
     ConfigError
-        A file that cannot be read or lacks a required key.
+        A file that cannot be read or lacks a required key (see :class:`PermittingParams`).
     """
     if path is None:
         return _bundled_params()
     p = Path(path)
-    try:
-        params = yaml.safe_load(p.read_text("utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read permitting parameters {p}: {exc}") from None
-    for key in ("stages", "permit_stages", "anchor", "stage_shares", "dispersion", "permitting_delay", "tracks",
-                "status", "permitting_status_rules"):
-        if not isinstance(params, dict) or key not in params:
-            raise ConfigError(f"permitting parameters {p}: missing key {key!r} (see policy/permitting.yml)")
-    return params
+    where = f"permitting parameters {p}"
+    doc = read_yaml(p, where=where, error=ConfigError)
+    validate(PermittingParams, doc.data, where=where, error=ConfigError, node=doc.node, hint=_HINT)
+    return doc.data
 
 
 def stage_medians(params: Mapping[str, Any]) -> dict[str, float]:

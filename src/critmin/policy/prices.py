@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
+from pydantic import BaseModel, ConfigDict
 
+from critmin.contracts import parse_yaml, validate
 from critmin.errors import ConfigError, DataError
 
 #: Fewest transitions (observations − 1) accepted for a fit. With fewer, the AR(1) slope has ≤ 8 residual
@@ -238,11 +239,48 @@ def simulate_paths(params: dict[str, Any], p0: float, years: float, steps_per_ye
 # Choosing and calibrating a bundled series
 
 
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ExplainedNumber(_Contract):
+    value: float
+    reason: str
+
+
+class PriceDefaults(_Contract):
+    monthly_window_years: ExplainedNumber
+
+
+class ProxyAlias(_Contract):
+    """A commodity whose level series is too short: its dynamics come from a longer proxy series."""
+
+    label: str
+    commodity: str
+    level_series: str
+    level_reason: str
+    dynamics_commodity: str
+    dynamics_series: str
+    dynamics_reason: str
+    dynamics_from: int | None = None
+    dynamics_from_reason: str | None = None
+
+
+class PriceModels(_Contract):
+    """``policy/price_models.yml``."""
+
+    defaults: PriceDefaults
+    aliases: dict[str, ProxyAlias]
+
+
 @cache
 def price_models() -> dict[str, Any]:
-    """The declarative series choices in ``policy/price_models.yml`` (read on first use)."""
-    text = resources.files("critmin.policy").joinpath("price_models.yml").read_text("utf-8")
-    return yaml.safe_load(text)
+    """The declarative series choices in ``policy/price_models.yml`` (read on first use; see :class:`PriceModels`)."""
+    where = "price models price_models.yml (shipped)"
+    doc = parse_yaml(resources.files("critmin.policy").joinpath("price_models.yml").read_text("utf-8"), where=where,
+                     error=ConfigError)
+    validate(PriceModels, doc.data, where=where, error=ConfigError, node=doc.node)
+    return doc.data
 
 
 def _series_frame(prices: pd.DataFrame, commodity: str, series: str) -> pd.DataFrame:
