@@ -1,4 +1,12 @@
-"""Unit handling at the boundary (pint). Kernels never branch on unit strings."""
+"""Unit handling at the boundary (pint). Kernels never branch on unit strings.
+
+This is critmin's one unit table: conversion factors come from this registry, not from literals in the
+code that uses them. A source parser maps its own unit labels to registry unit names
+(e.g. MCS "thousand metric tons" → ``kilotonne``) and asks :func:`mass_factor` for the factor; it never
+writes a factor of its own. Should a source ever need a factor that differs from pint's definition (a
+historical literal kept so the built dataset stays byte-identical), it is defined here as a named unit
+with its reason, not in the parser.
+"""
 
 from __future__ import annotations
 

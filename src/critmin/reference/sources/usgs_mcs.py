@@ -25,8 +25,9 @@ Everything that is a judgement lives in data files, not in code:
 
 Decisions (also in the report of the issue):
 
-* Units: mass quantities are converted to tonnes (``t``): thousand metric tons ×1000,
-  million metric tons ×1e6, kilograms ×0.001.
+* Units: mass quantities are converted to tonnes (``t``) with the factors of critmin's one unit
+  registry (:mod:`critmin.units`): thousand metric tons ×1000, million metric tons ×1e6,
+  kilograms ×0.001; the source's unit labels are named in ``_MASS_UNITS``.
 * Overlapping editions: for production, *latest revision wins* per whole
   (commodity, stage, basis, year) slice — the newest edition that publishes a year
   replaces every older row of that year, so a country folded into "Other countries" by a
@@ -51,16 +52,19 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
+from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
 
 from critmin.constants import ROW_COUNTRY, ROW_TOTAL
+from critmin.contracts import parse_yaml, validate
 from critmin.errors import DataError, MappingError
 from critmin.reference.countries import to_iso3
 from critmin.reference.schema import TABLES
+from critmin.units import mass_factor
 
 __all__ = ["SOURCES", "apply_corrections", "cross_check", "parse", "parse_value"]
 
@@ -167,13 +171,21 @@ _EDITION_RANK = {sid: i for i, sid in enumerate(sorted(_EDITIONS))}
 #: MCS 2026: the FGDC metadata says every 2025 figure is an estimate.
 _MCS2026_ESTIMATE_YEAR = 2025
 
-#: Source unit → factor to tonnes. Units of the 2023/2024 column names and of the 2026 ``Unit`` column.
-_TO_TONNES = {
-    "t": 1.0, "metric tons": 1.0, "tons": 1.0,
-    "kt": 1e3, "thousand metric tons": 1e3, "thousand metric dry tons": 1e3,
-    "Mt": 1e6, "mt": 1e6, "mmt": 1e6, "million metric tons": 1e6,
-    "kg": 1e-3, "kilograms": 1e-3,
+#: Source mass unit → unit of critmin's registry (:mod:`critmin.units`). Units of the 2023/2024 column names and
+#: of the 2026 ``Unit`` column. MCS "tons" are metric tons (the registry's "ton" is the short ton); "dry" is the
+#: basis of the quantity, not a unit. Any other unit (carats, cubic metres, dollars, percent) is kept as published.
+_MASS_UNITS = {
+    "t": "tonne", "metric tons": "tonne", "tons": "tonne",
+    "kt": "kilotonne", "thousand metric tons": "kilotonne", "thousand metric dry tons": "kilotonne",
+    "Mt": "megatonne", "mt": "megatonne", "mmt": "megatonne", "million metric tons": "megatonne",
+    "kg": "kilogram", "kilograms": "kilogram",
 }
+
+
+@cache
+def _to_tonnes() -> dict[str, float]:
+    """Source mass unit → factor to tonnes, from the registry."""
+    return {label: mass_factor(unit) for label, unit in _MASS_UNITS.items()}
 
 # Column names of the 2023/2024 world files, e.g. Prod_kt_est_2022, Reserves_ore_K2O_equiv_kt,
 # Prod_Sponge_t_Est_2021, Reserves_kt_2023. Measure = prefix + qualifier, unit, est flag, year.
@@ -303,11 +315,83 @@ def _known_commodities() -> frozenset[str]:
     return frozenset(r["id"] for r in csv.DictReader(_read_text("mappings/commodities.csv").splitlines()))
 
 
+class CorrectionRecord(BaseModel):
+    """One record of ``corrections/usgs_mcs.yml`` (its header documents the fields).
+
+    Which fields a record needs depends on its ``table``: ``production``/``reserves`` (override or drop a
+    parsed value: commodity, country, integer year, published-style texts), ``raw:<source id>`` (fix_shift:
+    commodity, country, year text, column → text mappings), ``files`` (drop a raw file: its path and the start
+    of its header).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    table: str
+    source: str
+    action: Literal["override", "drop", "fix_shift"]
+    expect_source_value: Any
+    reason: str
+    reported_by: str
+    commodity: str | None = None
+    country: str | None = None
+    year: Any = None
+    stage: str | None = None
+    basis: str | None = None
+    value: Any = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_table(self) -> CorrectionRecord:
+        table = self.table
+        if table in ("production", "reserves", "files") or table.startswith("raw:"):
+            kind = "raw" if table.startswith("raw:") else table
+        else:
+            raise PydanticCustomError("table", f"unknown table {table!r} (expected production, reserves, "
+                                               "raw:<source id> or files)")
+        need = {"production": ("commodity", "country", "year"), "reserves": ("commodity", "country", "year"),
+                "raw": ("commodity", "country", "year", "value"), "files": ("file",)}[kind]
+        actions = {"production": ("override", "drop"), "reserves": ("override", "drop"), "raw": ("fix_shift",),
+                   "files": ("drop",)}[kind]
+        missing = [f for f in need if getattr(self, f) is None]
+        if kind in ("production", "reserves") and self.action == "override" and self.value is None:
+            missing.append("value")
+        if missing:
+            raise PydanticCustomError("fields", f"a {table} record needs {', '.join(missing)}")
+        if self.action not in actions:
+            raise PydanticCustomError("action", f"action {self.action!r} not supported on {table} "
+                                                f"(expected {' or '.join(actions)})")
+        if kind == "raw":
+            ok = (isinstance(self.year, str) and _is_text_map(self.value) and _is_text_map(self.expect_source_value))
+            if not ok:
+                raise PydanticCustomError("raw", "a raw record needs year as text and value, expect_source_value "
+                                                 "as mappings of column -> text")
+        elif kind == "files":
+            if not isinstance(self.expect_source_value, str):
+                raise PydanticCustomError("files", "a files record needs expect_source_value as text (the start "
+                                                   "of the header)")
+        elif not (isinstance(self.year, int) and not isinstance(self.year, bool)
+                  and isinstance(self.expect_source_value, str) and (self.value is None or isinstance(self.value, str))):
+            raise PydanticCustomError("values", f"a {table} record needs an integer year and value, "
+                                                "expect_source_value as published-style text (e.g. \">75,000,000\")")
+        return self
+
+
+def _is_text_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
 def load_corrections() -> list[dict]:
-    """The records of ``corrections/usgs_mcs.yml``."""
-    records = yaml.safe_load(_read_text("corrections/usgs_mcs.yml")) or []
-    if not isinstance(records, list):
-        raise DataError("corrections/usgs_mcs.yml must be a list of records")
+    """The records of ``corrections/usgs_mcs.yml`` (each checked against :class:`CorrectionRecord`).
+
+    Raises
+    ------
+    DataError
+        A record that breaks the contract, naming the file, line and key.
+    """
+    name = "corrections/usgs_mcs.yml"
+    doc = parse_yaml(_read_text(name), where=name, error=DataError)
+    records = doc.data or []
+    validate(list[CorrectionRecord], records, where=name, error=DataError, node=doc.node)
     return records
 
 
@@ -460,9 +544,9 @@ def _series_row(m: dict[str, str], key: tuple, file: str, line: int) -> float:
     if m["commodity"] not in _known_commodities():
         raise MappingError(f"commodity id {m['commodity']!r} of {key} is not in mappings/commodities.csv")
     unit = key[4]
-    if unit not in _TO_TONNES:
+    if unit not in _MASS_UNITS:
         raise DataError(f"unit {unit!r} of mapped series {key} is not a mass unit", file=file, row=line)
-    return _TO_TONNES[unit]
+    return _to_tonnes()[unit]
 
 
 def _world_2026(raw: pd.DataFrame) -> pd.DataFrame:
@@ -633,9 +717,9 @@ def _us_salient(raw: pd.DataFrame) -> pd.DataFrame:
             statistic = "other"  # reported / estimated consumption is not apparent consumption
         unit = _ws(r["Unit"])
         value, low, high, code = _salient_value(r["Value"], statistic, unit)
-        factor = _TO_TONNES.get(unit, 1.0)
+        factor = _to_tonnes().get(unit, 1.0)
         rows.append((commodity, int(r["Year"]), statistic, f"{prefix}: {detail}" if prefix else detail,
-                     value * factor, low * factor, high * factor, code, "t" if unit in _TO_TONNES else unit,
+                     value * factor, low * factor, high * factor, code, "t" if unit in _MASS_UNITS else unit,
                      sid, file, line))
     df = pd.DataFrame.from_records(rows, columns=[*list(TABLES["us_salient"]), "file", "line"])
     _check_unique(df, ["commodity", "year", "statistic", "detail", "unit"], "us_salient")
