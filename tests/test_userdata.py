@@ -83,3 +83,37 @@ def test_cli_unknown_importer_exit_2():
     res = runner.invoke(app, ["assess", "--importer", "USA+ZZZ"])
     assert res.exit_code == 2
     assert "unknown importer" in res.output
+
+
+def test_formats_are_row_models_with_optional_columns(tmp_path):
+    from critmin.reference.userdata import FORMATS, column_kind
+
+    fields = FORMATS["trade"].model_fields
+    assert [n for n, f in fields.items() if f.is_required()] == ["commodity", "exporter", "importer", "year",
+                                                                  "quantity", "unit", "value_usd"]
+    assert column_kind(FORMATS["trade"], "unit") == "mass_unit"
+    assert column_kind(FORMATS["prices"], "unit") == "text"
+    p = tmp_path / "trade.csv"
+    p.write_text("commodity,exporter,importer,year,quantity,unit,value_usd,source\nnickel,CAN,USA,2022,,kg,5,mine\n")
+    f = read_table(p, "trade")
+    assert f.loc[0, "stage"] == "mine" and f.loc[0, "hs6"] == "" and f.loc[0, "source"] == "user:trade.csv"
+    assert f["quantity"].isna().all() and f.loc[0, "unit"] == "t"
+
+
+@pytest.mark.parametrize(
+    ("table", "text", "column", "words"),
+    [
+        ("trade", "commodity,exporter,importer,year,quantity,unit,value_usd,stage\nni,CAN,USA,2022,1,t,5,smelt\n",
+         "stage", "unknown stage 'smelt'"),
+        ("prices", "commodity,period,value,unit\nni,,1,USD/t\n", "period",
+         "empty value (the column 'period' is required)"),
+        ("governance", "country,year,indicator,value\nCHN,1700,pv,0.1\n", "year", "'1700' is not a year"),
+        ("production", "commodity,stage,country,year,value,unit,colour\nni,mine,USA,2022,1,t,red\n", "colour",
+         "unknown column(s) ['colour']"),
+    ],
+)
+def test_bad_cells_name_file_line_column(tmp_path, table, text, column, words):
+    e = _err(tmp_path, f"{table}.csv", text, table)
+    assert (e.file, e.column) == (f"{table}.csv", column)
+    assert e.row == (1 if "unknown column" in words else 2)
+    assert words in str(e) and "\n" not in str(e)
