@@ -387,23 +387,23 @@ def _withheld(us_salient: pd.DataFrame | None, year: int) -> dict[str, set[str]]
 
 
 def _primary(prod: pd.DataFrame, year: int) -> pd.DataFrame:
-    """Domestic primary production: the first stage USGS reports per commodity, country rows."""
-    from critmin.methods.supply import _pick_year
+    """Domestic primary production: the first stage USGS reports per commodity, country rows (the same year
+    and basis choice as the stage table, :func:`critmin.methods.supply.stage_shares`)."""
+    from critmin.methods.supply import _usgs_block
 
-    p = prod[prod["row_type"] == "country"]
-    rows = []
+    p = prod[prod["row_type"] != "total"]
     order = {s: i for i, s in enumerate(STAGES)}
-    for _c, g in p.groupby("commodity", observed=True):
-        st = min(set(g["stage"]), key=lambda s: order.get(s, 9))
-        g = g[g["stage"] == st]
-        y, _ = _pick_year(g["year"].to_numpy(), year)
-        g = g[g["year"] == y]
-        basis = g["basis"].astype(str).value_counts().sort_index().idxmax()
-        g = g[g["basis"].astype(str) == basis]
-        content = any(k in basis.lower() for k in ("content", "metal", "refined", "primary"))
-        rows.append(g[["commodity", "country", "value"]].assign(content=content, stage=st))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
-        columns=["commodity", "country", "value", "content", "stage"])
+    first = p.assign(o=p["stage"].astype(str).map(order)).groupby("commodity", observed=True)["o"].min()
+    p = p[p["stage"].astype(str).map(order) == p["commodity"].map(first)]
+    blk = _usgs_block(p, year)
+    chosen = blk[["commodity", "stage", "year", "basis"]].drop_duplicates()
+    rows = p[p["row_type"] == "country"].assign(commodity=lambda d: d["commodity"].astype(str),
+                                                stage=lambda d: d["stage"].astype(str),
+                                                basis=lambda d: d["basis"].astype(str))
+    rows = rows.merge(chosen, on=["commodity", "stage", "year", "basis"])
+    out = rows.groupby(["commodity", "country", "stage", "basis"], as_index=False)["value"].sum()
+    out["content"] = out["basis"].str.lower().str.contains("content|metal|refined|primary")
+    return out[["commodity", "country", "value", "content", "stage"]]
 
 
 def _method_table(cat: Catalog, importers: list[Importer], ty: int, params, groups_file, stages_present: set[str],

@@ -155,6 +155,7 @@ def reliance_table(trade: pd.DataFrame, factors: pd.DataFrame, gaps: pd.DataFram
     pub = published.set_index("commodity") if published is not None and len(published) else None
     usp = us_partners.set_index("commodity") if us_partners is not None and len(us_partners) else None
     listed = primary.groupby("commodity")["country"].apply(set).to_dict()
+    dom = {c: dict(zip(g["country"], g["value"], strict=True)) for c, g in primary.groupby("commodity")}
     content = primary.groupby("commodity")["content"].all().to_dict()
     rows: list[dict] = []
     single: dict[tuple[str, str], dict] = {}
@@ -174,8 +175,7 @@ def reliance_table(trade: pd.DataFrame, factors: pd.DataFrame, gaps: pd.DataFram
             own_ev = float(f["exp_value"]) if f is not None else 0.0
             producers = listed.get(c, set())
             hidden = members & withheld.get(c, set())   # producers with a withheld tonnage: D unknown
-            dom_rows = primary[(primary["commodity"] == c) & primary["country"].isin(members)]
-            D = float(dom_rows["value"].sum()) if len(dom_rows) else 0.0
+            D = float(sum(v for k, v in dom.get(c, {}).items() if k in members))
             r = {"importer": imp.label, "commodity": c, "reliance": np.nan, "reliance_low": np.nan,
                  "reliance_high": np.nan, "reliance_code": "", "reliance_rule": "", "reliance_note": "",
                  "reliance_trade": np.nan, "domestic_production_t": D if producers else np.nan,

@@ -39,6 +39,38 @@ def _pick_year(years: np.ndarray, want: int) -> tuple[int, str]:
     return int(years[0]), f"{want} not reported; earliest year {int(years[0])} used"
 
 
+def _usgs_block(prod: pd.DataFrame, year: int) -> pd.DataFrame:
+    """USGS shares per commodity × stage (vectorised): the year (requested, else latest earlier, else earliest
+    later), the most frequent basis (ties: alphabetical), country rows plus the residual as denominator."""
+    key = ["commodity", "stage"]
+    p = prod.assign(commodity=prod["commodity"].astype(str), stage=prod["stage"].astype(str),
+                    basis=prod["basis"].astype(str), year=prod["year"].astype(int))
+    yrs = p.groupby(key)["year"]
+    has = p.assign(hit=p["year"] == year).groupby(key)["hit"].transform("any")
+    earlier = p["year"].where(p["year"] < year).groupby([p["commodity"], p["stage"]]).transform("max")
+    chosen = np.where(has, year, np.where(earlier.notna(), earlier, yrs.transform("min"))).astype(int)
+    p = p.assign(chosen=chosen)
+    p = p[p["year"] == p["chosen"]]
+    counts = p.groupby([*key, "basis"]).size().reset_index(name="n").sort_values(
+        [*key, "n", "basis"], ascending=[True, True, False, True])
+    best = counts.drop_duplicates(key)[[*key, "basis"]]
+    p = p.merge(best, on=[*key, "basis"])
+    g = p.groupby([*key, "country"], sort=True).agg(value=("value", "sum"), estimated=("estimated", "any"),
+                                                    source=("source", "first"), year=("year", "first"),
+                                                    basis=("basis", "first")).reset_index()
+    total = g.groupby(key)["value"].transform("sum")
+    g = g[total > 0]
+    total = total[total > 0]
+    note = np.where(g["year"] == year, "",
+                    np.where(g["year"] < year, "{} not reported; latest earlier year {} used",
+                             "{} not reported; earliest year {} used"))
+    notes = [n.format(year, y) if n else "" for n, y in zip(note, g["year"], strict=True)]
+    return pd.DataFrame({"commodity": g["commodity"], "stage": g["stage"], "country": g["country"].astype(str),
+                         "share": g["value"] / total, "year": g["year"].astype(int), "basis": g["basis"],
+                         "origin": ORIGIN_USGS, "source": g["source"].astype(str),
+                         "estimated": g["estimated"].astype(bool), "year_note": notes})
+
+
 def stage_shares(production: pd.DataFrame, processing: pd.DataFrame | None, eu_supply: pd.DataFrame | None,
                  year: int) -> pd.DataFrame:
     """Long table of supplier shares: one block per commodity × stage from the best source.
@@ -48,21 +80,9 @@ def stage_shares(production: pd.DataFrame, processing: pd.DataFrame | None, eu_s
     blocks: list[pd.DataFrame] = []
     done: set[tuple[str, str]] = set()
     prod = production[production["row_type"] != "total"]
-    for (c, st), grp in prod.groupby(["commodity", "stage"], observed=True, sort=True):
-        y, note = _pick_year(grp["year"].to_numpy(), year)
-        g = grp[grp["year"] == y]
-        basis = g["basis"].astype(str).value_counts().sort_index().idxmax()
-        g = g[g["basis"].astype(str) == basis]
-        total = g["value"].sum()
-        if not total > 0:
-            continue
-        g = g.groupby("country", observed=True).agg(value=("value", "sum"), estimated=("estimated", "any"),
-                                                    source=("source", "first")).reset_index()
-        blocks.append(pd.DataFrame({
-            "commodity": c, "stage": st, "country": g["country"].astype(str), "share": g["value"] / total,
-            "year": y, "basis": basis, "origin": ORIGIN_USGS, "source": g["source"].astype(str),
-            "estimated": g["estimated"].astype(bool), "year_note": note}))
-        done.add((c, st))
+    if len(prod):
+        blocks.append(_usgs_block(prod, year))
+        done |= set(zip(blocks[-1]["commodity"], blocks[-1]["stage"], strict=True))
     if processing is not None and len(processing):
         ps = processing.assign(year=pd.to_numeric(processing["year"], errors="coerce"),
                                share=pd.to_numeric(processing["share"], errors="coerce"))
@@ -130,27 +150,38 @@ def stage_indicators(shares: pd.DataFrame, wgi_scaled: pd.Series, t: pd.DataFram
     s["t"] = s["t"].fillna(1.0)
     s["sq"] = np.where(s["named"], s["share"] ** 2, 0.0)
     s["wt"] = s["sq"] * s["w"] * s["t"]
-    rows = []
-    for (c, st), g in s.groupby(["commodity", "stage"], observed=True, sort=False):
-        named = g[g["named"]]
-        top = named.iloc[0] if len(named) else None
-        na = named[~named["allied"]]
-        top_na = na.iloc[0] if len(na) else None
-        rows.append({
-            "commodity": c, "stage": st, "year": int(g["year"].iloc[0]), "basis": g["basis"].iloc[0],
-            "origin": g["origin"].iloc[0], "estimated": bool(g["estimated"].any()), "year_note": g["year_note"].iloc[0],
-            "top_supplier": top["country"] if top is not None else "",
-            "top_share": float(top["share"]) if top is not None else np.nan,
-            "top_non_allied": top_na["country"] if top_na is not None else "",
-            "top_non_allied_share": float(top_na["share"]) if top_na is not None else 0.0,
-            "top_non_allied_t": float(top_na["t"]) if top_na is not None else 1.0,
-            **_allied(float(g.loc[g["allied"], "share"].sum()), float(g.loc[~g["named"], "share"].sum())),
-            "hhi": float(g["sq"].sum()),
-            "hhi_wgi_t": float(g["wt"].sum()),
-            "countries_reported": int(g["named"].sum()),
-            "source": ";".join(sorted(set(g["source"].astype(str)))),
-        })
-    return pd.DataFrame(rows)
+    s["allied_sh"] = np.where(s["allied"], s["share"], 0.0)
+    s["unalloc_sh"] = np.where(s["named"], 0.0, s["share"])
+    key = ["commodity", "stage"]
+    agg = s.groupby(key, sort=False).agg(
+        year=("year", "first"), basis=("basis", "first"), origin=("origin", "first"),
+        estimated=("estimated", "any"), year_note=("year_note", "first"), hhi=("sq", "sum"),
+        hhi_wgi_t=("wt", "sum"), named_allied=("allied_sh", "sum"), unallocated_share=("unalloc_sh", "sum"),
+        countries_reported=("named", "sum")).reset_index()
+    # rows are sorted by share (descending) within each block: the first named row is the top supplier
+    named = s[s["named"]]
+    top = named.drop_duplicates(key)[[*key, "country", "share"]].rename(
+        columns={"country": "top_supplier", "share": "top_share"})
+    na = named[~named["allied"]].drop_duplicates(key)[[*key, "country", "share", "t"]].rename(
+        columns={"country": "top_non_allied", "share": "top_non_allied_share", "t": "top_non_allied_t"})
+    src = (s[[*key, "source"]].astype({"source": str}).drop_duplicates().sort_values([*key, "source"])
+           .groupby(key, sort=False)["source"].agg(";".join).reset_index())
+    out = agg.merge(top, on=key, how="left").merge(na, on=key, how="left").merge(src, on=key, how="left")
+    out["top_supplier"] = out["top_supplier"].fillna("")
+    out["top_non_allied"] = out["top_non_allied"].fillna("")
+    out["top_non_allied_share"] = out["top_non_allied_share"].fillna(0.0)
+    out["top_non_allied_t"] = out["top_non_allied_t"].fillna(1.0)
+    known = out["unallocated_share"] < ALLIED_KNOWN_BELOW
+    out["allied_share"] = out["named_allied"].where(known)
+    out["allied_share_low"] = out["named_allied"]
+    out["allied_share_high"] = (out["named_allied"] + out["unallocated_share"]).clip(upper=1.0)
+    out["year"] = out["year"].astype(int)
+    out["estimated"] = out["estimated"].astype(bool)
+    out["countries_reported"] = out["countries_reported"].astype(int)
+    return out[["commodity", "stage", "year", "basis", "origin", "estimated", "year_note", "top_supplier",
+                "top_share", "top_non_allied", "top_non_allied_share", "top_non_allied_t", "allied_share",
+                "allied_share_low", "allied_share_high", "unallocated_share", "hhi", "hhi_wgi_t",
+                "countries_reported", "source"]]
 
 
 #: Unallocated ("Other countries") share below which the allied share is taken as known.
