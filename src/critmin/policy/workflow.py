@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
+from pydantic import BaseModel, ConfigDict
 
 from critmin.errors import ConfigError, UnitError
 from critmin.policy import measures as M
@@ -36,6 +36,16 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".yml"))
 
 
+class PolicyPreset(BaseModel):
+    """Contract of a pricing-measure preset: the measure, the commodity and the price are required; the
+    rest (volume, years, citation …) is kept as given."""
+
+    model_config = ConfigDict(extra="allow")
+    measure: Any
+    commodity: Any
+    floor: Any
+
+
 def load_preset(name_or_path: str | Path) -> dict[str, Any]:
     """A preset by bundled name (``dod_mp_ndpr_floor``) or YAML path.
 
@@ -52,14 +62,11 @@ def load_preset(name_or_path: str | Path) -> dict[str, Any]:
     else:
         raise ConfigError(f"unknown preset {str(name_or_path)!r}; bundled: {', '.join(preset_names())} "
                           "(or give a path to a .yml file)")
-    try:
-        preset = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"preset {name_or_path}: not valid YAML ({exc})") from None
-    for key in ("measure", "commodity", "floor"):
-        if not isinstance(preset, dict) or key not in preset:
-            raise ConfigError(f"preset {name_or_path}: missing key {key!r}")
-    return preset
+    from critmin.contracts import parse_yaml, validate
+
+    doc = parse_yaml(text, where=f"preset {name_or_path}", error=ConfigError)
+    validate(PolicyPreset, doc.data, where=f"preset {name_or_path}", error=ConfigError, node=doc.node)
+    return doc.data
 
 
 def _value(entry: Any) -> Any:
