@@ -563,3 +563,16 @@ def test_allied_share_is_a_range_where_much_is_unallocated():
     row = stage_indicators(shares, pd.Series({"CHN": 6.0}), None, {"JPN"}).iloc[0]
     assert pd.isna(row.allied_share)
     assert row.allied_share_low == 0.0 and row.allied_share_high == pytest.approx(0.3)
+
+
+def test_methods_use_the_engines_reliance():
+    """The EU-style SR's IR and the USGS-style SR's TE at a stage are the engine's reliance from every traded
+    form, not the stage's own ore codes (Japan imports antimony as metal; its ore trade alone gives 0)."""
+    from critmin import workflows
+
+    res = workflows.priority_engine("JPN", as_of="2026-12-04")
+    rel = res.reliance.set_index(["importer", "commodity"]).loc[("JPN", "antimony"), "reliance"]
+    assert rel == 1.0
+    eu = res.runs["eu-sr/mine"]["import_reliance"].sel(commodity="antimony", importer="JPN")
+    us = res.runs["usgs/mine"]["trade_exposure"].sel(commodity="antimony", importer="JPN")
+    assert float(eu.squeeze()) == 1.0 and float(us.squeeze()) == 1.0

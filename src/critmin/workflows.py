@@ -190,7 +190,8 @@ def _run_method(method: str, cat: Catalog, inp: Inputs, prm: dict, data,
         ds = eu_supply_risk(inp, t=export_restriction_t(cat, inp, prm, as_of),
                             eol_rir=_per_commodity(prm["eu_sr"]["eol_rir"], comm),
                             substitution=_per_commodity(prm["eu_sr"]["substitution_index"], comm),
-                            missing_scaled=float(prm["eu_sr"]["missing_wgi_scaled"]["default"]))
+                            missing_scaled=float(prm["eu_sr"]["missing_wgi_scaled"]["default"]),
+                            import_reliance_override=reliance)
     elif method == "usgs":
         comm = inp.production[COMMODITY].values
         ds = usgs_supply_risk(inp, ev=_per_commodity(prm["usgs"]["economic_vulnerability"], comm),
@@ -382,7 +383,9 @@ def _withheld(us_salient: pd.DataFrame | None, year: int) -> dict[str, set[str]]
         return {}
     p = us_salient[(us_salient["statistic"] == "production") & (us_salient["year"] <= year)]
     p = p[p["year"] == p.groupby("commodity")["year"].transform("max")]
-    w = p[p["code"].astype(str).str.strip().eq("W")]
+    # primary production only: a withheld secondary (scrap) or by-product line says nothing of primary supply
+    primary = ~p["detail"].astype(str).str.contains("secondary|byproduct|by-product", case=False)
+    w = p[p["code"].astype(str).str.strip().eq("W") & primary]
     return {str(c): {"USA"} for c in set(w["commodity"])}
 
 

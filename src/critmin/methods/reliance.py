@@ -178,7 +178,7 @@ def reliance_table(trade: pd.DataFrame, factors: pd.DataFrame, gaps: pd.DataFram
             D = float(sum(v for k, v in dom.get(c, {}).items() if k in members))
             r = {"importer": imp.label, "commodity": c, "reliance": np.nan, "reliance_low": np.nan,
                  "reliance_high": np.nan, "reliance_code": "", "reliance_rule": "", "reliance_note": "",
-                 "reliance_trade": np.nan, "domestic_production_t": D if producers else np.nan,
+                 "reliance_trade": np.nan, "domestic_production_t": D if producers and not hidden else np.nan,
                  "import_value_usd": own_iv if own_iv > 0 else np.nan,
                  "export_value_usd": own_ev, "top_import_partner": "", "top_import_share": np.nan,
                  "import_basis": "", "trade_top_partner": "", "trade_top_share": np.nan,
