@@ -25,11 +25,18 @@ def register(app: typer.Typer) -> None:
                                                                 "truncation)")] = None,
     ) -> None:
         """Exit 0 when the chain is intact, 1 with the first bad record and why, 2 on unreadable input."""
+        import re
+
         from critmin.errors import ConfigError, DataError
         from critmin.market.audit import loads, verify
 
         if (file is None) == (db is None):
             raise ConfigError("give either an audit log FILE or --db URL")
+        if head is not None and not re.fullmatch(r"[0-9a-f]{64}", head.strip().lower()):
+            raise ConfigError(f"--head {head!r}: expected the 64 hexadecimal digits of a SHA-256 hash "
+                              "(GET /v1/audit/head)")
+        if file is not None and file.is_dir():
+            raise ConfigError(f"FILE {str(file)!r} is a folder; give the audit log file (JSON lines)")
         if file is not None:
             try:
                 text = file.read_text("utf-8")
@@ -59,5 +66,5 @@ def _from_db(url: str) -> list[dict]:
         with engine.connect() as conn:
             return list(db.audit_records(conn))
     except (sa.exc.SQLAlchemyError, ValueError) as exc:
-        raise DataError(f"cannot read the audit log from {url.split('@')[-1]}: {type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0]}", column="--db") from None
+        raise DataError(f"--db: cannot read the audit log from {url.split('@')[-1]}: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0]}") from None

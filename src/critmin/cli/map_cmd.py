@@ -28,7 +28,21 @@ def register(app: typer.Typer) -> None:
                                                   "(tables deposits, projects)")] = None,
     ) -> None:
         """Map deposits and projects by commodity over allied / other countries (offline HTML)."""
+        from critmin.cli.common import check_folder, check_list
+        from critmin.constants import STAGES
+        from critmin.errors import ConfigError
+        from critmin.files import check_writable
         from critmin.geo.workflow import build_map
+
+        for option, path, endings in (("--out", out, (".html", ".htm")), ("--geojson", geojson, (".geojson", ".json")),
+                                      ("--gpkg", gpkg, (".gpkg",))):
+            if path is None:
+                continue
+            check_writable(path, option=option)
+            if path.suffix.lower() not in endings:
+                raise ConfigError(f"{option} {str(path)!r}: the file name should end with {' or '.join(endings)}")
+        check_folder(data, "--data")
+        check_list(stage, STAGES, "--stage", "stage")
 
         result = build_map(commodity, stage, data, out, geojson, gpkg)
         for path in result.written:

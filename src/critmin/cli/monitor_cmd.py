@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-MONITOR_FORMATS = ("table", "csv", "json")
+from critmin.cli.common import ColumnsOpt, FormatOpt, OutOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -21,26 +21,27 @@ def register(app: typer.Typer) -> None:
                                                           "export_controls.csv (README: Monitoring)")],
         thresholds: Annotated[Path | None, typer.Option("--thresholds", help="YAML overriding "
                                                                               "monitor/thresholds.yml")] = None,
-        fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
-        out: Annotated[Path | None, typer.Option("--out", help="Write to this file (default: standard output)")] = None,
+        fmt: FormatOpt = "table",
+        out: OutOpt = None,
+        columns: ColumnsOpt = None,
     ) -> None:
         """Compare new data with the bundled baseline; alert on import-share jumps, price spikes, new controls."""
-        from critmin.cli.common import emit, err_console, out_console
-        from critmin.errors import ConfigError
+        from critmin.cli.common import Output, check_file, check_folder, err_console, out_console
         from critmin.monitor.workflow import run_monitor
         from critmin.reference.catalog import Catalog
 
-        if fmt not in MONITOR_FORMATS:
-            raise ConfigError(f"unknown --format {fmt!r}; expected one of {', '.join(MONITOR_FORMATS)}")
+        output = Output.check(fmt, out, columns)
+        check_folder(data, "--data")
+        check_file(thresholds, "--thresholds")
         cat = Catalog()
         alerts, meta = run_monitor(data, catalog=cat, thresholds=thresholds)
         title = (f"critmin monitor · {len(alerts)} alert(s) · new files: {', '.join(meta['files'])} · "
                  "baseline: bundled dataset")
-        if fmt == "table" and out is None and alerts.empty:
+        if output.fmt == "table" and alerts.empty:
             out_console.print(f"{title} · nothing crossed a threshold")
         else:
             view = alerts[["severity", "rule", "commodity", "partner_or_country", "period", "message"]] \
-                if fmt == "table" else alerts
-            emit(view, fmt, out, cat.sources(meta["sources"]), title=title)
+                if output.fmt == "table" and not output.columns else alerts
+            output.write(view, cat.sources(meta["sources"]), title=title)
         for note in meta["notes"]:
             err_console.print(f"[dim]note: {note}[/]", highlight=False)

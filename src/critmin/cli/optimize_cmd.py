@@ -7,21 +7,60 @@ from typing import Annotated
 
 import typer
 
-Holders = Annotated[str, typer.Option("--holders", help="Stockholding consumers, comma list")]
-Draws = Annotated[int, typer.Option("--draws", help="Monte Carlo draws (scenarios)")]
-Months = Annotated[int, typer.Option("--months", help="Horizon, months")]
-Seed = Annotated[int, typer.Option("--seed")]
-Fmt = Annotated[str, typer.Option("--format", help="table | csv | json | parquet | xlsx")]
-Out = Annotated[Path | None, typer.Option("--out", help="Write the main table to this file")]
+from critmin.cli.common import ColumnsOpt, FormatOpt, OutOpt
+
+Holders = Annotated[str, typer.Option("--holders", help="Stockholding consumers, comma list (USA, JPN)")]
+Draws = Annotated[int, typer.Option("--draws", help="Monte Carlo draws (scenarios)", min=1)]
+Months = Annotated[int, typer.Option("--months", help="Horizon, months", min=1, max=600)]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed", min=0)]
 Commodity = Annotated[str, typer.Option("--commodity", help="Commodities of the ensemble, comma list (default all)")]
 
+#: Consumers of the supply-chain model that can hold stock.
+HOLDERS = ("USA", "JPN")
 
-def _commodities(text: str) -> list[str] | None:
-    return [c.strip() for c in text.split(",") if c.strip()] or None
+
+def _commodities(text: str, option: str = "--commodity") -> list[str] | None:
+    from critmin.cli.common import check_list, commodities_of_networks
+
+    return check_list(text, commodities_of_networks(), option, "commodity of the supply-chain model")
 
 
-def _show(outcome, fmt: str, out: Path | None, main: str) -> None:
-    from critmin.cli.common import emit, err_console
+def _holders(text: str) -> list[str]:
+    from critmin.cli.common import check_list
+    from critmin.errors import ConfigError
+
+    found = check_list(text, HOLDERS, "--holders", "holder")
+    if not found:
+        raise ConfigError(f"--holders: give one or more of {', '.join(HOLDERS)}")
+    return found
+
+
+def _quantity(key: str, value) -> str:
+    """A total with its unit, as people read it (``public_cost_usd`` 305199999.99 → ``USD 305.2 M``)."""
+    from critmin.report.export import human
+
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_quantity(key, v)}" for k, v in value.items())
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if key.endswith("_usd"):
+        a = abs(float(value))
+        if a >= 1e9:
+            return f"USD {value / 1e9:,.2f} bn"
+        if a >= 1e6:
+            return f"USD {value / 1e6:,.1f} M"
+        return f"USD {human(float(value))}"
+    if key.endswith("_per_musd"):
+        return f"{human(float(value))} t per USD M"
+    if key.endswith("_t"):
+        return f"{human(float(value))} t"
+    if "share" in key and isinstance(value, float) and abs(value) <= 1:
+        return f"{100 * value:.2f} %"
+    return human(value)
+
+
+def _show(outcome, output, main: str) -> None:
+    from critmin.cli.common import err_console
 
     src = [{"id": "critmin-optimize", "title": "critmin optimisation"}]
     # the terminal shows the decisive columns of wide tables; files keep every column
@@ -30,17 +69,26 @@ def _show(outcome, fmt: str, out: Path | None, main: str) -> None:
                               "public_cost_usd", "marginal_shortfall_avoided_t", "marginal_cvar_95_avoided_t",
                               "shortfall_avoided_t_per_musd"],
                 "ineligible": ["project_id", "name", "reason"]}
+    if main in outcome.tables:   # checked first: an unknown --columns is said before anything is written
+        output.select(outcome.tables[main])
     for name, frame in outcome.tables.items():
-        if fmt == "table" and name in terminal:
+        if output.fmt == "table" and name in terminal and not (name == main and output.columns):
             frame = frame[[c for c in terminal[name] if c in frame.columns]]
         if name == main:
-            emit(frame, fmt, out, src, title=name)
-        elif fmt == "table":
-            emit(frame, "table", None, [], title=name)
-        elif out is not None:  # the other tables beside the main file: plan.csv -> plan_frontier.csv
-            emit(frame, fmt, out.with_name(f"{out.stem}_{name}{out.suffix}"), src, title=name)
+            output.write(frame, src, title=name)
+        elif output.fmt == "table":
+            output.write(frame, src, title=name, select=False)
+        elif output.out is not None:  # the other tables beside the main file: plan.csv -> plan_frontier.csv
+            output.beside(name).write(frame, src, title=name, select=False)
+    totals = {k: v for k, v in outcome.attrs.items() if f"{k}: {v}" in outcome.notes}
+    if totals and output.fmt == "table":
+        import pandas as pd
+
+        output.write(pd.DataFrame({"total": list(totals), "value": [_quantity(k, v) for k, v in totals.items()]}),
+                     title="totals", select=False)
     for note in outcome.notes:
-        err_console.print(f"[dim]note: {note}[/]", highlight=False)
+        if not any(note == f"{k}: {v}" for k, v in totals.items()):
+            err_console.print(f"[dim]note: {note}[/]", highlight=False)
 
 
 def _budget_list(text: str) -> list[float] | None:
@@ -67,40 +115,58 @@ def register(app: typer.Typer) -> None:
     @stock_app.command("plan")
     @handled
     def plan(holders: Holders = "USA,JPN", draws: Draws = 2000, months: Months = 12, seed: Seed = 1,
-             budget: Annotated[float | None, typer.Option("--budget", help="Per-holder budget, USD")] = None,
-             joint_budget: Annotated[float | None, typer.Option("--joint-budget", help="Joint budget, USD")] = None,
-             share: Annotated[float, typer.Option("--share", help="Share of remaining stock partners may draw")] = 1.0,
-             cvar_alpha: Annotated[float, typer.Option("--cvar-alpha")] = 0.95,
-             cvar_weight: Annotated[float, typer.Option("--cvar-weight")] = 0.0,
-             min_days: Annotated[float | None, typer.Option("--min-days", help="Minimum stock, days")] = None,
+             budget: Annotated[float | None, typer.Option("--budget", help="Per-holder budget, USD", min=0)] = None,
+             joint_budget: Annotated[float | None, typer.Option("--joint-budget", help="Joint budget, USD",
+                                                                min=0)] = None,
+             share: Annotated[float, typer.Option("--share", help="Share of remaining stock partners may draw (0-1)",
+                                                  min=0, max=1)] = 1.0,
+             cvar_alpha: Annotated[float, typer.Option("--cvar-alpha", help="CVaR level (0-1, e.g. 0.95)", min=0,
+                                                       max=1)] = 0.95,
+             cvar_weight: Annotated[float, typer.Option("--cvar-weight", help="Weight of the CVaR term in the "
+                                                                              "objective (≥ 0)", min=0)] = 0.0,
+             min_days: Annotated[float | None, typer.Option("--min-days", help="Minimum stock, days", min=0)] = None,
              high_risk: Annotated[str, typer.Option("--high-risk", help="Commodities for the 180-day rule")] = "",
              commodity: Commodity = "",
              frontier: Annotated[str, typer.Option("--frontier", help="Budgets (USD) for the efficient frontier, "
                                                                      "e.g. 0,1e7,5e7,1e8")] = "",
-             fmt: Fmt = "table", out: Out = None) -> None:
+             fmt: FormatOpt = "table", out: OutOpt = None, columns: ColumnsOpt = None) -> None:
         """Optimal stock per commodity × holder; vs stockpiling alone and rules of thumb; efficient frontier."""
+        from critmin.cli.common import Output
+        from critmin.errors import ConfigError
         from critmin.optimize.workflow import stockpile_plan
         from critmin.reference.catalog import Catalog
 
-        res = stockpile_plan(Catalog(), holders=holders.split(","), draws=draws, months=months, seed=seed,
+        output = Output.check(fmt, out, columns)
+        if budget is not None and joint_budget is not None:
+            raise ConfigError("give --budget (per holder) or --joint-budget, not both")
+        hold = _holders(holders)
+        comms = _commodities(commodity)
+        risky = _commodities(high_risk, "--high-risk") or []
+        budgets = _budget_list(frontier)
+        res = stockpile_plan(Catalog(), holders=hold, draws=draws, months=months, seed=seed,
                              budget=budget, joint_budget=joint_budget, share=share, cvar_alpha=cvar_alpha,
-                             cvar_weight=cvar_weight, min_days=min_days,
-                             high_risk=[c for c in high_risk.split(",") if c], commodities=_commodities(commodity),
-                             frontier=_budget_list(frontier))
-        _show(res, fmt, out, "plan")
+                             cvar_weight=cvar_weight, min_days=min_days, high_risk=risky, commodities=comms,
+                             frontier=budgets)
+        _show(res, output, "plan")
 
     @stock_app.command("simulate")
     @handled
-    def simulate(plan_csv: Annotated[Path, typer.Option("--plan", help="CSV: commodity, holder, stock_t")],
+    def simulate(plan_csv: Annotated[Path, typer.Option("--plan", help="CSV: commodity, holder, stock_t (as "
+                                                                       "written by stockpile plan --out plan.csv)")],
                  holders: Holders = "USA,JPN", draws: Draws = 2000, months: Months = 12, seed: Seed = 1,
-                 share: Annotated[float, typer.Option("--share")] = 1.0, fmt: Fmt = "table", out: Out = None) -> None:
+                 share: Annotated[float, typer.Option("--share", help="Share of remaining stock partners may draw "
+                                                                      "(0-1)", min=0, max=1)] = 1.0,
+                 fmt: FormatOpt = "table", out: OutOpt = None, columns: ColumnsOpt = None) -> None:
         """Month-by-month drawdown of a plan against the ensemble."""
+        from critmin.cli.common import Output, check_file
         from critmin.optimize.workflow import stockpile_simulate
         from critmin.reference.catalog import Catalog
 
-        res = stockpile_simulate(Catalog(), plan_csv=plan_csv, holders=holders.split(","), draws=draws,
+        output = Output.check(fmt, out, columns)
+        check_file(plan_csv, "--plan")
+        res = stockpile_simulate(Catalog(), plan_csv=plan_csv, holders=_holders(holders), draws=draws,
                                  months=months, seed=seed, share=share)
-        _show(res, fmt, out, "drawdown")
+        _show(res, output, "drawdown")
 
     @invest_app.command("select")
     @handled
@@ -108,18 +174,43 @@ def register(app: typer.Typer) -> None:
                candidates: Annotated[Path | None, typer.Option("--candidates", help="Your projects CSV")] = None,
                instruments: Annotated[Path | None, typer.Option("--instruments", help="Instrument cost CSV")] = None,
                holders: Holders = "USA,JPN", draws: Draws = 2000, months: Months = 12, seed: Seed = 1,
-               start_year: Annotated[int, typer.Option("--start-year")] = 2026,
-               max_country_share: Annotated[float, typer.Option("--max-country-share")] = 1.0,
-               certified_only: Annotated[bool, typer.Option("--certified-only")] = False,
+               start_year: Annotated[int, typer.Option("--start-year", help="First year of the horizon",
+                                                       min=2000, max=2100)] = 2026,
+               max_country_share: Annotated[float, typer.Option("--max-country-share", help="Largest share of the "
+                                                                "new capacity in one country (0-1)", min=0,
+                                                                max=1)] = 1.0,
+               certified_only: Annotated[bool, typer.Option("--certified-only", help="Only projects with a "
+                                                            "responsible-sourcing certification")] = False,
                track: Annotated[str, typer.Option("--track", help="Permitting track: ordinary | fast41 (US "
                                                   "projects) | eu_crma (EU projects); ordinary elsewhere")] = "ordinary",
-               commodity: Commodity = "", fmt: Fmt = "table", out: Out = None) -> None:
+               commodity: Commodity = "", fmt: FormatOpt = "table", out: OutOpt = None,
+               columns: ColumnsOpt = None) -> None:
         """Ranked portfolio of projects × instruments, evaluated by re-running the ensemble with the new capacity."""
+        from critmin.cli.common import Output, check_choice, check_file
+        from critmin.errors import ConfigError
         from critmin.optimize.workflow import invest_select, parse_budgets
+        from critmin.policy.permitting import TRACKS
         from critmin.reference.catalog import Catalog
 
-        res = invest_select(Catalog(), candidates=candidates, budgets=parse_budgets(budgets), draws=draws,
-                            months=months, seed=seed, holders=holders.split(","), start_year=start_year,
+        output = Output.check(fmt, out, columns)
+        parsed = parse_budgets(budgets)
+        check_file(candidates, "--candidates")
+        check_file(instruments, "--instruments")
+        if not parsed:
+            raise ConfigError("--budgets: give instrument=USD_m pairs, e.g. grant=500,loan=3000")
+        if instruments is None:   # your instrument CSV may name others
+            from critmin.optimize.portfolio import INSTRUMENTS
+
+            for name in parsed:
+                check_choice(name, INSTRUMENTS.index, "--budgets", "instrument")
+        negative = [f"{k}={v:g}" for k, v in parsed.items() if v < 0]
+        if negative:
+            raise ConfigError(f"--budgets: budgets are USD m ≥ 0 (got {', '.join(negative)})")
+        track = check_choice(track, TRACKS, "--track", "permitting track")
+        hold = _holders(holders)
+        comms = _commodities(commodity)
+        res = invest_select(Catalog(), candidates=candidates, budgets=parsed, draws=draws,
+                            months=months, seed=seed, holders=hold, start_year=start_year,
                             max_country_share=max_country_share, instruments=instruments,
-                            certified_only=certified_only, track=track, commodities=_commodities(commodity))
-        _show(res, fmt, out, "portfolio")
+                            certified_only=certified_only, track=track, commodities=comms)
+        _show(res, output, "portfolio")

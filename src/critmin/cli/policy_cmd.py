@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from critmin.cli.common import ColumnsOpt, DataOpt, FormatOpt, OutOpt
+
 PresetOpt = Annotated[str | None, typer.Option("--preset", help="Bundled preset (dod_mp_ndpr_floor) or a .yml path")]
 CommodityOpt = Annotated[str | None, typer.Option("--commodity", help="Price model: ndpr, copper, nickel, aluminum, "
                                                                        "zinc, … (a commodity of the prices table)")]
@@ -20,13 +22,11 @@ YearsOpt = Annotated[int | None, typer.Option("--years", help="Duration of the m
                                                                "years (default: preset, else 10)")]
 RateOpt = Annotated[float, typer.Option("--rate", help="Discount rate per year, nominal (default 0.05: a round "
                                                         "input, not a cited rate)")]
-PathsOpt = Annotated[int, typer.Option("--paths", help="Monte Carlo paths")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (recorded in the output)")]
-CapexOpt = Annotated[float | None, typer.Option("--capex", help="Project capex, USD million (adds NPV/IRR)")]
+PathsOpt = Annotated[int, typer.Option("--paths", help="Monte Carlo paths (100 to 1,000,000)")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (recorded in the output)", min=0)]
+CapexOpt = Annotated[float | None, typer.Option("--capex", help="Project capex, USD million (adds NPV/IRR)", min=0)]
 UnitCostOpt = Annotated[float | None, typer.Option("--unit-cost", help="Project cash cost, in the price unit "
-                                                                        "(e.g. USD/kg for ndpr)")]
-FormatOpt = Annotated[str, typer.Option("--format", help="table | csv | json | xlsx")]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Write to this file (default: standard output)")]
+                                                                        "(e.g. USD/kg for ndpr)", min=0)]
 
 
 def register(app: typer.Typer) -> None:
@@ -38,14 +38,23 @@ def register(app: typer.Typer) -> None:
                              no_args_is_help=True)
     app.add_typer(policy_app, name="policy")
 
-    def _measure(kind: str, fmt: str, out: Path | None, **kwargs) -> None:
-        from critmin.cli.common import emit, err_console
-        from critmin.policy.workflow import evaluate_measure
+    def _measure(kind: str, fmt: str, out: Path | None, columns: str | None, data: Path | None, **kwargs) -> None:
+        from critmin.cli.common import Output, check_choice, check_folder, err_console
+        from critmin.policy.workflow import evaluate_measure, preset_names
         from critmin.reference.catalog import Catalog
 
-        cat = Catalog()
+        output = Output.check(fmt, out, columns)
+        check_folder(data, "--data")
+        preset = kwargs.get("preset")
+        if preset is not None and not (Path(preset).suffix in (".yml", ".yaml") and Path(preset).is_file()):
+            check_choice(preset, preset_names(), "--preset", "preset (or a .yml file)")
+        cat = Catalog(data)
+        if kwargs.get("commodity") is not None:
+            prices = cat.table("prices")
+            check_choice(kwargs["commodity"], sorted(set(prices["commodity"].astype(str))), "--commodity",
+                         "commodity with prices")
         frame, meta = evaluate_measure(kind, catalog=cat, **kwargs)
-        emit(frame, fmt, out, cat.sources(meta["sources"]), title=meta["title"])
+        output.write(frame, cat.sources(meta["sources"]), title=meta["title"])
         for note in meta["notes"]:
             err_console.print(f"[dim]note: {note}[/]", highlight=False)
 
@@ -57,12 +66,13 @@ def register(app: typer.Typer) -> None:
               paths: PathsOpt = DEFAULT_PATHS, seed: SeedOpt = DEFAULT_SEED, capex: CapexOpt = None,
               unit_cost: UnitCostOpt = None,
               upside_share: Annotated[float | None, typer.Option("--upside-share", help="Share of the upside above "
-                                                                  "the floor paid to the government (0-1)")] = None,
-              fmt: FormatOpt = "table", out: OutOpt = None) -> None:
+                                                                  "the floor paid to the government (0-1)", min=0,
+                                                                  max=1)] = None,
+              data: DataOpt = None, fmt: FormatOpt = "table", out: OutOpt = None, columns: ColumnsOpt = None) -> None:
         """Price floor: payout max(0, floor − benchmark) × volume; cost to government and project NPV/IRR."""
-        _measure("floor", fmt, out, preset=preset, commodity=commodity, series=series, price=floor, volume_t=volume,
-                 years=years, discount_rate=rate, paths=paths, seed=seed, capex_usd_m=capex, unit_cost=unit_cost,
-                 upside_share=upside_share)
+        _measure("floor", fmt, out, columns, data, preset=preset, commodity=commodity, series=series, price=floor,
+                 volume_t=volume, years=years, discount_rate=rate, paths=paths, seed=seed, capex_usd_m=capex,
+                 unit_cost=unit_cost, upside_share=upside_share)
 
     @policy_app.command("cfd")
     @handled
@@ -70,10 +80,10 @@ def register(app: typer.Typer) -> None:
             strike: Annotated[float | None, typer.Option("--strike", help="Strike price, in the price unit")] = None,
             volume: VolumeOpt = None, years: YearsOpt = None, rate: RateOpt = DEFAULT_RATE,
             paths: PathsOpt = DEFAULT_PATHS, seed: SeedOpt = DEFAULT_SEED, capex: CapexOpt = None,
-            unit_cost: UnitCostOpt = None, preset: PresetOpt = None, fmt: FormatOpt = "table",
-            out: OutOpt = None) -> None:
+            unit_cost: UnitCostOpt = None, preset: PresetOpt = None, data: DataOpt = None, fmt: FormatOpt = "table",
+            out: OutOpt = None, columns: ColumnsOpt = None) -> None:
         """Two-sided contract for difference: (strike − price) × volume, positive = government pays."""
-        _measure("cfd", fmt, out, preset=preset, commodity=commodity, series=series, price=strike, volume_t=volume,
+        _measure("cfd", fmt, out, columns, data, preset=preset, commodity=commodity, series=series, price=strike, volume_t=volume,
                  years=years, discount_rate=rate, paths=paths, seed=seed, capex_usd_m=capex, unit_cost=unit_cost)
 
     @policy_app.command("offtake")
@@ -85,10 +95,11 @@ def register(app: typer.Typer) -> None:
                 paths: PathsOpt = DEFAULT_PATHS, seed: SeedOpt = DEFAULT_SEED, capex: CapexOpt = None,
                 unit_cost: UnitCostOpt = None,
                 haircut: Annotated[float, typer.Option("--resale-haircut", help="Share of the market price lost "
-                                                       "on resale (0-1)")] = 0.0,
-                fmt: FormatOpt = "table", out: OutOpt = None) -> None:
+                                                       "on resale (0-1)", min=0, max=1)] = 0.0,
+                data: DataOpt = None, fmt: FormatOpt = "table", out: OutOpt = None,
+                columns: ColumnsOpt = None) -> None:
         """Government offtake at a fixed price, resold at market: net cost and project NPV/IRR."""
-        _measure("offtake", fmt, out, commodity=commodity, series=series, price=fixed_price, volume_t=volume,
+        _measure("offtake", fmt, out, columns, data, commodity=commodity, series=series, price=fixed_price, volume_t=volume,
                  years=years, discount_rate=rate, paths=paths, seed=seed, capex_usd_m=capex, unit_cost=unit_cost,
                  resale_haircut=haircut)
 
@@ -98,14 +109,19 @@ def register(app: typer.Typer) -> None:
                reference: Annotated[float | None, typer.Option("--reference", help="Reference price for non-market "
                                                                "supply, in the price unit (variable duty)")] = None,
                tariff_rate: Annotated[float | None, typer.Option("--tariff-rate", help="Ad valorem duty, share "
-                                                                 "(instead of --reference)")] = None,
+                                                                 "(instead of --reference)", min=0)] = None,
                nonmarket_volume: Annotated[float | None, typer.Option("--nonmarket-volume", help="Non-market "
-                                                                      "imports per year, t (duty base)")] = None,
+                                                                      "imports per year, t (duty base)", min=0)] = None,
                volume: VolumeOpt = None, years: YearsOpt = None, rate: RateOpt = DEFAULT_RATE,
                paths: PathsOpt = DEFAULT_PATHS, seed: SeedOpt = DEFAULT_SEED, capex: CapexOpt = None,
-               unit_cost: UnitCostOpt = None, fmt: FormatOpt = "table", out: OutOpt = None) -> None:
+               unit_cost: UnitCostOpt = None, data: DataOpt = None, fmt: FormatOpt = "table", out: OutOpt = None,
+               columns: ColumnsOpt = None) -> None:
         """Tariff or reference price on non-market supply: duty revenue and the project's NPV/IRR."""
-        _measure("tariff", fmt, out, commodity=commodity, series=series, price=reference, rate=tariff_rate,
+        from critmin.errors import ConfigError
+
+        if reference is not None and tariff_rate is not None:
+            raise ConfigError("give --reference (a reference price) or --tariff-rate (a duty), not both")
+        _measure("tariff", fmt, out, columns, data, commodity=commodity, series=series, price=reference, rate=tariff_rate,
                  volume_t=volume if volume is not None else 0.0, nonmarket_volume_t=nonmarket_volume, years=years,
                  discount_rate=rate, paths=paths, seed=seed, capex_usd_m=capex, unit_cost=unit_cost)
 
@@ -120,24 +136,32 @@ def register(app: typer.Typer) -> None:
         months_saved: Annotated[str, typer.Option("--months-saved", help="Months of faster permitting, comma "
                                                                          "list")] = "1,3,6,12",
         relief: Annotated[float | None, typer.Option("--relief", help="Shortfall relieved per producing month, t "
-                                                                      "(from the supply-chain model)")] = None,
+                                                                      "(from the supply-chain model)", min=0)] = None,
         params: Annotated[Path | None, typer.Option("--params", help="YAML replacing policy/permitting.yml")] = None,
         paths: PathsOpt = DEFAULT_PATHS, seed: SeedOpt = DEFAULT_SEED, fmt: FormatOpt = "table",
-        out: OutOpt = None,
+        out: OutOpt = None, columns: ColumnsOpt = None,
     ) -> None:
         """Time to first production of a project by permitting track; value of faster permitting."""
-        from critmin.cli.common import emit, err_console
+        from critmin.cli.common import Output, check_choice, check_file, check_range, err_console
         from critmin.errors import ConfigError
+        from critmin.policy.permitting import TRACKS
         from critmin.policy.workflow import permitting as run
         from critmin.reference.catalog import Catalog
 
+        output = Output.check(fmt, out, columns)
+        track = check_choice(track, TRACKS, "--track", "permitting track")
+        check_range(horizon, "--horizon", 0.001, what="months")
+        check_file(params, "--params")
         try:
             saved = tuple(float(x) for x in months_saved.split(",") if x.strip())
         except ValueError:
             raise ConfigError(f"--months-saved must be a comma list of numbers (got {months_saved!r})") from None
+        if not saved or min(saved) < 0:
+            raise ConfigError(f"--months-saved must be a comma list of months ≥ 0 (got {months_saved!r})")
         cat = Catalog()
+        check_choice(project, cat.table("projects")["project_id"].astype(str).tolist(), "--project", "project")
         frame, meta = run(project, track=track, horizon_months=horizon, months_saved=saved,
                           relief_t_per_month=relief, paths=paths, seed=seed, params=params, catalog=cat)
-        emit(frame, fmt, out, cat.sources(meta["sources"]), title=meta["title"])
+        output.write(frame, cat.sources(meta["sources"]), title=meta["title"])
         for note in meta["notes"]:
             err_console.print(f"[dim]note: {note}[/]", highlight=False)

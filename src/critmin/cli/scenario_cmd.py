@@ -7,10 +7,35 @@ from typing import Annotated
 
 import typer
 
+from critmin.cli.common import ColumnsOpt, FormatOpt, OutOpt
+
+
+def check_scenario(name: str) -> str:
+    """A preset name or a scenario file, checked before the work: a typo gets the closest preset and the list."""
+    from critmin.errors import ConfigError
+    from critmin.supplychain.presets import list_presets
+
+    presets = list_presets()
+    if name in presets:
+        return name
+    path = Path(name)
+    if path.is_file():
+        return name
+    if path.is_dir():
+        raise ConfigError(f"NAME {name!r} is a folder; give a preset name or a scenario YAML file")
+    from critmin import suggest
+
+    looks_like_file = path.suffix.lower() in (".yml", ".yaml") or "/" in name or "\\" in name
+    hint = suggest.did_you_mean(name, presets)
+    if looks_like_file and not hint:
+        raise ConfigError(f"NAME {name!r}: no such scenario file (presets: {', '.join(presets)})")
+    raise ConfigError(f"NAME {name!r}: no preset or scenario file of that name; {hint + ' ' if hint else ''}"
+                      f"presets: {', '.join(presets)} (critmin scenario list)")
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``scenario`` sub-app (list, show, run) to ``app``."""
-    from critmin.cli.common import emit, err_console, handled, out_console
+    from critmin.cli.common import Output, check_importers, emit, err_console, handled, out_console
 
     sub = typer.Typer(help="Supply-disruption scenarios: presets from the export-controls catalogue or your YAML.",
                       no_args_is_help=True)
@@ -38,6 +63,7 @@ def register(app: typer.Typer) -> None:
         from critmin.supplychain.presets import list_presets, preset_text
         from critmin.supplychain.scenario import load_scenario
 
+        check_scenario(name)
         if name in list_presets():
             out_console.print(preset_text(name), markup=False, highlight=False)
             return
@@ -51,24 +77,27 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str, typer.Argument(help="Preset name or YAML file")],
         importer: Annotated[str, typer.Option("--importer", help="USA, JPN, ROW and blocs of them (USA+JPN)")]
         = "USA,JPN,USA+JPN",
-        fmt: Annotated[str, typer.Option("--format", help="table | csv | json | parquet | xlsx")] = "table",
-        out: Annotated[Path | None, typer.Option("--out", help="Write to this file (default: standard output)")]
-        = None,
+        fmt: FormatOpt = "table",
+        out: OutOpt = None,
+        columns: ColumnsOpt = None,
     ) -> None:
         """Run a scenario: shortfall, price, unmet demand per importer × commodity × stage."""
         from critmin.reference.catalog import Catalog
         from critmin.supplychain.run import resolve, run_scenario
 
+        output = Output.check(fmt, out, columns)
+        check_scenario(name)
+        check_importers(importer)
         cat = Catalog()
         scenario = resolve(name)
         ds, summary = run_scenario(scenario, catalog=cat, importers=importer)
         sources = cat.sources(ds.attrs.get("source_ids", []))
-        if fmt == "table" and out is None:
+        if output.fmt == "table":
             err_console.print(f"[bold]{scenario.name}[/] · data year {ds.attrs['data_year']} · "
                               f"{scenario.description}", highlight=False, soft_wrap=True)
         frame = summary
-        if fmt == "table":
-            # presentation only: fewer, rounded columns for the terminal; csv/json/parquet/xlsx keep all
+        if output.fmt == "table":
+            # presentation only: fewer, rounded columns for the terminal; csv/json/parquet/xlsx/md keep all
             frame = summary.assign(unmet_value_musd=summary.unmet_value_usd / 1e6).rename(columns={
                 "demand_t_per_month": "demand t/mo", "peak_shortfall_t": "peak short t/mo",
                 "peak_shortfall_pct": "peak %", "cumulative_unmet_t": "unmet t",
@@ -77,8 +106,8 @@ def register(app: typer.Typer) -> None:
                 "days_of_cover_end": "cover d (end)"})
             frame = frame[["consumer", "commodity", "stage", "demand t/mo", "peak short t/mo", "peak %", "unmet t",
                            "unmet USD M", "price ×", "months short", "recovered (month)", "cover d (end)"]].round(1)
-        emit(frame, fmt, out, sources, title=f"Scenario {scenario.name}")
-        if fmt == "table" and out is None:
+        output.write(frame, sources, title=f"Scenario {scenario.name}")
+        if output.fmt == "table":
             notes = [a for a in ds.attrs.get("assumptions", [])
                      if any(a.startswith(c) for c in scenario.commodities)]
             for note in notes:

@@ -26,8 +26,11 @@ def register(app: typer.Typer) -> None:
         rate: Annotated[float, typer.Option("--rate-limit", help="Requests/s per token (0 = off); bursts of "
                                                                  "twice this")] = 500.0,
     ) -> None:
-        """Run the marketplace API (OpenAPI at /openapi.json). On an empty database it creates the ``admin`` participant
-        and writes its token to DATA_DIR/admin.token (mode 0600)."""
+        """Run the marketplace API (OpenAPI at /openapi.json).
+
+        On an empty database it creates the admin participant and writes its token to DATA_DIR/admin.token
+        (mode 0600). Needs the server extra: pip install "critmin[server]".
+        """
         from critmin.errors import ConfigError
 
         if not 0 < port < 65536:
