@@ -282,7 +282,10 @@ def invest_select(catalog, *, candidates: Path | None, budgets: dict[str, float]
     # MILP's linearised screen); unselected projects follow by what they would avoid alone
     ranked = ranked.sort_values(["selected", "shortfall_avoided_t_per_musd", "standalone_shortfall_avoided_t"],
                                 ascending=[False, False, False], na_position="last")
-    ranked["rank"] = np.where(ranked["selected"], np.cumsum(ranked["selected"].to_numpy()), 0)
+    # unselected projects have no rank (missing, never 0)
+    ranked["rank"] = pd.array(np.where(ranked["selected"], np.cumsum(ranked["selected"].to_numpy()), 0),
+                              dtype="Int64")
+    ranked.loc[~ranked["selected"].astype(bool), "rank"] = pd.NA
     ranked = ranked[cols].reset_index(drop=True)
     notes += [f"{k}: {v}" for k, v in totals.items()]
     tables = {"portfolio": ranked, "rerun": port.cells if port is not None else pd.DataFrame(),
