@@ -15,7 +15,7 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from critmin.supplychain.kernel import Baseline, Responses, simulate
+from critmin.supplychain.kernel import Baseline, Responses, cascade, simulate
 
 SUP = ["CHN", "AUS", "USA"]
 CONS = ["USA", "ROW"]
@@ -106,6 +106,49 @@ def test_hand_computed_month():
     assert mine == pytest.approx(0.6 * 0.8 * 10 * 0.5)   # 2.4 t
     refine = float(ds["shortfall"].sel(stage="refine", consumer="USA").squeeze())
     assert refine == pytest.approx(0.8 * 0.9 * 12 * 0.5 + 0.1 * 12 * (2.4 / 10))
+
+
+# --- the cascade kernel on plain arrays (what simulate and the Monte Carlo both run) ------------------------
+
+def _cascade_inputs(seed: int, n: int = 40, S: int = 3, K: int = 4, T: int = 6):
+    """Random withheld flows with whole (stage, consumer) cells left undisturbed, and the reach they imply."""
+    rng = np.random.default_rng(seed)
+    demand = rng.uniform(1.0, 100.0, (S, K)) * (rng.random((S, K)) < 0.8)      # some cells without demand
+    domestic = rng.uniform(0.0, 0.6, (S, K)) * (rng.random((S, K)) < 0.8)
+    touched = (rng.random((S, K)) < np.array([[0.6], [0.3], [0.2]])[:S]) & (demand > 0)   # mostly upstream
+    withheld = (rng.uniform(0.0, 1.0, (n, S, K, T)) * (rng.random((n, 1, 1, T)) < 0.7)
+                * touched[None, :, :, None] * demand[None, :, :, None])
+    reach, prev = np.zeros((S, K), dtype=bool), np.zeros(K, dtype=bool)
+    for s in range(S):   # a cut there, or the consumer's own processors fed by a reached stage upstream
+        reach[s] = touched[s] | ((domestic[s] > 0) & (demand[s] > 0) & prev)
+        prev = np.where(demand[s] > 0, reach[s], prev)
+    kw = {"ramp": rng.uniform(0, 0.3, K) * (rng.random(K) < 0.7), "substitution": rng.uniform(0, 0.2, K),
+          "recycling": 0.0, "stock0": rng.uniform(0, 30, K), "release_max": rng.uniform(0, 10, K), "stock_stage": 1}
+    return withheld, demand, domestic, np.arange(1.0, T + 1.0), reach, kw
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cascade_vectorised_over_draws(seed):
+    """Leading draw axis: the whole ensemble at once equals each draw alone, bit for bit."""
+    w, d, u, m, _, kw = _cascade_inputs(seed)
+    whole = cascade(w, d, u, m, full=True, **kw)
+    for i in (0, 7, len(w) - 1):
+        one = cascade(w[i:i + 1], d, u, m, full=True, **kw)
+        for name in ("shortfall", "lost", "replaced", "substituted", "released", "stock", "demand"):
+            np.testing.assert_array_equal(getattr(whole, name)[i], getattr(one, name)[0])
+    assert (whole.shortfall >= 0).all() and (whole.shortfall <= whole.demand + 1e-9).all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cascade_reach_skips_only_undisturbed_cells(seed):
+    """The Monte Carlo's skip of unreached cells changes nothing: same shortfall to the bit, 0 where skipped."""
+    w, d, u, m, reach, kw = _cascade_inputs(seed)
+    full = cascade(w, d, u, m, **kw).shortfall
+    skipped = cascade(np.moveaxis(np.ascontiguousarray(np.moveaxis(w, 0, -1)), -1, 0), d, u, m, reach=reach,
+                      **kw).shortfall                                   # the ensemble's layout: draws last in memory
+    np.testing.assert_array_equal(skipped, full)
+    assert (~reach).any() and (full[:, ~reach, :] == 0).all()
+    assert full.max() > 0
 
 
 # --- the network from the bundled data -------------------------------------------------------------------

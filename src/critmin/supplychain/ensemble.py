@@ -1,8 +1,10 @@
-"""The Monte Carlo ensemble: sampled draws propagated through the chain, reduced chunk by chunk (pure; Dask optional).
+"""The Monte Carlo ensemble: sampled draws through the cascade kernel, reduced chunk by chunk (pure; Dask optional).
 
-*Propagation.* :func:`_propagate` repeats the arithmetic of :func:`critmin.supplychain.kernel.simulate`
-(float64, the same operations in the same order), computed only for the draws where a commodity is disrupted
-and only for the (stage, consumer) cells a disruption can reach; tests check both give the same numbers.
+*Propagation.* Per commodity, the draws in which one of its hazard rows bites are gathered; their flows' cuts
+(direct and indirect, :mod:`critmin.supplychain.sampling`) give the supply withheld from each consumer at each
+stage and month, which runs through :func:`critmin.supplychain.kernel.cascade`, the same arithmetic as
+:func:`critmin.supplychain.kernel.simulate`; the cumulative unmet demand is scattered back to those draws (every
+other draw is undisturbed: the kernel's answer there is exactly 0). Surge is 0 in the ensemble.
 
 *Contributions.* Contribution of supplier i: E[L · a_i] with a_i the supplier's share of the draw's
 disruption at that cell, a_i = x_i / Σ_j x_j, where x_i is the fraction of the cell's demand withheld
@@ -30,20 +32,116 @@ import xarray as xr
 from critmin.constants import COMMODITY, DRAW
 from critmin.errors import ConfigError
 from critmin.supplychain.hazards import ESTIMATOR
-from critmin.supplychain.kernel import CONSUMER, STAGE, SUPPLIER, Responses
+from critmin.supplychain.kernel import CONSUMER, STAGE, SUPPLIER, Responses, cascade
 from critmin.supplychain.plan import Plan, build_plan
 from critmin.supplychain.reporting import ALPHAS, merge_tails, tail_size, upper_tail
 from critmin.supplychain.sampling import Events, entry_losses, flow_cut, row_cuts, sample_events, unit_cut
 
 
-def _propagate(plan: Plan, ev: Events, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative unmet demand per draw: the kernel's arithmetic, specialised to what the ensemble needs.
+def _withheld(plan: Plan, c: int, rows_c: np.ndarray, cuts: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Supply withheld from each consumer of commodity c, and by whom, in the gathered draws.
 
-    The same operations in the same order as :func:`critmin.supplychain.kernel.simulate` (float64), computed
-    only for the draws where a commodity is disrupted at all (elsewhere the kernel's answer is exactly 0)
-    and only for the (stage, consumer) cells a disruption can reach (directly, indirectly through processors
-    abroad, or through the consumer's own processors, u > 0, also across a stage where the consumer has no
-    demand: f_up is carried as in the kernel). Surge is 0 in the ensemble.
+    Parameters
+    ----------
+    cuts : (R_c, T, na), the cuts of the commodity's plan rows ``rows_c`` (:func:`row_cuts`)
+
+    Returns
+    -------
+    withheld : (S, K, T, na) t/month, Σ over flows of share · D · (1 − leakage) · cut (the kernel's input)
+    x : (I, S, K, na) fraction of the cell's demand withheld by each supplier, summed over months
+    touched : (S, K) bool, cells with a direct or indirect cut
+    """
+    S, K = plan.D.shape[1:]
+    T, na = cuts.shape[1:]
+    I_ = len(plan.suppliers)
+    pos = {int(r): j for j, r in enumerate(rows_c)}
+    withheld = np.zeros((S, K, T, na))                      # t/month, draws last
+    x = np.zeros((I_, S, K, na))                            # withheld demand fraction, summed over months
+    touched = np.zeros((S, K), dtype=bool)
+    cut_of = lambda r, cuts=cuts, pos=pos: cuts[pos[r]]  # noqa: E731
+    ind, orig = entry_losses(plan, c, cut_of, want_origins=True)
+    # flows reached only indirectly: summed per (stage, consumer, processor entry) before touching the arrays
+    w_ind: dict[tuple[int, int, int], list[float]] = {}
+    for j in np.flatnonzero(plan.unit_c == c):              # flows with a hazard, direct or indirect (tens)
+        s, k = plan.unit_s[j], plan.unit_k[j]
+        e, w = plan.unit_ind[j] if plan.unit_ind else (-1, 0.0)
+        e = int(plan.ent_alias[e]) if e >= 0 else -1
+        if not plan.unit_rows[j]:
+            if e in ind:
+                tot = w_ind.setdefault((s, k, e), [0.0, 0.0])
+                tot[0] += plan.unit_w[j] * w
+                tot[1] += plan.unit_frac[j] * w
+            continue
+        cut = flow_cut(plan, j, cut_of, ind)
+        withheld[s, k] += plan.unit_w[j] * cut
+        touched[s, k] = True
+        if e in ind:
+            # split between the direct hazard (the supplier) and the origins of the indirect loss
+            d = unit_cut(plan.unit_rows[j], cut_of)
+            x[plan.unit_i[j], s, k] += plan.unit_frac[j] * d.sum(axis=0)
+            for o, v in orig[e].items():
+                x[o, s, k] += plan.unit_frac[j] * w * v
+        else:
+            x[plan.unit_i[j], s, k] += plan.unit_frac[j] * cut.sum(axis=0)
+    for (s, k, e), (cw, cf) in w_ind.items():
+        withheld[s, k] += cw * ind[e]
+        touched[s, k] = True
+        for o, v in orig[e].items():               # credited to the origins of the processor's loss
+            x[o, s, k] += cf * v
+    return withheld, x, touched
+
+
+def _reach(plan: Plan, c: int, touched: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (stage, consumer) cells of commodity c a disruption reaches, as the kernel carries f_up.
+
+    A cell is reached when something is withheld there (``touched``) or when the consumer's own processors
+    (u > 0) are fed by a reached stage upstream, carried through stages where the consumer has no demand.
+
+    Returns
+    -------
+    reach : (S, K) bool
+    prev : (S, K) bool, whether the consumer's last stage with demand before s was reached
+    """
+    S, K = touched.shape
+    reach, prev = np.zeros((S, K), dtype=bool), np.zeros((S, K), dtype=bool)
+    reach_prev = np.zeros(K, dtype=bool)
+    for s in range(S):
+        prev[s] = reach_prev
+        reach[s] = touched[s] | (plan.chain[c, s] & reach_prev)
+        reach_prev = np.where(plan.D[c, s] > 0, reach[s], reach_prev)
+    return reach, prev
+
+
+def _contributions(plan: Plan, c: int, x: np.ndarray, reach: np.ndarray, prev: np.ndarray,
+                   acc: np.ndarray) -> np.ndarray:
+    """Σ over the gathered draws of L · a_i per supplier, (I, S, K) t; ``acc`` (S, K, na) is L.
+
+    x is carried down the stages as the kernel carries f_up: to a consumer's own processors (u > 0) and through
+    stages where it has no demand; only reached cells are split (elsewhere L = 0).
+    """
+    S, K = reach.shape
+    out = np.zeros((x.shape[0], S, K))
+    for s in range(S):
+        if s > 0:
+            dead = ~(plan.D[c, s] > 0) & prev[s]
+            if dead.any():
+                x[:, s, dead] += x[:, s - 1, dead]
+            fed = plan.chain[c, s] & prev[s]
+            if fed.any():
+                x[:, s, fed] += x[:, s - 1, fed]
+        if not reach[s].any():
+            continue
+        ks = np.flatnonzero(reach[s])
+        xs = x[:, s, ks].sum(axis=0)                              # (k, na)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share_i = np.where(xs > 0, x[:, s, ks] / xs, 0.0)   # (I, k, na)
+        out[:, s, ks] = (share_i * acc[s, ks][None]).sum(axis=-1)
+    return out
+
+
+def _propagate(plan: Plan, ev: Events, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative unmet demand per draw, and who causes it: gather the disrupted draws, run the kernel, scatter.
 
     Returns
     -------
@@ -52,115 +150,27 @@ def _propagate(plan: Plan, ev: Events, n: int) -> tuple[np.ndarray, np.ndarray]:
         demand fraction at the cell and the upstream stages that feed it)
     """
     C, S, K = plan.D.shape
-    T = plan.months
-    I_ = len(plan.suppliers)
     L = np.zeros((C, S, K, n))
-    contrib = np.zeros((I_, C, S, K))
-    m_row = plan.m_t[None, :]                                   # (1, T)
+    contrib = np.zeros((len(plan.suppliers), C, S, K))
     for c in range(C):   # a loop over commodities (a handful); everything inside is vectorised over draws
         rows_c = np.flatnonzero(plan.r_commodity == c)
         if rows_c.size == 0:
             continue
         hit = ev.occurs[rows_c] & (ev.magnitude[rows_c] > 0) & (ev.duration[rows_c] > 0)
-        draws = np.flatnonzero(hit.any(axis=0))
-        na = draws.size
-        if na == 0:
+        draws = np.flatnonzero(hit.any(axis=0))                  # gather: only these draws lose anything
+        if draws.size == 0:
             continue
-        cuts = row_cuts(plan, ev, rows_c, draws)              # (R_c, T, na)
-        pos = {int(r): j for j, r in enumerate(rows_c)}
-        withheld = np.zeros((S, K, T, na))
-        x = np.zeros((I_, S, K, na))                            # withheld demand fraction, summed over months
-        touched = np.zeros((S, K), dtype=bool)
-        cut_of = lambda r, cuts=cuts, pos=pos: cuts[pos[r]]  # noqa: E731
-        ind, orig = entry_losses(plan, c, cut_of, want_origins=True)
-        # flows reached only indirectly: summed per (stage, consumer, processor entry) before touching the arrays
-        w_ind: dict[tuple[int, int, int], list[float]] = {}
-        for j in np.flatnonzero(plan.unit_c == c):              # flows with a hazard, direct or indirect (tens)
-            s, k = plan.unit_s[j], plan.unit_k[j]
-            e, w = plan.unit_ind[j] if plan.unit_ind else (-1, 0.0)
-            e = int(plan.ent_alias[e]) if e >= 0 else -1
-            if not plan.unit_rows[j]:
-                if e in ind:
-                    acc = w_ind.setdefault((s, k, e), [0.0, 0.0])
-                    acc[0] += plan.unit_w[j] * w
-                    acc[1] += plan.unit_frac[j] * w
-                continue
-            cut = flow_cut(plan, j, cut_of, ind)
-            withheld[s, k] += plan.unit_w[j] * cut
-            touched[s, k] = True
-            if e in ind:
-                # split between the direct hazard (the supplier) and the origins of the indirect loss
-                d = unit_cut(plan.unit_rows[j], cut_of)
-                x[plan.unit_i[j], s, k] += plan.unit_frac[j] * d.sum(axis=0)
-                for o, v in orig[e].items():
-                    x[o, s, k] += plan.unit_frac[j] * w * v
-            else:
-                x[plan.unit_i[j], s, k] += plan.unit_frac[j] * cut.sum(axis=0)
-        for (s, k, e), (cw, cf) in w_ind.items():
-            withheld[s, k] += cw * ind[e]
-            touched[s, k] = True
-            for o, v in orig[e].items():               # credited to the origins of the processor's loss
-                x[o, s, k] += cf * v
-        f_up = np.zeros((K, T, na))                              # unmet fraction upstream (kernel's f_up)
-        reach_prev = np.zeros(K, dtype=bool)
-        for s in range(S):
-            live = plan.D[c, s] > 0
-            fed = plan.chain[c, s] & reach_prev
-            if s > 0:
-                # a consumer with no demand at this stage passes its upstream starvation on (kernel: f_up carried)
-                dead = ~live & reach_prev
-                if dead.any():
-                    x[:, s, dead] += x[:, s - 1, dead]
-                if fed.any():
-                    x[:, s, fed] += x[:, s - 1, fed]
-            reach = touched[s] | fed
-            reach_prev = np.where(live, reach, reach_prev)
-            if not reach.any():
-                f_up[live] = 0.0
-                continue
-            ks = np.flatnonzero(reach)
-            d = plan.D[c, s, ks][:, None, None]                  # (k, 1, 1) t/month
-            lost = withheld[s, ks]                               # (k, T, na), a copy
-            if s > 0:
-                lost = lost + plan.u[c, s, ks][:, None, None] * d * f_up[ks]
-                lost = np.where(lost > d, d, lost)               # cannot lose more than the whole supply
-            rest = lost
-            substituted = None
-            for resp, is_subst in ((plan.ramp, False), (plan.subst, True), (plan.recyc, False)):
-                r_k = resp[c, ks]
-                if not np.any(r_k):
-                    continue                                     # a zero cap takes nothing: min(rest, 0) = 0
-                cap = (r_k[:, None] * plan.D[c, s, ks][:, None] * m_row / 12.0)[:, :, None]
-                took = np.where(rest < cap, rest, cap)
-                rest = rest - took
-                if is_subst:
-                    substituted = took
-            gap = rest
-            if s == plan.stock_stage and np.any(plan.stock0[c, ks] > 0) and np.any(plan.relmax[c, ks] > 0):
-                st = np.broadcast_to(plan.stock0[c, ks][:, None], (ks.size, na)).copy()
-                rel_max = plan.relmax[c, ks][:, None]
-                shortfall = np.empty_like(gap)
-                for t in range(T):   # the stockpile recursion in time, vectorised over draws
-                    r_t = np.minimum(np.minimum(gap[:, t], st), rel_max)
-                    np.clip(r_t, 0.0, None, out=r_t)
-                    st = st - r_t
-                    shortfall[:, t] = gap[:, t] - r_t
-                np.clip(shortfall, 0.0, None, out=shortfall)
-            else:
-                shortfall = np.clip(gap, 0.0, None)
-            demand = d * 1.0 if substituted is None else d - substituted
-            f_up[live] = 0.0                                     # unreached cells with demand: nothing unmet
-            with np.errstate(invalid="ignore", divide="ignore"):
-                f_up[ks] = np.where(demand > 0, shortfall / demand, 0.0)
-            acc = np.zeros((ks.size, na))
-            for t in range(T):       # cumulative sum in month order, as the kernel's cumsum
-                acc += shortfall[:, t]
-            L[c, s][np.ix_(ks, draws)] = acc
-            # contributions: L split pro rata of the suppliers' withheld fractions (exact order: fixed)
-            xs = x[:, s, ks].sum(axis=0)                          # (k, na)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                share_i = np.where(xs > 0, x[:, s, ks] / xs, 0.0)   # (I, k, na)
-            contrib[:, c, s, ks] = (share_i * acc[None]).sum(axis=-1)
+        withheld, x, touched = _withheld(plan, c, rows_c, row_cuts(plan, ev, rows_c, draws))
+        reach, prev = _reach(plan, c, touched)
+        res = cascade(np.moveaxis(withheld, -1, 0), plan.D[c], plan.u[c], plan.m_t, ramp=plan.ramp[c],
+                      substitution=plan.subst[c], recycling=plan.recyc[c], stock0=plan.stock0[c],
+                      release_max=plan.relmax[c], stock_stage=plan.stock_stage, reach=reach)
+        shortfall = np.moveaxis(res.shortfall, 0, -1)            # (S, K, T, na), withheld's memory layout
+        acc = np.zeros((S, K, draws.size))
+        for t in range(plan.months):   # cumulative sum in month order, as the kernel's cumsum
+            acc += shortfall[:, :, t]
+        L[c][:, :, draws] = acc                                  # scatter back
+        contrib[:, c] = _contributions(plan, c, x, reach, prev, acc)
     return L, contrib
 
 

@@ -10,7 +10,7 @@ Three phases, each pure except the explicit file reader :func:`load_overrides`:
    :func:`sample_cuts` (:mod:`~critmin.supplychain.sampling`) draws disruptions for ``n_draws`` futures: the
    ``cut`` array of :func:`critmin.supplychain.kernel.simulate` with a leading ``draw`` dimension.
 3. :func:`run_ensemble` (:mod:`~critmin.supplychain.ensemble`) propagates the draws through the chain with the
-   arithmetic of :func:`~critmin.supplychain.kernel.simulate` and reduces them
+   same cascade kernel as :func:`~critmin.supplychain.kernel.simulate` and reduces them
    (:mod:`~critmin.supplychain.reporting`) to expected shortfall, VaR / CVaR (95 %, 99 %) and the probability of
    any shortfall per commodity × stage × consumer, the blocs (e.g. ``USA+JPN``, summed per draw before any
    quantile) and each supplier country's contribution.
