@@ -1,4 +1,4 @@
-"""Monte Carlo supply risk: hazard estimator, sampling, fast path vs kernel, statistics, Dask, CLI."""
+"""Monte Carlo supply risk: hazard estimator, sampling, the ensemble vs kernel.simulate, statistics, Dask, CLI."""
 
 from __future__ import annotations
 
@@ -187,6 +187,32 @@ def test_bloc_quantiles_from_summed_draws():
     assert float(got.expected_shortfall) == pytest.approx(bloc.mean(), rel=1e-12)
     members = ds.sel(commodity="widget", stage="refine", consumer=["USA", "JPN"])
     assert float(got.var_99) != pytest.approx(float(members.var_99.sum()), rel=1e-6)   # not the sum of quantiles
+
+
+def test_one_var_cvar_estimator():
+    """The ensemble's VaR/CVaR (from merged tails) and var_cvar on the same draws are one estimator: equal to the
+    bit; the portfolio re-run uses that function."""
+    from critmin.optimize import rerun
+    from critmin.supplychain import reporting
+
+    assert rerun.var_cvar is reporting.var_cvar is risk.var_cvar
+    base, hz, resp = _baseline(), _hazards(), _responses()
+    n, seed = 20_000, 9
+    ds = risk.run_ensemble(base, hz, resp, n_draws=n, seed=seed, chunk=n)   # one chunk: the draws below
+    L = risk.simulate_unmet(base, hz, resp, n_draws=n, months=12,
+                            rng=np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0]))
+    for a in risk.ALPHAS:
+        var, cvar = risk.var_cvar(L, a)
+        tag = round(a * 100)
+        ref = ds.sel(consumer=list(L["consumer"].values))
+        np.testing.assert_array_equal(var.transpose(*ref[f"var_{tag}"].dims).values, ref[f"var_{tag}"].values)
+        np.testing.assert_array_equal(cvar.transpose(*ref[f"cvar_{tag}"].dims).values, ref[f"cvar_{tag}"].values)
+    assert float(ds["cvar_99"].max()) > 0
+    # by hand: 10 losses, α = 0.8 → VaR the 8th smallest (7), CVaR = 7 + (1 + 2) / (0.2 · 10) = 8.5
+    x = xr.DataArray(np.array([0, 0, 1, 2, 3, 4, 5, 7, 8, 9.0]), dims=["draw"])
+    var, cvar = risk.var_cvar(x, 0.8)
+    assert float(var) == 7.0 and float(cvar) == 8.5
+    assert reporting.var_cvar_tail(np.array([7.0, 8.0, 9.0]), 10, 0.8) == (7.0, 8.5)
 
 
 def test_dask_local_cluster_bit_identical():

@@ -12,7 +12,8 @@ portfolio is
 
 (the holders are one allied pool: the new output goes to whichever holder is short; a holder's share of the
 relief is pro rata to its unmet demand in that draw). Expected shortfall, VaR and CVaR are then recomputed
-with the estimator of :mod:`critmin.supplychain.risk` (:func:`var_cvar`) before and after.
+before and after with the ensemble's own estimator, :func:`critmin.supplychain.reporting.var_cvar` (the one
+implementation; ``var_cvar`` stays importable from this module).
 
 Why a post-processing and not a re-simulation with new trade flows
 ------------------------------------------------------------------
@@ -56,6 +57,7 @@ import xarray as xr
 
 from critmin.constants import COMMODITY, DRAW, STAGE
 from critmin.errors import ConfigError, DataError
+from critmin.supplychain.reporting import var_cvar
 
 PROJECT, CONSUMER = "project", "consumer"
 
@@ -142,36 +144,6 @@ def capacity_in_network_basis(projects: pd.DataFrame, network, stage: str) -> pd
                 rec.update(basis_factor=factor, capacity_tpa_network=float(r.capacity_tpa) * factor)
         rows.append(rec)
     return pd.DataFrame(rows).set_index("project_id")
-
-
-# ---------------------------------------------------------------------- estimator (as risk.run_ensemble)
-def var_cvar(loss: xr.DataArray, alpha: float, dim: str = DRAW) -> tuple[xr.DataArray, xr.DataArray]:
-    """Empirical VaR and CVaR along ``dim`` with the estimator of :func:`critmin.supplychain.risk.run_ensemble`.
-
-    VaR_α is the ⌈α·n⌉-th smallest value; CVaR_α = VaR_α + Σ (L − VaR_α)⁺ / ((1 − α) n) (Rockafellar &
-    Uryasev 2002), exact for the empirical distribution of ``n`` equally likely draws. ``risk.py`` computes
-    it inline on merged tails and exposes no helper, so it is restated here (a test checks they agree).
-
-    Parameters
-    ----------
-    loss : DataArray with ``dim``, any unit (t here)
-    alpha : float in (0, 1)
-
-    Returns
-    -------
-    (var, cvar) : DataArrays without ``dim``, unit of ``loss``
-    """
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"alpha must be in (0, 1); got {alpha}")
-    n = loss.sizes[dim]
-    rank = math.ceil(alpha * n)   # 1-based rank in the ascending sample
-    vals = np.moveaxis(loss.transpose(dim, ...).values, 0, -1)
-    q = np.partition(vals, rank - 1, axis=-1)[..., rank - 1]
-    excess = np.clip(vals - q[..., None], 0.0, None).sum(axis=-1)
-    other = [d for d in loss.transpose(dim, ...).dims if d != dim]
-    coords = {d: loss[d] for d in other if d in loss.coords}
-    var = xr.DataArray(q, dims=other, coords=coords)
-    return var, var + excess / ((1.0 - alpha) * n)
 
 
 # ---------------------------------------------------------------------- the re-run

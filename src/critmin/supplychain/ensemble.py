@@ -21,7 +21,6 @@ result is bit-identical wherever the chunks run (this process or a Dask cluster)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -34,7 +33,7 @@ from critmin.errors import ConfigError
 from critmin.supplychain.hazards import ESTIMATOR
 from critmin.supplychain.kernel import CONSUMER, STAGE, SUPPLIER, Responses, cascade
 from critmin.supplychain.plan import Plan, build_plan
-from critmin.supplychain.reporting import ALPHAS, merge_tails, tail_size, upper_tail
+from critmin.supplychain.reporting import ALPHAS, merge_tails, tail_size, upper_tail, var_cvar_tail
 from critmin.supplychain.sampling import Events, entry_losses, flow_cut, row_cuts, sample_events, unit_cut
 
 
@@ -297,14 +296,8 @@ def run_ensemble(network: Any, hazards: pd.DataFrame, responses: Responses | Non
     cvar = {a: np.zeros(C * S * Kb) for a in ALPHAS}
     for j, v in enumerate(tails):
         v = np.sort(v)
-        m = v.size
         for a in ALPHAS:
-            rank = math.ceil(a * n_draws)                # 1-based rank of VaR in the full ascending sample
-            pos = rank - (n_draws - m)                   # its position in the tail (1-based), ≤ 0: a zero draw
-            q = v[pos - 1] if pos >= 1 else 0.0
-            excess = v[v > q] - q
-            var[a][j] = q
-            cvar[a][j] = q + float(np.sum(excess)) / ((1.0 - a) * n_draws)
+            var[a][j], cvar[a][j] = var_cvar_tail(v, n_draws, a)
     dims = (COMMODITY, STAGE, CONSUMER)
     consumers = plan.consumers + list(plan.blocs)
     coords = {COMMODITY: plan.commodities, STAGE: plan.stages, CONSUMER: consumers}

@@ -44,7 +44,7 @@ from critmin.supplychain.measures import (
 )
 from critmin.supplychain.overrides import load_overrides
 from critmin.supplychain.plan import build_plan
-from critmin.supplychain.reporting import ALPHAS, tidy
+from critmin.supplychain.reporting import ALPHAS, tidy, var_cvar
 from critmin.supplychain.sampling import sample_cuts
 
 #: The priority commodities of the issue (network ids): the default of ``critmin risk``.
@@ -142,4 +142,5 @@ __all__ = [
     "sample_cuts",
     "simulate_unmet",
     "tidy",
+    "var_cvar",
 ]
