@@ -67,6 +67,22 @@ def ensemble_inputs(catalog, *, draws: int, months: int, seed: int, holders: lis
     return inp
 
 
+#: Stage at which the stockpile is held (and its tonnes counted): refined material.
+STOCK_STAGE = "refine"
+
+
+def with_stock_basis(plan: pd.DataFrame, basis: dict[tuple[str, str], str], stage: str) -> pd.DataFrame:
+    """``plan`` with ``unit`` (of ``stock_t`` and the other ``*_t`` columns: metric tonnes) and ``basis`` (what a
+    tonne is of: the network's basis of each commodity at ``stage``, e.g. "REO equivalent", "Ga content")
+    after ``stock_t``; the existing columns are kept as they are."""
+    out = plan.copy()
+    at = list(out.columns).index("stock_t") + 1 if "stock_t" in out else len(out.columns)
+    out.insert(at, "unit", "t")
+    out.insert(at + 1, "basis", [basis.get((str(c), stage), f"not stated at the {stage} stage")
+                                 for c in out[COMMODITY]])
+    return out
+
+
 def stockpile_plan(catalog, *, holders: list[str], draws: int, months: int, seed: int,
                    budget: float | None, joint_budget: float | None, share: float, cvar_alpha: float,
                    cvar_weight: float, min_days: float | None, high_risk: list[str],
@@ -74,7 +90,9 @@ def stockpile_plan(catalog, *, holders: list[str], draws: int, months: int, seed
     """Optimal complementary plan, its comparison with stockpiling alone and with rules of thumb."""
     from critmin.optimize import stockpile as sp
 
-    inp = ensemble_inputs(catalog, draws=draws, months=months, seed=seed, holders=holders, commodities=commodities)
+    net, unmet = run_ensemble_unmet(catalog, draws=draws, months=months, seed=seed, commodities=commodities)
+    inp = ensemble_inputs(catalog, draws=draws, months=months, seed=seed, holders=holders, commodities=commodities,
+                          ensemble=(net, unmet), stage=STOCK_STAGE)
     prob = sp.StockpileProblem(inp, budget=budget, joint_budget=joint_budget, share=share, cvar_alpha=cvar_alpha,
                                cvar_weight=cvar_weight, min_days=min_days)
     cmp = sp.alone_vs_joint(prob)
@@ -84,6 +102,7 @@ def stockpile_plan(catalog, *, holders: list[str], draws: int, months: int, seed
     plan = plan.rename(columns={"stock": "stock_t", "days_of_consumption": "days", "stock_value": "stock_usd",
                                 "expected_shortfall_no_stock": "expected_shortfall_no_stock_t",
                                 "expected_unmet": "expected_unmet_t"})
+    plan = with_stock_basis(plan, net.basis, STOCK_STAGE)
     holders_tab = res[["spend", "holding_cost", "expected_unmet_cost_no_stock", "expected_unmet_cost",
                        "risk_reduction", "cvar_unmet_cost_no_stock", "cvar_unmet_cost"]].to_dataframe().reset_index()
     holders_tab.columns = [c if c == HOLDER else f"{c}_usd" for c in holders_tab.columns]
@@ -95,7 +114,8 @@ def stockpile_plan(catalog, *, holders: list[str], draws: int, months: int, seed
         "expected_unmet_cost_usd": float(cmp["alone"]["expected_unmet_cost"].sum()),
         "cvar_unmet_cost_usd": float(cmp["alone"]["cvar_joint"]),
         "objective_usd": cmp["objective_alone_usd"]}])], ignore_index=True)
-    notes = [f"ensemble: {draws} draws, {months} months, seed {seed}, stage refine (critmin.supplychain.risk)",
+    notes = [f"ensemble: {draws} draws, {months} months, seed {seed}, stage {STOCK_STAGE} (critmin.supplychain.risk); "
+             "stock_t, expected_shortfall_no_stock_t and expected_unmet_t in tonnes of the basis column",
              f"value of complementarity (alone − joint expected cost): {cmp['value_usd']:,.0f} USD",
              f"own-first violations: {res.attrs['own_first_violations']}",
              *res.attrs["assumptions"]]
