@@ -154,25 +154,37 @@ def map_figure(deposits_layer: pd.DataFrame, facilities_layer: pd.DataFrame, out
             locations=names, z=[code["other"]] * len(names), name="countries without ISO code",
             text=[f"{html.escape(nm)} (no ISO code)<br>{STATUS_LABELS['other']}" for nm in names],
             **common))
-    n_fixed = len(traces)
 
     palette = _palette()
     commodities = _commodities(deposits_layer, facilities_layer)
+    for shape, label in (("circle", "deposit (USGS)"), ("diamond", "project or plant")):
+        # what the two symbols mean, once, instead of a legend entry per commodity and kind
+        traces.append(go.Scattergeo(lat=[None], lon=[None], mode="markers", name=label,
+                                    marker=dict(symbol=shape, size=10 if shape == "diamond" else 7,
+                                                color="#ffffff", line=dict(width=1.2, color="#111111")),
+                                    hoverinfo="skip"))
+    n_fixed = len(traces)
     owner: list[str] = []
     for i, com in enumerate(commodities):
         colour = palette[i % len(palette)]
+        counts = {kind: int((layer["commodity"].fillna(UNMAPPED) == com).sum())
+                  for layer, kind in ((deposits_layer, "deposit"), (facilities_layer, "project"))}
+        entry = f"{com} ({', '.join(f'{n} {k}' + ('s' if n != 1 else '') for k, n in counts.items() if n)})"
+        shown = False
         for layer, kind in ((deposits_layer, "deposit"), (facilities_layer, "project")):
             sub = layer[layer["commodity"].fillna(UNMAPPED) == com]
             if sub.empty:
                 continue
             is_project = kind == "project"
+            # one legend entry per commodity (its colour); the symbol tells deposits from projects
             traces.append(go.Scattergeo(
                 lat=sub["lat"].tolist(), lon=sub["lon"].tolist(), mode="markers",
-                name=f"{com} · {'projects' if is_project else 'deposits'} ({len(sub)})",
+                name=entry, showlegend=not shown,
                 legendgroup=com, text=_hover(sub), hoverinfo="text",
                 marker=dict(symbol="diamond" if is_project else "circle", size=13 if is_project else 5,
                             color=colour, opacity=1.0 if is_project else 0.75,
                             line=dict(width=1.2 if is_project else 0, color="#111111"))))
+            shown = True
             owner.append(com)
 
     buttons = [dict(label="All commodities", method="restyle",
@@ -182,19 +194,58 @@ def map_figure(deposits_layer: pd.DataFrame, facilities_layer: pd.DataFrame, out
                             args=[{"visible": [True] * n_fixed + [o == com for o in owner]}]))
 
     geo = dict(visible=False, scope=GEO_SCOPE, resolution=GEO_RESOLUTION,
-               projection_type="natural earth", bgcolor="#ffffff")
+               projection_type="natural earth", bgcolor="#ffffff", domain=dict(x=[0, 1], y=[0, 1]))
     geo.update(dict.fromkeys(BASE_LAYER_FLAGS, False))
+    head, sub, lines = _title_lines(title or "Critical-minerals resource map", len(commodities))
     fig = go.Figure(data=traces)
     fig.update_layout(
-        title=dict(text=html.escape(title or "Critical-minerals resource map"), x=0.01),
-        geo=geo, height=720, margin=dict(l=0, r=0, t=50, b=40), paper_bgcolor="#ffffff",
-        legend=dict(itemsizing="constant", groupclick="togglegroup", font=dict(size=10)),
+        # the title on lines short enough for a phone; the legend below the map, across its width, so neither is
+        # cut at any page width; the attribution under the title
+        title=dict(text=head, subtitle=dict(text=sub, font=dict(size=12, color="#444444")), x=0.0,
+                   xanchor="left", xref="paper", y=1.0, yanchor="bottom", yref="paper", pad=dict(b=14, l=4),
+                   font=dict(size=15), automargin=True),
+        geo=geo, height=760 + 18 * lines, margin=dict(l=4, r=4, t=20, b=8, autoexpand=True),
+        paper_bgcolor="#ffffff",
+        legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.01, yanchor="top", itemsizing="constant",
+                    groupclick="togglegroup", font=dict(size=10), entrywidth=0, tracegroupgap=4),
         updatemenus=[dict(type="dropdown", buttons=buttons, direction="down", showactive=True,
-                          x=0.01, xanchor="left", y=0.99, yanchor="top")],
-        annotations=[dict(text=html.escape(ATTRIBUTION), showarrow=False, xref="paper", yref="paper",
-                          x=0.0, y=-0.04, xanchor="left", yanchor="top", font=dict(size=9, color="#555555"))],
+                          x=1.0, xanchor="right", y=1.0, yanchor="top")],
+        annotations=[dict(text=_wrap_html(ATTRIBUTION, 90), showarrow=False, xref="paper", yref="paper",
+                          x=1.0, y=0.0, xanchor="right", yanchor="bottom", align="right",
+                          font=dict(size=8, color="#555555"), bgcolor="rgba(255,255,255,0.8)")],
     )
     return fig
+
+
+#: Longest title line (characters) drawn in the figure: about 400 px at the title's font size.
+TITLE_LINE_CHARS = 52
+
+
+def _title_lines(title: str, n_commodities: int) -> tuple[str, str, int]:
+    """The figure's title (the first `` · `` part of ``title``) and subtitle (the rest, on lines of at most
+    :data:`TITLE_LINE_CHARS` characters; a long comma list of commodities becomes "N commodities": the dropdown
+    and the legend name each), escaped; and the number of subtitle lines."""
+    import textwrap
+
+    head, *rest = title.split(" · ")
+    parts = []
+    for part in rest:
+        if part.count(",") >= 3 and len(part) > TITLE_LINE_CHARS:
+            part = f"{n_commodities} commodities" if n_commodities else "several commodities"
+        parts.append(part)
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + 3 + len(part) <= TITLE_LINE_CHARS:
+            lines[-1] = f"{lines[-1]} · {part}"
+        else:
+            lines.extend(textwrap.wrap(part, TITLE_LINE_CHARS) or [part])
+    return html.escape(head), "<br>".join(html.escape(line) for line in lines), len(lines)
+
+
+def _wrap_html(text: str, width: int) -> str:
+    import textwrap
+
+    return "<br>".join(html.escape(line) for line in textwrap.wrap(text, width))
 
 
 def topojson_name(fig) -> str:
@@ -230,6 +281,39 @@ def offline_geo_script(fig=None) -> str:
             f"Object.assign(window.PlotlyGeoAssets.topojson, {seed});</script>")
 
 
+#: Grows the map until its whole legend shows (Plotly would otherwise make a long legend scroll, hiding entries,
+#: on a narrow screen); runs after every draw, at most four times per window size.
+FIT_LEGEND_SCRIPT = """<script type="text/javascript">
+(function () {
+  function fit(gd) {
+    var bg = gd.querySelector(".legend rect.bg"), box = gd.querySelector(".legend .scrollbox");
+    if (!bg || !box || !window.Plotly || !gd._fullLayout) { return; }
+    var leg = gd._fullLayout.legend || {};
+    var extra = Math.max(box.getBBox().height - bg.getBBox().height,
+                         (leg._height || 0) - (leg._effHeight || leg._height || 0));
+    var tries = gd.__fitTries || 0;
+    if (extra > 2 && tries < 4) {
+      gd.__fitTries = tries + 1;
+      var h = gd._fullLayout.height + Math.ceil(extra) + 16;
+      if (gd.parentElement && gd.parentElement.style.height) { gd.parentElement.style.height = h + "px"; }
+      window.Plotly.relayout(gd, {height: h});
+    }
+  }
+  function hook() {
+    document.querySelectorAll(".js-plotly-plot").forEach(function (gd) {
+      if (!gd.__fitHooked && gd.on) { gd.__fitHooked = true; gd.on("plotly_afterplot", function () { fit(gd); }); }
+      fit(gd);
+    });
+  }
+  window.addEventListener("resize", function () {
+    document.querySelectorAll(".js-plotly-plot").forEach(function (gd) { gd.__fitTries = 0; });
+  });
+  window.addEventListener("load", hook);
+  hook();
+})();
+</script>"""
+
+
 def render_map_html(fig, title: str | None = None) -> str:
     """The map as one self-contained HTML document (Plotly.js inlined, no external resource)."""
     body = fig.to_html(full_html=False, include_plotlyjs=True, include_mathjax=False,
@@ -239,7 +323,7 @@ def render_map_html(fig, title: str | None = None) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{page_title}</title>\n{offline_geo_script(fig)}\n"
             "<style>body{margin:0;font-family:sans-serif}</style>\n</head>\n<body>\n"
-            f"{body}\n</body>\n</html>\n")
+            f"{body}\n{FIT_LEGEND_SCRIPT}\n</body>\n</html>\n")
 
 
 def write_map_html(fig, path: str | Path, title: str | None = None) -> Path:
