@@ -425,12 +425,30 @@ def human(v: float) -> str:
     return np.format_float_positional(v, precision=3, unique=False, fractional=False, trim="-")
 
 
-def _table_html(frame: pd.DataFrame, max_rows: int = 40, cols: list[str] | None = None) -> str:
-    f = frame[[c for c in cols if c in frame]] if cols else frame
-    f = f.head(max_rows)
-    html_text = f.to_html(index=False, classes="data", border=0, na_rep="–", float_format=human, escape=True)
-    return f'<div class="wide">{html_text}</div>'
+def _table_html(frame: pd.DataFrame, max_rows: int = 40, cols: list[str] | None = None, name: str | None = None,
+                all_cols: int | None = None) -> str:
+    """A table of the brief inside a ``.wide`` box (it scrolls on a narrow screen; print keeps it in the page):
+    ``cols`` (those present) and the first ``max_rows`` rows, numbers through :func:`human`, headers breakable
+    after underscores; when rows or columns are left out a line says how many and that ``name``.csv has all
+    (``all_cols``: the CSV's number of columns when ``frame`` has columns made for the page)."""
+    import re
 
+    f = frame[[c for c in cols if c in frame]] if cols else frame
+    shown = f.head(max_rows)
+    html_text = shown.to_html(index=False, classes="data", border=0, na_rep="–", float_format=human, escape=True)
+    # break opportunities after _ ; / so snake_case headers, ids and lists wrap instead of widening the table
+    html_text = re.sub(r"(<t[hd][^>]*>)([^<]*)(</t[hd]>)",
+                       lambda m: m[1] + re.sub(r"([_;/])(?=\S)", r"\1<wbr>", m[2]) + m[3], html_text)
+    note = ""
+    n_cols = frame.shape[1] if all_cols is None else all_cols
+    if name and (len(shown) < len(frame) or shown.shape[1] < n_cols):
+        what = []
+        if shown.shape[1] < n_cols:
+            what.append(f"{shown.shape[1]} of {n_cols} columns")
+        if len(shown) < len(frame):
+            what.append(f"{len(shown)} of {len(frame)} rows")
+        note = f'<p class="src">Shown: {" and ".join(what)}; every one is in {html.escape(name)}.csv.</p>'
+    return f'<div class="wide">{html_text}</div>{note}'
 
 
 def _geo_script() -> str:
@@ -447,6 +465,8 @@ def render_html(brief: Brief) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
     from plotly.offline import get_plotlyjs
 
+    from critmin.report.figures import amount_text, days_text
+
     env = Environment(loader=PackageLoader("critmin.report", "templates"), autoescape=select_autoescape(["html"]))
     fig_html = {k: f.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{k}",
                              config={"displaylogo": False, "topojsonURL": "", "responsive": True})
@@ -455,27 +475,78 @@ def render_html(brief: Brief) -> str:
                  "geopolrisk_score", "eu_sr", "usgs_sr", "eu_published_sr", "reason"]
     stage_cols = ["commodity", "stage", "year", "basis", "top_supplier", "top_share", "allied_share",
                   "allied_share_low", "allied_share_high", "hhi", "data"]
-    t = brief.tables
+    # columns the page shows (each fits a printed page); the CSV of the same name has every column
+    show = {
+        "map_facilities": ["id", "name", "country", "commodity", "stage", "kind", "status", "source", "detail"],
+        "scenario_results": ["scenario", "consumer", "commodity", "stage", "basis", "demand_t_per_month",
+                             "peak_shortfall_pct", "cumulative_unmet_t", "unmet_value_usd", "peak_price_multiple",
+                             "months_with_shortfall", "recovery_month", "days_of_cover_end"],
+        "risk": ["commodity", "stage", "consumer", "demand_t", "expected_shortfall_t", "var_95_t", "cvar_95_t",
+                 "var_99_t", "cvar_99_t", "p_shortfall", "top_contributors"],
+        "stockpile_plan": ["commodity", "holder", "stock", "basis", "days_of_cover", "stock_usd",
+                           "expected_shortfall_no_stock_t", "expected_unmet_t"],
+        # expected_unmet_t there sums tonnes of different bases across commodities: costs only on the page
+        "stockpile_comparison": ["plan", "spend_usd", "expected_unmet_cost_usd", "cvar_unmet_cost_usd",
+                                 "objective_usd"],
+        # no rank and no instrument: not selected (the CSV's "selected" column says so too)
+        "finance_portfolio": ["rank", "name", "country", "commodity", "instruments_usd_m",
+                              "capacity_tpa_network", "network_basis", "p_produces_within",
+                              "median_months_to_production", "public_cost_usd", "marginal_shortfall_avoided_t",
+                              "shortfall_avoided_t_per_musd", "allied_share_gained"],
+        "finance_rerun": ["consumer", "commodity", "stage", "expected_shortfall_before_t",
+                          "expected_shortfall_after_t", "expected_shortfall_avoided_t", "cvar_95_before_t",
+                          "cvar_95_after_t", "cvar_95_avoided_t", "cvar_99_avoided_t"],
+        "delivery_timeline": ["name", "country", "commodity", "stage", "status", "capacity_tpa", "selected", "track",
+                              "median_months", "p5_months", "p95_months", "months_saved_by_track"],
+    }
+    t = dict(brief.tables)
+    plan = t.get("stockpile_plan")
+    if plan is not None and len(plan):
+        # every stock figure with its unit and basis; days of cover rounded as read
+        unit = plan["unit"].astype(str) if "unit" in plan else pd.Series("t", index=plan.index)
+        t["stockpile_plan"] = plan.assign(
+            stock=[f"{amount_text(v)}\u00a0{u}" for v, u in zip(plan["stock_t"], unit, strict=True)],
+            basis=plan["basis"] if "basis" in plan else "not stated",
+            days_of_cover=[days_text(d) for d in plan["days"]])
+    port = t.get("finance_portfolio")
+    if port is not None and len(port):
+        kinds = [c for c in ("grant", "loan", "guarantee", "equity", "offtake", "price_floor") if f"{c}_usd_m" in port]
+        t["finance_portfolio"] = port.assign(instruments_usd_m=[
+            "; ".join(f"{k.replace('_', ' ')} {human(r[f'{k}_usd_m'])}" for k in kinds
+                      if pd.notna(r[f"{k}_usd_m"]) and r[f"{k}_usd_m"] > 0) or "–"
+            for _, r in port.iterrows()])
+
+    def table(key: str, rows: int) -> str | None:
+        if not len(t.get(key, [])):
+            return None
+        # the plan's page columns hold all of its CSV columns (stock = stock_t with its unit)
+        return _table_html(t[key], rows, show.get(key), key,
+                           0 if key == "stockpile_plan" else brief.tables[key].shape[1])
+
     return env.get_template("brief.html.j2").render(
         b=brief, plotlyjs=get_plotlyjs(), fig=fig_html, pending=PENDING, geo_script=_geo_script(),
         prio_html={imp: _table_html(t["priorities"][(t["priorities"]["importer"] == imp) & t["priorities"]["priority"]],
-                                    200, prio_cols) for imp in brief.importers},
+                                    200, prio_cols, "priorities") for imp in brief.importers},
         controls_html=_table_html(t["export_controls_as_of"][["event_id", "country", "commodity", "status",
                                                                 "since", "until", "label"]], 200)
         if len(t.get("export_controls_as_of", [])) else None,
-        gaps_html=_table_html(t["data_gaps"], 300) if len(t.get("data_gaps", [])) else None,
-        stage_html=_table_html(t["stage_vulnerabilities"], 80, stage_cols),
+        gaps_html=_table_html(t["data_gaps"], 300, None, "data_gaps") if len(t.get("data_gaps", [])) else None,
+        stage_html=_table_html(t["stage_vulnerabilities"], 80, stage_cols, "stage_vulnerabilities"),
         matrix_html=_table_html(t["criticality_matrix"].sort_values(["importer", "supply_risk"],
-                                                                      ascending=[True, False]), 30),
-        alerts_html=_table_html(t["alerts"], 50) if "alerts" in t else None,
-        map_table_html=_table_html(t["map_facilities"], 40) if "map_facilities" in t else None,
-        scen_html=_table_html(t["scenario_results"].sort_values("cumulative_unmet_t", ascending=False), 40)
+                                                                      ascending=[True, False]), 30, None,
+                                "criticality_matrix"),
+        alerts_html=_table_html(t["alerts"], 50, None, "alerts") if "alerts" in t else None,
+        map_table_html=table("map_facilities", 40),
+        scen_html=_table_html(t["scenario_results"].sort_values("cumulative_unmet_t", ascending=False), 40,
+                              show["scenario_results"], "scenario_results")
         if len(t.get("scenario_results", [])) else None,
-        risk_html=_table_html(t["risk"], 60) if len(t.get("risk", [])) else None,
-        opt_html={k: _table_html(t[k], 40) for k in ("stockpile_plan", "stockpile_holders", "stockpile_comparison",
-                                                      "finance_portfolio", "finance_rerun", "finance_allied_share",
-                                                      "finance_ineligible", "pricing_floor", "delivery_timeline")
+        risk_html=table("risk", 60),
+        opt_html={k: table(k, 40) for k in ("stockpile_plan", "stockpile_holders", "stockpile_comparison",
+                                             "finance_portfolio", "finance_rerun", "finance_allied_share",
+                                             "finance_ineligible", "pricing_floor", "delivery_timeline")
                   if len(t.get(k, []))},
+        unlabelled=(brief.figures["matrix"].layout.meta or {}).get("unlabelled_priorities", {})
+        if "matrix" in brief.figures else {},
         country_name=country_name, esc=html.escape)
 
 
