@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from critmin.constants import COMMODITY
+from critmin.constants import COMMODITY, DRAW
 from critmin.errors import ConfigError
 from critmin.optimize.inputs import HOLDER, StockpileInputs, from_ensemble
 
@@ -23,20 +23,48 @@ class Outcome:
     attrs: dict = field(default_factory=dict)
 
 
+#: Draws per chunk of the supply-chain ensemble (as ``critmin risk``): chunk k is drawn with
+#: ``SeedSequence(seed).spawn(...)[k]``, so the same seed gives the same draws in every consumer.
+ENSEMBLE_CHUNK = 25_000
+
+
 def run_ensemble_unmet(catalog, *, draws: int, months: int, seed: int,
-                       commodities: list[str] | None = None):
-    """The supply-chain network and its per-draw unmet demand (``risk.simulate_unmet``, ``default_rng(seed)``).
+                       commodities: list[str] | None = None, responses: bool = True,
+                       chunk: int = ENSEMBLE_CHUNK):
+    """The supply-chain network and its per-draw unmet demand: the first ``draws`` draws of the ensemble that
+    ``critmin risk`` runs with the same ``seed``, ``months``, commodities and consumers (USA, JPN, ROW), with
+    the network's cited responses (spare-capacity ramp, substitution) unless ``responses`` is False.
+
+    The draws are generated chunk by chunk exactly as :func:`critmin.supplychain.ensemble.run_ensemble` does
+    (chunk k: ``default_rng(SeedSequence(seed).spawn(k + 1)[k])``, whole chunks of ``chunk`` draws), then cut to
+    ``draws``: they are the first draws of any ``critmin risk`` run with at least ``chunk`` draws.
 
     Returns
     -------
     (network, unmet) : Network, DataArray (draw, commodity, stage, consumer) t over ``months``
     """
     from critmin.supplychain import risk
+    from critmin.supplychain.kernel import Responses
     from critmin.supplychain.network import build_network
+    from critmin.supplychain.scenario import default_responses
 
-    net = build_network(catalog, commodities=commodities)
+    # the network of critmin risk (its commodities first, then any others asked for): same plan, same draws
+    wanted = list(dict.fromkeys([*risk.PRIORITY_COMMODITIES, *(commodities or [])]))
+    net = build_network(catalog, commodities=wanted)
     hz = risk.estimate_hazards(catalog.table("export_controls"))
-    unmet = risk.simulate_unmet(net, hz, n_draws=draws, months=months, rng=np.random.default_rng(seed))
+    resp = None
+    if responses:
+        d = default_responses(net)
+        resp = Responses(ramp=d["ramp"], substitution=d["substitution"])
+    n_chunks = -(-draws // chunk)
+    seqs = np.random.SeedSequence(seed).spawn(n_chunks)
+    parts = [risk.simulate_unmet(net, hz, resp, n_draws=chunk, months=months, rng=np.random.default_rng(sq))
+             for sq in seqs]
+    unmet = xr.concat(parts, dim=DRAW).isel({DRAW: slice(0, draws)}) if len(parts) > 1 else parts[0].isel(
+        {DRAW: slice(0, draws)})
+    unmet = unmet.assign_coords({DRAW: np.arange(unmet.sizes[DRAW])})
+    unmet.attrs.update({"seed": seed, "chunk": chunk, "responses": "cited defaults (ramp, substitution)"
+                        if responses else "none"})
     return net, unmet
 
 
@@ -56,6 +84,8 @@ def ensemble_inputs(catalog, *, draws: int, months: int, seed: int, holders: lis
     if missing:
         raise ConfigError(f"holder(s) {missing} are not consumers of the network "
                           f"({', '.join(map(str, unmet['consumer'].values))})")
+    if commodities:   # the ensemble covers critmin risk's commodities too; keep those asked for
+        ds = ds.sel({COMMODITY: [c for c in ds[COMMODITY].values if c in set(commodities)]})
     inp = from_ensemble(ds, stage=stage, holders=holders)
     # commodities with no demand at this stage for every holder cannot be stockpiled meaningfully
     keep = (inp.demand_annual > 0).any(HOLDER)
@@ -86,11 +116,16 @@ def with_stock_basis(plan: pd.DataFrame, basis: dict[tuple[str, str], str], stag
 def stockpile_plan(catalog, *, holders: list[str], draws: int, months: int, seed: int,
                    budget: float | None, joint_budget: float | None, share: float, cvar_alpha: float,
                    cvar_weight: float, min_days: float | None, high_risk: list[str],
-                   commodities: list[str] | None = None, frontier: list[float] | None = None) -> Outcome:
-    """Optimal complementary plan, its comparison with stockpiling alone and with rules of thumb."""
+                   commodities: list[str] | None = None, frontier: list[float] | None = None,
+                   ensemble: tuple | None = None) -> Outcome:
+    """Optimal complementary plan, its comparison with stockpiling alone and with rules of thumb.
+
+    ``ensemble`` = ``(network, unmet)`` from :func:`run_ensemble_unmet` (e.g. the brief's one ensemble) is used
+    as given; otherwise the first ``draws`` draws of the ensemble ``critmin risk`` runs with ``seed``."""
     from critmin.optimize import stockpile as sp
 
-    net, unmet = run_ensemble_unmet(catalog, draws=draws, months=months, seed=seed, commodities=commodities)
+    net, unmet = ensemble or run_ensemble_unmet(catalog, draws=draws, months=months, seed=seed,
+                                                commodities=commodities)
     inp = ensemble_inputs(catalog, draws=draws, months=months, seed=seed, holders=holders, commodities=commodities,
                           ensemble=(net, unmet), stage=STOCK_STAGE)
     prob = sp.StockpileProblem(inp, budget=budget, joint_budget=joint_budget, share=share, cvar_alpha=cvar_alpha,

@@ -217,21 +217,23 @@ def _scenarios(cat: Catalog, priority: list[str], importers: list[str]) -> tuple
 
 
 def _risk(cat: Catalog, importers: list[str], draws: int, seed: int) -> tuple[pd.DataFrame, dict]:
+    """The brief's Monte Carlo: always on the network of every model consumer (USA, JPN, ROW), so that its draws
+    are the ones the stockpile and finance sections use; the table keeps the importers asked for."""
     from critmin.supplychain.risk import assess_risk
 
-    labels = ",".join([i for i in importers if all(m.isalpha() and len(m) == 3 for m in i.split("+"))])
-    _ds, frame, meta = assess_risk(labels, draws=draws, seed=seed, catalog=cat)
-    return frame, meta
+    labels = list(dict.fromkeys([*MODEL_CONSUMERS, *importers]))
+    _ds, frame, meta = assess_risk(",".join(labels), draws=draws, seed=seed, catalog=cat)
+    return frame[frame["consumer"].isin(importers)].reset_index(drop=True), meta
 
 
-def _stockpile(cat: Catalog, priority: list[str], seed: int) -> tuple[dict, list[str]]:
+def _stockpile(cat: Catalog, priority: list[str], seed: int, ensemble: tuple) -> tuple[dict, list[str]]:
     from critmin.optimize.workflow import stockpile_plan
     from critmin.supplychain.risk import PRIORITY_COMMODITIES
 
     comms = [c for c in PRIORITY_COMMODITIES if c in priority] or list(PRIORITY_COMMODITIES)
     out = stockpile_plan(cat, holders=["USA", "JPN"], draws=OPT_DRAWS, months=12, seed=seed, budget=None,
                          joint_budget=None, share=1.0, cvar_alpha=0.95, cvar_weight=0.0, min_days=None,
-                         high_risk=comms, commodities=comms)
+                         high_risk=comms, commodities=comms, ensemble=ensemble)
     return {f"stockpile_{k}": v for k, v in out.tables.items()}, out.notes
 
 
@@ -329,7 +331,12 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
     risk_table, risk_meta = _risk(cat, model_specs, risk_draws, risk_seed)
     tables["risk"] = risk_table
     step("stockpile and finance")
-    sp_tables, sp_notes = _stockpile(cat, priority_commodities, risk_seed)
+    # One ensemble: the stockpile LP takes the first OPT_DRAWS draws of the Monte Carlo above (same network,
+    # hazards, responses, seed and chunking; run_ensemble_unmet reproduces them), built once here
+    from critmin.optimize.workflow import run_ensemble_unmet
+
+    ensemble = run_ensemble_unmet(cat, draws=OPT_DRAWS, months=12, seed=risk_seed)
+    sp_tables, sp_notes = _stockpile(cat, priority_commodities, risk_seed, ensemble)
     tables.update(sp_tables)
     fin_tables, fin_notes = _finance(cat, risk_seed)
     tables.update(fin_tables)
@@ -378,6 +385,12 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
         {"name": "Monte Carlo", "value": f"{risk_draws:,} draws, seed {risk_seed}, 12 months",
          "reason": "Disruptions drawn from the cited export-control catalogue (Jeffreys-prior rates, Kaplan-Meier "
                    "durations, magnitudes by measure); same seed, same numbers. " + " ".join(risk_meta["notes"][:1])},
+        {"name": "one ensemble", "value": f"stockpile: first {OPT_DRAWS:,} of the {risk_draws:,} draws; finance: "
+                                          f"{OPT_DRAWS:,} draws over {OPT_HORIZON_MONTHS} months",
+         "reason": "The stockpile LP is solved on the first draws of the Monte Carlo itself (same network, hazards, "
+                   "cited responses, seed and chunks: critmin risk with this seed and at least 25,000 draws has "
+                   "them first); the finance re-run uses the same construction and seed over the longer horizon "
+                   "projects need. An LP over all draws would not solve in the brief's time budget."},
         {"name": "scenario presets", "value": ", ".join(scen_meta["presets"]),
          "reason": "Every preset that touches a priority mineral, replayed on the latest data year; each preset "
                    "cites its catalogue events."},
