@@ -157,7 +157,8 @@ def cascade(withheld: np.ndarray, demand: np.ndarray, domestic: np.ndarray, m_t:
     keep = ("lost", "replaced", "substituted", "recycled", "released", "stock", "demand") if full else ()
     out = {k: np.zeros_like(withheld) for k in keep}
     f_up = None                                                      # (..., consumer, month), unmet upstream
-    for s in range(withheld.shape[-3]):
+    n_stages = withheld.shape[-3]
+    for s in range(n_stages):
         if reach is None:
             ks = slice(None)
         else:
@@ -203,16 +204,17 @@ def cascade(withheld: np.ndarray, demand: np.ndarray, domestic: np.ndarray, m_t:
             released = None
             stock = np.broadcast_to(st0, gap.shape[:-1])[..., None] if s == stock_stage else None
             sf = np.clip(gap, 0.0, None)
+        shortfall[..., s, ks, :] = sf
         dem = d if surge is None else d * (1.0 + surge[..., s, ks, :])
         if substituted is not None:
             dem = dem - substituted
-        f_here = np.divide(sf, dem, out=np.zeros_like(sf), where=dem > 0)   # dem broadcasts to sf's shape
-        np.copyto(f_here, 0.0, where=np.isnan(f_here))
-        if f_up is None or reach is not None:
-            f_up = _unreached(f_up, demand[..., s, :], None if reach is None else reach[s], withheld[..., 0, :, :])
-        # a stage with no demand (tungsten: mine → metal, refine empty) passes the upstream starvation on
-        f_up[..., ks, :] = f_here if np.all(d > 0) else np.where(d > 0, f_here, f_up[..., ks, :])
-        shortfall[..., s, ks, :] = sf
+        if s < n_stages - 1:   # the unmet fraction feeds the next stage (the last stage's is not needed)
+            f_here = np.divide(sf, dem, out=np.zeros_like(sf), where=dem > 0)   # dem broadcasts to sf's shape
+            np.copyto(f_here, 0.0, where=np.isnan(f_here))
+            if f_up is None or reach is not None:
+                f_up = _unreached(f_up, demand[..., s, :], None if reach is None else reach[s], withheld[..., 0, :, :])
+            # a stage with no demand (tungsten: mine → metal, refine empty) passes the upstream starvation on
+            f_up[..., ks, :] = f_here if np.all(d > 0) else np.where(d > 0, f_here, f_up[..., ks, :])
         for key, val in (("lost", lost), ("replaced", replaced), ("substituted", substituted),
                          ("recycled", recycled), ("released", released), ("stock", stock), ("demand", dem)):
             if key in out and val is not None:
