@@ -164,12 +164,17 @@ def brief(
     check_writable(out, option="--out", folder=True)
     check_folder(monitor, "--monitor")
     _check_inputs(data=data, params=params, groups=groups, importer=importer, allies=allies, as_of=as_of, year=year)
+    from critmin.reference.catalog import Catalog
+    from critmin.workflows import data_years
+
+    data_years(Catalog(data), year)   # your files and --year, checked before the progress bar starts
 
     steps = ["priorities", "criticality matrix", "vulnerabilities by stage", "method geopolrisk", "method eu-sr",
              "method usgs", "monitoring", "scenarios", "Monte Carlo risk", "stockpile and finance", "resource map",
              "writing"]
+    # the bar only on a terminal, and gone when done: a log or an error stays one clean line
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(), console=err_console,
-                  transient=False) as bar:
+                  transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("brief", total=len(steps))
 
         def advance(msg: str) -> None:

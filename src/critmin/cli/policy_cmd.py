@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
 
     def _measure(kind: str, fmt: str, out: Path | None, columns: str | None, data: Path | None, **kwargs) -> None:
         from critmin.cli.common import Output, check_choice, check_folder, err_console
+        from critmin.errors import ConfigError
         from critmin.policy.workflow import evaluate_measure, preset_names
         from critmin.reference.catalog import Catalog
 
@@ -47,13 +48,19 @@ def register(app: typer.Typer) -> None:
         check_folder(data, "--data")
         preset = kwargs.get("preset")
         if preset is not None and not (Path(preset).suffix in (".yml", ".yaml") and Path(preset).is_file()):
-            check_choice(preset, preset_names(), "--preset", "preset (or a .yml file)")
+            check_choice(preset, preset_names(), "--preset", "preset")
         cat = Catalog(data)
-        if kwargs.get("commodity") is not None:
-            prices = cat.table("prices")
-            check_choice(kwargs["commodity"], sorted(set(prices["commodity"].astype(str))), "--commodity",
-                         "commodity with prices")
-        frame, meta = evaluate_measure(kind, catalog=cat, **kwargs)
+        if kwargs.get("commodity") is not None:   # a commodity of the prices table, or a price model's alias
+            from critmin.policy.prices import price_models
+
+            known = set(cat.table("prices")["commodity"].astype(str)) | set(price_models()["aliases"])
+            check_choice(kwargs["commodity"], sorted(known), "--commodity", "commodity")
+        try:
+            frame, meta = evaluate_measure(kind, catalog=cat, **kwargs)
+        except ConfigError as exc:
+            if str(exc).startswith("no price series '"):   # the series named by --series
+                raise ConfigError(f"--series: {exc}") from None
+            raise
         output.write(frame, cat.sources(meta["sources"]), title=meta["title"])
         for note in meta["notes"]:
             err_console.print(f"[dim]note: {note}[/]", highlight=False)
@@ -149,7 +156,7 @@ def register(app: typer.Typer) -> None:
         from critmin.reference.catalog import Catalog
 
         output = Output.check(fmt, out, columns)
-        track = check_choice(track, TRACKS, "--track", "permitting track")
+        track = check_choice(track, TRACKS, "--track", "track")
         check_range(horizon, "--horizon", 0.001, what="months")
         check_file(params, "--params")
         try:

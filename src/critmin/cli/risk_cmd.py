@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         # everything checked before the (long) run
         output = Output.check(fmt, out, columns)
         check_importers(importer)
-        comms = check_list(commodity, commodities_of_networks(), "--commodity", "commodity of the supply-chain model")
+        comms = check_list(commodity, commodities_of_networks(), "--commodity", "commodity")
         check_range(months, "--months", 1, 600)
         check_file(hazards, "--hazards")
         if workers is not None and scheduler is not None:
@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
             check_scale_extra("--workers")
         cat = Catalog()
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err_console, transient=False) as bar:
+                      console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
             task = bar.add_task(f"risk · {draws:,} draws · seed {seed}", total=None)
             try:
                 ds, frame, meta = assess_risk(importer, comms, draws=draws, seed=seed, months=months,

@@ -92,9 +92,6 @@ def register(app: typer.Typer) -> None:
         scenario = resolve(name)
         ds, summary = run_scenario(scenario, catalog=cat, importers=importer)
         sources = cat.sources(ds.attrs.get("source_ids", []))
-        if output.fmt == "table":
-            err_console.print(f"[bold]{scenario.name}[/] · data year {ds.attrs['data_year']} · "
-                              f"{scenario.description}", highlight=False, soft_wrap=True)
         frame = summary
         if output.fmt == "table":
             # presentation only: fewer, rounded columns for the terminal; csv/json/parquet/xlsx/md keep all
@@ -106,7 +103,11 @@ def register(app: typer.Typer) -> None:
                 "days_of_cover_end": "cover d (end)"})
             frame = frame[["consumer", "commodity", "stage", "demand t/mo", "peak short t/mo", "peak %", "unmet t",
                            "unmet USD M", "price ×", "months short", "recovered (month)", "cover d (end)"]].round(1)
-        output.write(frame, sources, title=f"Scenario {scenario.name}")
+        frame = output.select(frame)   # an unknown --columns is said before anything is printed
+        if output.fmt == "table":
+            err_console.print(f"[bold]{scenario.name}[/] · data year {ds.attrs['data_year']} · "
+                              f"{scenario.description}", highlight=False, soft_wrap=True)
+        output.write(frame, sources, title=f"Scenario {scenario.name}", select=False)
         if output.fmt == "table":
             notes = [a for a in ds.attrs.get("assumptions", [])
                      if any(a.startswith(c) for c in scenario.commodities)]

@@ -37,6 +37,18 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--port must be 1..65535, got {port}")
         if rate < 0:
             raise ConfigError(f"--rate-limit must be ≥ 0, got {rate}")
+        if not _valid_host(host):
+            raise ConfigError(f"--host {host!r}: expected an IP address (127.0.0.1, 0.0.0.0, ::) or a host name")
+        if data_dir.exists() and not data_dir.is_dir():
+            raise ConfigError(f"--data-dir {str(data_dir)!r} is a file; give a folder")
+        import pycountry
+
+        if pycountry.countries.get(alpha_3=admin_country.strip().upper()) is None:
+            from critmin import suggest
+
+            hint = suggest.did_you_mean(admin_country, [c.alpha_3 for c in pycountry.countries])
+            raise ConfigError(f"--admin-country {admin_country!r}: not an ISO 3166 alpha-3 country code"
+                              + (f"; {hint}" if hint else ""))
         import importlib.util
 
         from critmin.server.children import Children  # the standard library only
@@ -46,6 +58,8 @@ def register(app: typer.Typer) -> None:
         if missing:
             raise ConfigError(f"the marketplace service needs its extra: pip install 'critmin[server]' (missing: "
                               f"{', '.join(missing)})")
+        if db is not None:
+            _check_url(db)
         # The front and the storage writer first: they import their modules while this process imports its own.
         with Children(host, port, writer=True) as children:
             try:
@@ -70,13 +84,46 @@ def register(app: typer.Typer) -> None:
 _SERVER_MODULES = ("fastapi", "uvicorn", "httptools", "h11", "sqlalchemy", "alembic", "orjson", "pydantic")
 
 
+def _valid_host(host: str) -> bool:
+    """An IP address or a host name (RFC 1123 labels); nothing is resolved here."""
+    import ipaddress
+    import re
+
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    return bool(host) and len(host) <= 253 and all(
+        re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", label) for label in labels)
+
+
+def _check_url(url: str) -> None:
+    """A database URL that SQLAlchemy can parse and has a driver for: one line naming --db otherwise."""
+    from critmin.errors import ConfigError
+
+    try:
+        import sqlalchemy as sa
+
+        parsed = sa.engine.make_url(url)
+        parsed.get_dialect()
+    except Exception as exc:  # any parse or driver error is in the URL given
+        raise ConfigError(f"--db {_redact(url)!r}: not a database URL this service can use (sqlite:///path or "
+                          f"postgresql://user:pw@host/db): {type(exc).__name__}") from None
+
+
 def _check_free(url: str) -> None:
     """Refuse at once, exit code 2, when another server holds the database (the service itself re-checks when it
     starts: this only turns uvicorn's start-up traceback into one line)."""
     from critmin.errors import ConfigError
     from critmin.server.db import ServerLock, make_engine
 
-    engine = make_engine(url)
+    try:
+        engine = make_engine(url)
+    except Exception as exc:  # a URL the engine refuses: said in one line, without the password
+        raise ConfigError(f"cannot open the database {_redact(url)}: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     lock = ServerLock(engine)
     try:
         lock.acquire()
