@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 
 import pytest
-import typer
-
 import readme_examples as rx
+import typer
 from conftest import need_raw
+
 from critmin.cli.main import app
 
 EXAMPLES = rx.examples()

@@ -22,7 +22,7 @@ HOLDERS = ("USA", "JPN")
 def _commodities(text: str, option: str = "--commodity") -> list[str] | None:
     from critmin.cli.common import check_list, commodities_of_networks
 
-    return check_list(text, commodities_of_networks(), option, "commodity of the supply-chain model")
+    return check_list(text, commodities_of_networks(), option, "commodity")
 
 
 def _holders(text: str) -> list[str]:
@@ -206,7 +206,7 @@ def register(app: typer.Typer) -> None:
         negative = [f"{k}={v:g}" for k, v in parsed.items() if v < 0]
         if negative:
             raise ConfigError(f"--budgets: budgets are USD m ≥ 0 (got {', '.join(negative)})")
-        track = check_choice(track, TRACKS, "--track", "permitting track")
+        track = check_choice(track, TRACKS, "--track", "track")
         hold = _holders(holders)
         comms = _commodities(commodity)
         res = invest_select(Catalog(), candidates=candidates, budgets=parsed, draws=draws,
