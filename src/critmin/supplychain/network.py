@@ -41,6 +41,7 @@ import xarray as xr
 from critmin.constants import COMMODITY, RESIDUAL, ROW_COUNTRY, ROW_RESIDUAL, STAGE, STAGES
 from critmin.errors import ConfigError
 from critmin.supplychain.kernel import CONSUMER, SUPPLIER, Baseline
+from critmin.units import mass_factor
 
 #: Stages modelled per commodity, upstream → downstream, with what the stage means for that commodity.
 CHAINS: dict[str, dict[str, str]] = {
@@ -120,10 +121,12 @@ PRICE_SERIES: dict[str, tuple[str, str]] = {
     "tungsten": ("tungsten trioxide", "Rotterdam concentrate, per mtu WO3 converted to USD per t W"),
 }
 
-#: Unit conversions of price units to USD per tonne of the stage basis.
-_PRICE_FACTORS = {"USD/t": 1.0, "USD/kg": 1000.0, "USD/lb": 2204.62262,
+#: Unit conversions of price units to USD per tonne of the stage basis. A price per X is multiplied by the
+#: number of X in a tonne, taken from the unit registry (:mod:`critmin.units`), not written here.
+_PRICE_FACTORS = {"USD/t": mass_factor("t", to="tonne"), "USD/kg": mass_factor("t", to="kilogram"),
+                  "USD/lb": mass_factor("t", to="pound"),
                   # 1 dry metric ton unit = 10 kg WO3; WO3 is 79.3 % W by mass → USD per t W
-                  "dollars per dry metric ton unit": 100.0 / 0.793}
+                  "dollars per dry metric ton unit": mass_factor("t", to="kilogram") / 10.0 / 0.793}
 
 #: The cited response parameters come from ``demand_parameters``; where a commodity has none, the value of
 #: this reference commodity is used *by analogy* (stated in the assumptions).
