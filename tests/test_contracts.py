@@ -16,6 +16,7 @@ from critmin.monitor.workflow import _RULE_KEYS, load_thresholds
 from critmin.policy import permitting
 from critmin.policy.prices import PriceModels, price_models
 from critmin.reference.sources import usgs_mcs
+from critmin.supplychain import overrides
 
 
 def _error(exc_type, fn, tmp_path, text, name="user.yml"):
@@ -197,3 +198,53 @@ def test_shipped_corrections_and_yaml_as_safe_load():
     text = resources.files("critmin.reference").joinpath("corrections/usgs_mcs.yml").read_text("utf-8")
     assert usgs_mcs.load_corrections() == yaml.safe_load(text)
     assert parse_yaml(text, where="x", error=DataError).data == yaml.safe_load(text)
+
+
+# --------------------------------------------------------------------------- hazards overrides (risk --hazards FILE)
+
+
+@pytest.mark.parametrize(("text", "line", "column", "words"), [
+    ("background_rate: high\n", 1, "background_rate", "must be a number ≥ 0 (events per year), got 'high'"),
+    ("background_rate:\n", 1, "background_rate", "must be a number ≥ 0"),           # given, so not null
+    ("magnitudes: [0.1, 0.4]\n", 1, "magnitudes", "expected a mapping at magnitudes"),
+    ("hazards: {country: CHN}\n", 1, "hazards", "expected a list of hazard rows"),
+    ("hazards: !!set {}\n", 1, "hazards", "expected a list of hazard rows"),          # a YAML list only
+    ("hazards:\n  - CHN\n", 2, "hazards", "expected a mapping at hazards[0]"),
+    ("background_rate: 0.1\ncolour: red\n", 2, "colour", "unknown key 'colour'; known: background_rate"),
+    ("hazards:\n  - country: CHN\n    colour: red\n", 3, "colour", "unknown key 'hazards[0].colour'; known: country"),
+    ("magnitudes:\n  licensing: [0.1, 0.4]\n  embargo: [0.1, 0.4]\n", 3, "embargo", "unknown measure; expected one of"),
+    ("magnitudes:\n  ban: [0.5, 0.2]\n", 2, "ban", "expected [lo, hi] with 0 ≤ lo ≤ hi ≤ 1, got [0.5, 0.2]"),
+    ("magnitudes:\n  ban: [0.1, 1.5]\n", 2, "ban", "got [0.1, 1.5]"),
+    ("magnitudes:\n  ban: [0.1]\n", 2, "ban", "got [0.1]"),
+    ("hazards:\n  - {country: AUS}\n  - {country: CHN, p_annual: 1.5}\n", 3, "p_annual", "1.5 outside [0.0, 0.99"),
+    ("hazards: [{country: CHN\n", 2, None, "not valid YAML"),
+])
+def test_hazards_file_errors(tmp_path, text, line, column, words):
+    msg = _error(DataError, overrides.load_overrides, tmp_path, text, name="hazards.yml")
+    assert msg.startswith(f"file hazards.yml, line {line}")
+    if column is not None:
+        assert f"column '{column}'" in msg, msg
+    assert words in msg, msg
+
+
+_HAZARDS = ("background_rate: 0\nmagnitudes: {ban: [0, 1], licensing: [0.25, 0.25]}\n"
+            "hazards:\n  - {country: CHN, stage: refine, p_annual: 0.1, measure: ban, reason: ~}\n")
+
+
+def test_hazards_file_values(tmp_path):
+    p = tmp_path / "h.yml"
+    p.write_text(_HAZARDS)
+    got = overrides.load_overrides(p)
+    assert got == {"_file": "h.yml", "background_rate": 0.0,
+                   "magnitudes": {"ban": (0.0, 1.0), "licensing": (0.25, 0.25)},
+                   "hazards": [{"_line": 4, "country": "CHN", "stage": "refine", "p_annual": 0.1, "measure": "ban"}]}
+    assert isinstance(got["background_rate"], float)
+    for text in ("", "# nothing\n", "~\n"):
+        p.write_text(text)
+        assert overrides.load_overrides(p) == {"_file": "h.yml"}
+    p.write_text("hazards: []\nmagnitudes: {}\n")
+    assert overrides.load_overrides(p) == {"_file": "h.yml", "hazards": [], "magnitudes": {}}
+
+
+def test_hazards_row_contract_is_the_csv_columns():
+    assert set(overrides.HazardRow.model_fields) == overrides._OVERRIDE_COLUMNS

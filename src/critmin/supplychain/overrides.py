@@ -6,12 +6,15 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainValidator
+from pydantic_core import PydanticCustomError
 
 from critmin.constants import STAGES
+from critmin.contracts import parse_yaml, validate
 from critmin.errors import DataError
 from critmin.supplychain.measures import ALL, MEASURES, WILD
 
@@ -69,8 +72,6 @@ def load_overrides(path: str | Path) -> dict[str, Any]:
     DataError
         With the file, line and column of the first bad value.
     """
-    import yaml
-
     p = Path(path)
     name = p.name
     try:
@@ -101,60 +102,93 @@ def load_overrides(path: str | Path) -> dict[str, Any]:
                                         name, i))
         out["hazards"] = rows
         return out
-    try:
-        node = yaml.compose(text)
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise DataError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=name,
-                        row=mark.line + 1 if mark else None) from None
-    if doc is None:
+    doc = parse_yaml(text, where=name, error=DataError, file=name)
+    if doc.data is None:
         return out
-    if not isinstance(doc, dict):
-        raise DataError("expected a mapping with hazards / magnitudes / background_rate", file=name, row=1)
-    lines = {k.value: (k.start_mark.line + 1, v) for k, v in node.value} if node is not None else {}
-    for key in doc:
-        if key not in ("hazards", "magnitudes", "background_rate"):
-            raise DataError("unknown key; expected hazards, magnitudes or background_rate", file=name,
-                            row=lines.get(key, (None,))[0], column=str(key))
-    if "background_rate" in doc:
-        v = doc["background_rate"]
-        if not isinstance(v, (int, float)) or v < 0:
-            raise DataError(f"must be a number ≥ 0 (events per year), got {v!r}", file=name,
-                            row=lines["background_rate"][0], column="background_rate")
-        out["background_rate"] = float(v)
-    if "magnitudes" in doc:
-        mline, mnode = lines["magnitudes"]
-        mlines = {k.value: k.start_mark.line + 1 for k, _ in getattr(mnode, "value", [])}
-        if not isinstance(doc["magnitudes"], dict):
-            raise DataError("expected measure: [lo, hi]", file=name, row=mline, column="magnitudes")
-        out["magnitudes"] = {}
-        for m, v in doc["magnitudes"].items():
-            if m not in MEASURES:
-                raise DataError(f"unknown measure; expected one of {', '.join(MEASURES)}", file=name,
-                                row=mlines.get(m, mline), column=str(m))
-            ok = (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
-                  and 0 <= v[0] <= v[1] <= 1)
-            if not ok:
-                raise DataError(f"expected [lo, hi] with 0 ≤ lo ≤ hi ≤ 1, got {v!r}", file=name,
-                                row=mlines.get(m, mline), column=str(m))
-            out["magnitudes"][m] = (float(v[0]), float(v[1]))
-    if "hazards" in doc:
-        hline, hnode = lines["hazards"]
-        if not isinstance(doc["hazards"], list):
-            raise DataError("expected a list of hazard rows", file=name, row=hline, column="hazards")
-        rows = []
-        for item, inode in zip(doc["hazards"], hnode.value, strict=True):
-            line = inode.start_mark.line + 1
-            if not isinstance(item, dict):
-                raise DataError("expected a mapping (country, commodity, stage, …)", file=name, row=line)
-            for k in item:
-                if k not in _OVERRIDE_COLUMNS:
-                    raise DataError(f"unknown field; expected some of {', '.join(sorted(_OVERRIDE_COLUMNS))}",
-                                    file=name, row=line, column=str(k))
-            rows.append(_check_override({k: v for k, v in item.items() if v is not None}, name, line))
-        out["hazards"] = rows
+    data = validate(HazardsFile, doc.data, where=name, error=DataError, file=name, node=doc.node)
+    given = data.model_fields_set
+    if "background_rate" in given:
+        out["background_rate"] = data.background_rate
+    if "magnitudes" in given:
+        out["magnitudes"] = dict(data.magnitudes)
+    if "hazards" in given:
+        items = doc.data["hazards"]
+        out["hazards"] = [_check_override({k: v for k, v in item.items() if v is not None}, name, line)
+                          for item, line in zip(items, _item_lines(doc.node, "hazards", len(items)), strict=True)]
     return out
+
+
+# --- the YAML file's contract ----------------------------------------------------------------------------
+
+def _fail(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, "{message}", {"message": message})
+
+
+def _rate(v: Any) -> float:
+    if not isinstance(v, (int, float)) or v < 0:
+        raise _fail("rate", f"must be a number ≥ 0 (events per year), got {v!r}")
+    return float(v)
+
+
+def _measure(m: Any) -> str:
+    if m not in MEASURES:
+        raise _fail("measure", f"unknown measure; expected one of {', '.join(MEASURES)}")
+    return m
+
+
+def _range(v: Any) -> tuple[float, float]:
+    ok = (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
+          and 0 <= v[0] <= v[1] <= 1)
+    if not ok:
+        raise _fail("range", f"expected [lo, hi] with 0 ≤ lo ≤ hi ≤ 1, got {v!r}")
+    return float(v[0]), float(v[1])
+
+
+def _rows(v: Any) -> Any:
+    # A YAML list only: pydantic's list would also take a set (``!!set``) or a tuple.
+    if not isinstance(v, list):
+        raise _fail("rows", "expected a list of hazard rows")
+    return v
+
+
+class HazardRow(BaseModel):
+    """One row of ``hazards``: the columns of the CSV form; values are checked by :func:`_check_override`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    country: Any = None
+    commodity: Any = None
+    stage: Any = None
+    target: Any = None
+    p_annual: Any = None
+    duration_months: Any = None
+    measure: Any = None
+    magnitude_lo: Any = None
+    magnitude_hi: Any = None
+    reason: Any = None
+
+
+class HazardsFile(BaseModel):
+    """The hazards YAML file. Every key is optional; a key that is given must not be null."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    background_rate: Annotated[float, PlainValidator(_rate)] = None  # type: ignore[assignment]
+    magnitudes: dict[Annotated[str, PlainValidator(_measure)],
+                     Annotated[tuple[float, float], PlainValidator(_range)]] = None  # type: ignore[assignment]
+    hazards: Annotated[list[HazardRow], BeforeValidator(_rows)] = None  # type: ignore[assignment]
+
+
+def _item_lines(node: Any, key: str, n: int) -> list[int | None]:
+    """1-based line of each item of the top-level list ``key`` (the last such key, as the parser keeps)."""
+    value = None
+    for k, v in getattr(node, "value", []):
+        if getattr(k, "value", None) == key:
+            value = v
+    items = getattr(value, "value", None)
+    if not isinstance(items, list) or len(items) != n:
+        return [None] * n
+    return [item.start_mark.line + 1 for item in items]
 
 
 def _check_override(r: dict[str, Any], file: str, line: int) -> dict[str, Any]:
