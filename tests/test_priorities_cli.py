@@ -71,3 +71,12 @@ def test_assess_bad_year_or_stage_exits_2_with_one_line(args, needle):
     assert res.exit_code == 2
     lines = _error_lines(res)
     assert len(lines) == 1 and needle in lines[0]
+
+
+def test_priorities_on_user_data_with_importers_without_trade():
+    """Your own tables (here the GeoPolRisk regression set: USA imports only) with the default importers: JPN and
+    the bloc have no trade rows, which leaves their reliance unknown instead of failing."""
+    res = runner.invoke(app, ["priorities", "--data", "tests/regression/geopolrisk_usa_2022", "--format", "csv",
+                              "--as-of", "2026-12-04"])
+    assert res.exit_code == 0, res.output
+    assert "JPN" in res.output and "USA+JPN" in res.output

@@ -22,9 +22,12 @@ def test_usgs_mcs_factors_come_from_the_registry():
 
 
 def test_mcs_tons_are_metric_not_the_registry_ton():
-    # "tons" in MCS means metric tons; the registry's "ton" is the short ton, so the label is mapped by name.
+    # "tons" in MCS means metric tons; a bare "ton(s)" is ambiguous (short ton to the registry), so the MCS label is
+    # mapped by name and a user's "tons" is refused; short_ton is explicit.
     assert usgs_mcs._MASS_UNITS["tons"] == "tonne"
-    assert mass_factor("ton") == pytest.approx(0.90718474)
+    with pytest.raises(UnitError, match="ambiguous"):
+        mass_factor("tons")
+    assert mass_factor("short_ton") == pytest.approx(0.90718474)
     assert usgs_mcs._to_tonnes()["tons"] == 1.0
 
 

@@ -117,3 +117,25 @@ def test_bad_cells_name_file_line_column(tmp_path, table, text, column, words):
     assert (e.file, e.column) == (f"{table}.csv", column)
     assert e.row == (1 if "unknown column" in words else 2)
     assert words in str(e) and "\n" not in str(e)
+
+
+def test_semicolons_tons_and_duplicates_say_what_is_wrong(tmp_path):
+    """A semicolon CSV is named as such; 'tons' is refused as ambiguous; a duplicate row prints plain values."""
+    import pytest
+
+    from critmin.errors import DataError
+    from critmin.reference.catalog import Catalog
+
+    def load(text):
+        d = tmp_path / f"d{abs(hash(text))}"
+        d.mkdir()
+        (d / "production.csv").write_text(text, "utf-8")
+        return Catalog(d).table("production")
+
+    with pytest.raises(DataError, match="separated by semicolons"):
+        load("commodity;stage;country;year;value;unit\nx;mine;CHN;2022;1;t\n")
+    with pytest.raises(DataError, match="ambiguous"):
+        load("commodity,stage,country,year,value,unit\nx,mine,CHN,2022,1,tons\n")
+    with pytest.raises(DataError) as err:
+        load("commodity,stage,country,year,value,unit\nx,mine,CHN,2022,1,t\nx,mine,CHN,2022,2,t\n")
+    assert "np.int64" not in str(err.value) and "year=2022" in str(err.value)

@@ -38,6 +38,8 @@ def mass_factor(unit: str, to: str = "tonne") -> float:
     UnitError
         If ``unit`` is not a mass unit.
     """
+    if unit.strip().lower() in ("ton", "tons"):   # short ton in the US, long ton in the UK, often meant as tonne
+        raise UnitError(f"unit {unit!r} is ambiguous: write t for metric tonnes, or short_ton / long_ton")
     name = _SPELLINGS.get(unit.strip(), _SPELLINGS.get(unit.strip().lower(), unit.strip()))
     ureg = registry()
     try:

@@ -79,8 +79,8 @@ def flows(trade: pd.DataFrame, factors: pd.DataFrame, members: set[str]) -> pd.D
         return f.groupby("commodity").agg(**{f"{pre}_value": ("v_own", "sum"), f"{pre}_value_all": ("value_usd", "sum"),
                                              f"{pre}_content": ("c", "sum"), f"{pre}_value_factored": ("vf", "sum")})
     out = side(imp, "imp").join(side(exp, "exp"), how="outer").fillna(0.0)
-    forms = imp.groupby("commodity").apply(lambda g: _forms(g["stage"], g["group"]), include_groups=False)
-    out["forms"] = forms.reindex(out.index).fillna("")
+    forms = pd.Series({c: _forms(g["stage"], g["group"]) for c, g in imp.groupby("commodity")}, dtype=object)
+    out["forms"] = forms.reindex(out.index).fillna("") if len(out) else pd.Series(dtype=object)
     byp = imp.groupby(["commodity", "exporter"])["value_usd"].sum().reset_index()
     tot = byp.groupby("commodity")["value_usd"].transform("sum")
     byp = byp.assign(share=byp["value_usd"] / tot.where(tot > 0)).sort_values(

@@ -145,6 +145,9 @@ def _rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, list[str]]]
     except StopIteration:
         raise DataError("the file is empty (expected a header row)", file=path.name, row=1) from None
     header = [h.strip() for h in header]
+    if len(header) == 1 and ";" in header[0]:
+        raise DataError("the file is separated by semicolons; critmin reads comma-separated CSV (save it as "
+                        "'CSV UTF-8, comma-delimited')", file=path.name, row=1)
     rows: list[tuple[int, list[str]]] = []
     try:
         for fields in reader:
@@ -259,7 +262,8 @@ def _check_duplicates(frame: pd.DataFrame, table: str, path: Path) -> None:
     dup = frame.duplicated(keys, keep="first")
     if dup.any():
         first = frame.loc[dup].iloc[0]
-        raise DataError(f"duplicate row for { {k: first[k] for k in keys} }",
+        shown = ", ".join(f"{k}={first[k].item() if hasattr(first[k], 'item') else first[k]}" for k in keys)
+        raise DataError(f"duplicate row for {shown}",
                         file=path.name, row=int(first["_line"]))
 
 
