@@ -257,3 +257,18 @@ def test_build_adds_addenda_and_checks_links(raw_dir, tmp_path):
         reg = curated._table(tmp_path, "export_controls")
         with pytest.raises(DataError, match=f"addenda event_id '{dup}' duplicates the register's event_id '{dup}'"):
             curated._with_addenda(tmp_path, reg)
+
+
+def test_register_corrections_are_declared_and_checked():
+    """The undated 2010 embargo on Japan ends on its cited date; a correction whose expected value no longer
+    matches the register (the source was fixed) stops the build instead of overwriting silently."""
+    import critmin
+    from critmin.reference.sources.curated import _corrected
+
+    row = critmin.load("export_controls").set_index("event_id").loc["CHN-2010-JPN-EMBARGO"]
+    assert row["ended"] == "2010-11-19"
+    register = pd.DataFrame({"event_id": ["CHN-2010-JPN-EMBARGO"], "ended": ["2010-12-01"]})
+    with pytest.raises(DataError, match="expected ''"):
+        _corrected(register)
+    fixed = _corrected(pd.DataFrame({"event_id": ["CHN-2010-JPN-EMBARGO"], "ended": [pd.NA]}))
+    assert fixed.loc[0, "ended"] == "2010-11-19"

@@ -250,8 +250,37 @@ def parse(raw_root: Path) -> dict[str, pd.DataFrame]:
         For an unknown commodity, stage or country label, or a suspension link naming an unknown event.
     """
     tables = {table: _table(Path(raw_root), table) for table in CURATED_TABLES}
-    tables["export_controls"] = _with_addenda(Path(raw_root), tables["export_controls"])
+    tables["export_controls"] = _with_addenda(Path(raw_root), _corrected(tables["export_controls"]))
     return tables
+
+
+CORRECTIONS_FILE = "critmin/reference/corrections/export_controls.csv"
+
+
+def _corrected(register: pd.DataFrame) -> pd.DataFrame:
+    """Declared corrections of the register (``corrections/export_controls.csv``): each names the event, the
+    column, the value the register holds (``expected``; blank = empty), the value used, the reason and a cited
+    quote. A correction whose ``expected`` no longer matches (the register was fixed) stops the build."""
+    text = resources.files("critmin.reference").joinpath("corrections/export_controls.csv").read_text("utf-8")
+    fixes = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    out = register.copy()
+    for i, f in enumerate(fixes.to_dict("records")):
+        line = i + 2
+        rows = out.index[out["event_id"].astype(str) == f["event_id"]]
+        if len(rows) != 1:
+            raise DataError(f"event {f['event_id']!r} is not in the register", file=CORRECTIONS_FILE, row=line,
+                            column="event_id")
+        if f["column"] not in out.columns:
+            raise DataError(f"unknown column {f['column']!r}", file=CORRECTIONS_FILE, row=line, column="column")
+        if not (f["reason"] and f["source_url"] and f["quote"]):
+            raise DataError("a correction needs a reason, a source_url and a quote", file=CORRECTIONS_FILE, row=line)
+        cur = out.at[rows[0], f["column"]]
+        cur = "" if pd.isna(cur) else str(cur)
+        if cur != f["expected"]:
+            raise DataError(f"{f['event_id']}.{f['column']} is {cur!r} in the register, expected {f['expected']!r}: "
+                            "the source changed; review and remove this correction", file=CORRECTIONS_FILE, row=line)
+        out.at[rows[0], f["column"]] = f["value"]
+    return out
 
 
 def _with_addenda(raw_root: Path, register: pd.DataFrame) -> pd.DataFrame:
