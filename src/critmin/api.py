@@ -211,8 +211,11 @@ def brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data: str 
     """The Rapid Response brief (``critmin brief``): every table of the report; written to ``out`` when given."""
     from critmin.report.brief import build_brief, write_brief
 
-    b = build_brief(importer, year, data, params, groups_file, allies, monitor, as_of=as_of)
+    from critmin.chain import run_chain
+
+    chain = run_chain(importer, year, data, params, groups_file, allies, monitor, as_of=as_of)
+    b = build_brief(chain=chain)
     written = str(write_brief(b, out)) if out is not None else None
     return Result("brief", dict(b.tables), "priorities",
                   meta={**b.meta, "summary": b.summary, "assumptions": b.assumptions, "notes": b.notes,
-                        "sources": b.sources, "written": written})
+                        "sources": b.sources, "written": written, "chain": chain})

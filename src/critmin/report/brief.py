@@ -1,7 +1,7 @@
 """The Rapid Response brief: one offline HTML report plus the tables behind every number.
 
-``build_brief`` computes (pure calls into workflows), ``write_brief`` renders and writes the folder
-atomically: ``index.html`` (self-contained: Plotly's JavaScript inlined, no network at view time),
+``build_brief`` shapes what :func:`critmin.chain.run_chain` computed (summary, figures, assumptions, sources:
+the brief computes no number of its own), ``write_brief`` renders and writes the folder atomically: ``index.html`` (self-contained: Plotly's JavaScript inlined, no network at view time),
 ``tables/*.csv`` and ``tables.xlsx`` (every table plus a Sources sheet).
 """
 
@@ -19,22 +19,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from critmin import workflows
 from critmin._version import __version__
+from critmin.chain import (  # the chain's settings and stage helpers are the brief's (re-exported)
+    BRIEF_BUDGETS,
+    OPT_DRAWS,
+    OPT_HORIZON_MONTHS,
+    RISK_DRAWS,
+    RISK_SEED,
+    Chain,
+    run_chain,
+)
+from critmin.chain import MODEL_CONSUMERS as MODEL_CONSUMERS
+from critmin.chain import data_gaps as data_gaps
+from critmin.chain import modelled_importers as modelled_importers
 from critmin.errors import ConfigError, CritminError
-from critmin.importers import groups, parse_importers
+from critmin.importers import groups
 from critmin.methods.registry import load_params
 from critmin.reference.catalog import Catalog
 from critmin.reference.countries import country_name
 
 #: Sections of the brief in reading order; those of later issues say plainly they are not available yet.
 PENDING: dict[str, str] = {}
-
-#: Illustrative public-finance envelope of the brief (USD m): an explicit input, not a programme figure;
-#: ``critmin invest select --budgets`` takes any other.
-BRIEF_BUDGETS = {"grant": 500.0, "loan": 3000.0}
-#: Ensemble size behind the stockpile LP and the portfolio (scenarios of the stochastic programmes).
-OPT_DRAWS, OPT_HORIZON_MONTHS = 2000, 36
 
 
 @dataclass
@@ -81,23 +86,6 @@ def summary_chips(prio: pd.DataFrame, importer: str, n: int) -> list[str]:
         kids = members[head]
         out.append(head if not kids else f"{head} (+ {len(kids)} elements)")
     return out
-
-
-def data_gaps(prio: pd.DataFrame) -> pd.DataFrame:
-    """What the data cannot say, per importer × commodity: no supply shares, reliance unknown, traded forms
-    missing from the bundled trade data (``mappings/trade_gaps.csv``)."""
-    rows = []
-    for r in prio.itertuples(index=False):
-        if isinstance(r.no_data_reason, str) and r.no_data_reason:
-            rows.append({"importer": r.importer, "commodity": r.commodity, "gap": "supply shares",
-                         "detail": r.no_data_reason})
-        if pd.isna(r.reliance) and pd.isna(r.reliance_low):
-            rows.append({"importer": r.importer, "commodity": r.commodity, "gap": "import reliance",
-                         "detail": str(r.reliance_note)})
-        if isinstance(r.import_gaps, str) and r.import_gaps:
-            rows.append({"importer": r.importer, "commodity": r.commodity, "gap": "traded forms",
-                         "detail": f"not in the bundled trade data: {r.import_gaps}"})
-    return pd.DataFrame(rows, columns=["importer", "commodity", "gap", "detail"])
 
 
 #: Dataset tables the brief's sections read (priorities, network, scenarios, risk, stockpile, finance,
@@ -164,196 +152,25 @@ def urgent_vulnerabilities(prio: pd.DataFrame, stages: pd.DataFrame, importer: s
     return out
 
 
-#: Default ensemble of the brief: enough draws for stable 99 % tails, quick enough for the 60 s budget.
-RISK_DRAWS, RISK_SEED = 200_000, 20251030
-
-
-#: Consumers of the multi-stage supply-chain model (the rest of the world is ROW).
-MODEL_CONSUMERS = ("USA", "JPN")
-
-
-def modelled_importers(imps) -> tuple[list[str], str]:
-    """Importers the supply-chain sections can show (members among the model's consumers), as member specs
-    (``usa-jpn`` → ``USA+JPN``), and a note naming those it cannot, instead of dropping them silently."""
-    specs = list(dict.fromkeys("+".join(m for m in MODEL_CONSUMERS if m in i.members) for i in imps
-                               if set(i.members) <= set(MODEL_CONSUMERS)))
-    missing = [i.label for i in imps if not set(i.members) <= set(MODEL_CONSUMERS)]
-    note = ""
-    if missing:
-        note = (f"scenarios, Monte Carlo risk, stockpile and finance model {', '.join(MODEL_CONSUMERS)}, their bloc "
-                f"and the rest of the world only: {', '.join(missing)} not shown there")
-    if not specs:
-        specs = ["USA", "JPN", "USA+JPN"]
-        note += "; those sections show USA, JPN and USA+JPN instead"
-    return specs, note
-
-
-def _scenarios(cat: Catalog, priority: list[str], importers: list[str]) -> tuple[dict, dict, dict]:
-    """Run every preset that touches a priority mineral on one network; summary and paths per preset."""
-    from critmin.supplychain.network import build_network
-    from critmin.supplychain.presets import list_presets, load_preset
-    from critmin.supplychain.run import run_scenario
-
-    consumers = [c for c in ("USA", "JPN") if any(c in i.split("+") for i in importers)] or ["USA", "JPN"]
-    chosen = [p for p in list_presets()
-              if set(load_preset(p).commodities) & set(priority)]
-    net = build_network(cat, consumers=(*consumers, "ROW"))
-    wanted = ",".join([i for i in importers if all(m in consumers for m in i.split("+"))])
-    summaries, paths = [], {}
-    for name in chosen:
-        ds, summary = run_scenario(name, catalog=cat, importers=wanted, network=net)
-        summaries.append(summary)
-        focus = importers[-1] if importers[-1] in ds["consumer"].values else str(ds["consumer"].values[0])
-        sel = ds.sel(consumer=focus)
-        dem = sel["demand"].where(sel["demand"] > 0)
-        frame = (100 * sel["shortfall"] / dem).to_dataframe(name="shortfall_pct").reset_index()
-        frame = frame.dropna(subset=["shortfall_pct"])
-        keep = frame.groupby(["commodity", "stage"])["shortfall_pct"].transform("max") > 0
-        paths[name] = frame[keep][["commodity", "stage", "month", "shortfall_pct"]]
-    table = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
-    # most severe preset first (largest peak shortfall share for the focus consumer)
-    paths = dict(sorted(paths.items(), key=lambda kv: -(kv[1]["shortfall_pct"].max() if len(kv[1]) else 0.0)))
-    return {"scenario_results": table}, paths, {"presets": chosen, "assumptions": net.assumptions}
-
-
-def _risk(cat: Catalog, importers: list[str], draws: int, seed: int) -> tuple[pd.DataFrame, dict]:
-    """The brief's Monte Carlo: always on the network of every model consumer (USA, JPN, ROW), so that its draws
-    are the ones the stockpile and finance sections use; the table keeps the importers asked for."""
-    from critmin.supplychain.risk import assess_risk
-
-    labels = list(dict.fromkeys([*MODEL_CONSUMERS, *importers]))
-    _ds, frame, meta = assess_risk(",".join(labels), draws=draws, seed=seed, catalog=cat)
-    return frame[frame["consumer"].isin(importers)].reset_index(drop=True), meta
-
-
-def _stockpile(cat: Catalog, priority: list[str], seed: int, ensemble: tuple) -> tuple[dict, list[str]]:
-    from critmin.optimize.workflow import stockpile_plan
-    from critmin.supplychain.risk import PRIORITY_COMMODITIES
-
-    comms = [c for c in PRIORITY_COMMODITIES if c in priority] or list(PRIORITY_COMMODITIES)
-    out = stockpile_plan(cat, holders=["USA", "JPN"], draws=OPT_DRAWS, months=12, seed=seed, budget=None,
-                         joint_budget=None, share=1.0, cvar_alpha=0.95, cvar_weight=0.0, min_days=None,
-                         high_risk=comms, commodities=comms, ensemble=ensemble)
-    return {f"stockpile_{k}": v for k, v in out.tables.items()}, out.notes
-
-
-def _finance(cat: Catalog, seed: int) -> tuple[dict, list[str]]:
-    import datetime as _dt
-
-    from critmin.optimize.workflow import invest_select
-
-    out = invest_select(cat, candidates=None, budgets=dict(BRIEF_BUDGETS), draws=OPT_DRAWS,
-                        months=OPT_HORIZON_MONTHS, seed=seed, holders=["USA", "JPN"],
-                        start_year=_dt.date.today().year, max_country_share=1.0, instruments=None,
-                        certified_only=False)
-    return {f"finance_{k}": v for k, v in out.tables.items()}, out.notes
-
-
-def _pricing(seed: int) -> tuple[dict, list[str]]:
-    from critmin.policy.workflow import evaluate_measure
-
-    frame, meta = evaluate_measure("floor", preset="dod_mp_ndpr_floor", volume_t=1000.0, paths=5000, seed=seed)
-    return {"pricing_floor": frame}, list(meta.get("notes", []))
-
-
-def _delivery(cat: Catalog, selected: set[str], seed: int, n: int = 5000) -> pd.DataFrame:
-    """Months to first production of every project the permitting model covers (tracks by country)."""
-    from critmin.errors import CritminError
-    from critmin.policy import permitting as PM
-
-    prm = PM.load_params()
-    eu = set(groups()["eu27"]["members"])
-    rows = []
-    for r in cat.table("projects").to_dict("records"):
-        country = str(r.get("country") or "")
-        track = "fast41" if country == "USA" else "eu_crma" if country in eu else "ordinary"
-        try:
-            t_ord = PM.time_to_first_production(r, "ordinary", n, np.random.default_rng(seed), prm)
-            t_tr = (t_ord if track == "ordinary"
-                    else PM.time_to_first_production(r, track, n, np.random.default_rng(seed), prm))
-        except CritminError:
-            continue  # frameworks, finance facilities: no production timeline
-        if float(np.max(t_ord)) == 0.0:
-            continue  # already producing
-        rows.append({"project_id": r["project_id"], "name": r.get("name", ""), "country": country,
-                     "commodity": r.get("commodity", ""), "stage": r.get("stage_id", ""),
-                     "status": r.get("status", ""), "capacity_tpa": r.get("capacity_tpa"),
-                     "selected": r["project_id"] in selected, "track": track,
-                     "median_months": float(np.median(t_tr)), "p5_months": float(np.percentile(t_tr, 5)),
-                     "p95_months": float(np.percentile(t_tr, 95)),
-                     "median_months_ordinary": float(np.median(t_ord)),
-                     "months_saved_by_track": float(np.median(t_ord) - np.median(t_tr))})
-    return pd.DataFrame(rows).sort_values("median_months").reset_index(drop=True) if rows else pd.DataFrame()
-
-
 def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data: str | Path | None = None,
                 params: str | Path | None = None, groups_file: str | Path | None = None, allies: str = "msp",
                 monitor_dir: str | Path | None = None,
                 progress: Callable[[str], None] | None = None, risk_draws: int = RISK_DRAWS,
-                risk_seed: int = RISK_SEED, as_of=None) -> Brief:
-    """Compute every section of the brief (no files written)."""
-    step = progress or (lambda _msg: None)
-    cat = Catalog(data)
-    imps = parse_importers(importer, groups_file)
-    step("priorities")
-    engine = workflows.priority_engine([i.label for i in imps], year, None, params, groups_file, allies,
-                                       catalog=cat, as_of=as_of)
-    prio, meta, runs = engine.table, engine.meta, engine.runs
-    y = meta["year"]
-    allied = workflows.allied_members(allies, groups_file)
-    step("criticality matrix")
-    # the matrix's two axes come from the engine: supply risk of the riskiest stage, import value of all forms
-    matrix = prio[["importer", "commodity", "supply_risk", "risk_stage", "composite", "priority",
-                   "import_value_usd", "trade_year"]].rename(columns={"import_value_usd": "importance_usd"})
-    step("vulnerabilities by stage")
-    priority_commodities = sorted(set(prio.loc[prio["priority"], "commodity"]))
-    stages = workflows.stage_vulnerabilities(cat, y, allied, priority_commodities)
-    tables = {"priorities": prio, "criticality_matrix": matrix, "stage_vulnerabilities": stages,
-              "export_controls_as_of": engine.measures.drop(columns=["other_scope"], errors="ignore"),
-              "data_gaps": data_gaps(prio)}
-    for method in ("geopolrisk", "eu-sr", "usgs"):
-        step(f"method {method}")
-        frames = [workflows.tidy(ds) for key, ds in runs.items() if key.split("/")[0] == method]
-        tables[f"assess_{method.replace('-', '_')}"] = pd.concat(frames, ignore_index=True) if frames else \
-            pd.DataFrame(columns=workflows.TIDY_COLUMNS)
-    alerts = None
-    if monitor_dir is not None:
-        step("monitoring")
-        from critmin.monitor.workflow import run_monitor
+                risk_seed: int = RISK_SEED, as_of=None, chain: Chain | None = None) -> Brief:
+    """Shape the chain's results into the brief (summary, figures, assumptions, sources); no files written.
 
-        alerts, _ = run_monitor(monitor_dir, catalog=cat, priority_commodities=set(priority_commodities))
-        tables["alerts"] = alerts
-    step("scenarios")
-    model_specs, model_note = modelled_importers(imps)
-    scen_tables, scen_paths, scen_meta = _scenarios(cat, priority_commodities, model_specs)
-    tables.update(scen_tables)
-    step("Monte Carlo risk")
-    risk_table, risk_meta = _risk(cat, model_specs, risk_draws, risk_seed)
-    tables["risk"] = risk_table
-    step("stockpile and finance")
-    # One ensemble: the stockpile LP takes the first OPT_DRAWS draws of the Monte Carlo above (same network,
-    # hazards, responses, seed and chunking; run_ensemble_unmet reproduces them), built once here
-    from critmin.optimize.workflow import run_ensemble_unmet
-
-    ensemble = run_ensemble_unmet(cat, draws=OPT_DRAWS, months=12, seed=risk_seed)
-    sp_tables, sp_notes = _stockpile(cat, priority_commodities, risk_seed, ensemble)
-    tables.update(sp_tables)
-    fin_tables, fin_notes = _finance(cat, risk_seed)
-    tables.update(fin_tables)
-    pr_tables, pr_notes = _pricing(risk_seed)
-    tables.update(pr_tables)
-    port = fin_tables.get("finance_portfolio", pd.DataFrame())
-    selected = set(port["project_id"]) if "project_id" in port else set()
-    tables["delivery_timeline"] = _delivery(cat, selected, risk_seed)
-    step("resource map")
-    map_fig = None
-    try:
-        from critmin.geo import workflow as geo_workflow
-    except ImportError:  # the map module is optional until it lands
-        geo_workflow = None
-    if geo_workflow is not None:
-        layers, map_fig = geo_workflow.brief_map(cat, priority_commodities)
-        tables.update(layers)
+    The numbers come from :func:`critmin.chain.run_chain` (run here unless ``chain`` is given): the brief
+    computes none of its own."""
+    ch = chain or run_chain(importer, year, data, params, groups_file, allies, monitor_dir, progress=progress,
+                            risk_draws=risk_draws, risk_seed=risk_seed, as_of=as_of)
+    cat, imps, tables = ch.catalog, ch.importers, ch.tables
+    prio, meta = ch.priorities.table, ch.priorities.meta
+    stages, matrix = tables["stage_vulnerabilities"], tables["criticality_matrix"]
+    alerts = tables.get("alerts")
+    risk_table, risk_meta, scen_meta, scen_paths = tables["risk"], ch.risk_meta, ch.scenario_meta, ch.scenario_paths
+    y, risk_draws, risk_seed = meta["year"], ch.risk_draws, ch.risk_seed
+    map_fig, model_note = ch.map_figure, ch.model_note
+    sp_notes, fin_notes, pr_notes = ch.notes_stockpile, ch.notes_finance, ch.notes_pricing
     summary = {
         "priorities": {imp.label: summary_chips(prio, imp.label, 12) for imp in imps},
         "priority_counts": {imp.label: int((prio["priority"] & (prio["importer"] == imp.label)).sum()) for imp in imps},
