@@ -209,9 +209,8 @@ def brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data: str 
           out: str | Path | None = None, monitor: str | Path | None = None, params: str | Path | None = None,
           groups_file: str | Path | None = None, allies: str = "msp", as_of: dt.date | str | None = None) -> Result:
     """The Rapid Response brief (``critmin brief``): every table of the report; written to ``out`` when given."""
-    from critmin.report.brief import build_brief, write_brief
-
     from critmin.chain import run_chain
+    from critmin.report.brief import build_brief, write_brief
 
     chain = run_chain(importer, year, data, params, groups_file, allies, monitor, as_of=as_of)
     b = build_brief(chain=chain)
