@@ -1,8 +1,9 @@
 """The Rapid Response brief: one offline HTML report plus the tables behind every number.
 
 ``build_brief`` shapes what :func:`critmin.chain.run_chain` computed (summary, figures, assumptions, sources:
-the brief computes no number of its own), ``write_brief`` renders and writes the folder atomically: ``index.html`` (self-contained: Plotly's JavaScript inlined, no network at view time),
-``tables/*.csv`` and ``tables.xlsx`` (every table plus a Sources sheet).
+the brief computes no number of its own), ``write_brief`` renders and writes the folder atomically:
+``index.html`` (self-contained: Plotly's JavaScript inlined, no network at view time), ``tables/*.csv`` and
+``tables.xlsx`` (every table plus a Sources sheet).
 """
 
 from __future__ import annotations
