@@ -51,7 +51,7 @@ import pandas as pd
 
 from critmin.constants import STAGES
 from critmin.errors import DataError
-from critmin.reference.control_links import LINK_COLUMNS, LINKS_FILE, load_links, validate_links
+from critmin.reference.control_links import LINK_COLUMNS, LINKS_FILE, _blank, _split, load_links, validate_links
 from critmin.reference.countries import GROUP_CODES, country_name, is_valid_code
 
 __all__ = ["LINKS_FILE", "LINK_COLUMNS", "load_links", "measures_as_of", "validate_links"]
@@ -357,27 +357,7 @@ def _show(e: _Event, which: str) -> str:
     return e.raw.get(which, "")
 
 
-def _split(value) -> list[str]:
-    if value is None or _blank(value):
-        return []
-    out: list[str] = []
-    for part in str(value).split(";"):
-        part = part.strip()
-        if part and part not in out:
-            out.append(part)
-    return out
-
-
 def _text(value) -> str | None:
     if value is None or _blank(value):
         return None
     return str(value).strip()
-
-
-def _blank(value) -> bool:
-    try:
-        if pd.isna(value):
-            return True
-    except (TypeError, ValueError):
-        pass
-    return not str(value).strip()
