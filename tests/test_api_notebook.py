@@ -31,3 +31,16 @@ def test_help_lists_the_api():
         assert name in doc, name
         assert callable(getattr(critmin, name))
     assert set(critmin.__all__) <= set(dir(critmin))
+
+
+def test_api_names_survive_their_subpackages_being_imported():
+    """critmin.monitor is a subpackage too: once it is imported it replaces the lazy attribute, and must still
+    be callable as the API function (the suite imports every module before running this)."""
+    import critmin
+    import critmin.monitor.workflow
+    import critmin.policy.workflow
+
+    assert callable(critmin.monitor)
+    for name in critmin.__all__:
+        assert callable(getattr(critmin, name)), name
+    assert callable(critmin.policy.floor) and critmin.policy.floor.__name__ == "floor"

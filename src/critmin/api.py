@@ -165,10 +165,9 @@ def policy_measure(kind: str, catalog: Catalog | None = None, **options) -> Resu
     """A pricing measure (``critmin policy floor|cfd|offtake|tariff``): ``kind`` is the sub-command, the
     options are :func:`critmin.policy.workflow.evaluate_measure`'s (``commodity``, ``price``, ``volume_t``,
     ``years``, ``paths``, ``seed`` …). Main table: the cost to government and the project's NPV/IRR."""
-    from critmin.policy.workflow import evaluate_measure
+    from critmin.policy.workflow import measure_result
 
-    frame, meta = evaluate_measure(kind, catalog=catalog or Catalog(), **options)
-    return Result(f"policy-{kind}", {kind: frame}, kind, meta=meta)
+    return measure_result(kind, catalog=catalog, **options)
 
 
 def permitting(project: str, *, track: str = "ordinary", horizon: float = 120.0,
@@ -187,10 +186,9 @@ def permitting(project: str, *, track: str = "ordinary", horizon: float = 120.0,
 
 def monitor(data: str | Path, catalog: Catalog | None = None) -> Result:
     """Alerts from new trade, prices or export-control events against the baseline (``critmin monitor``)."""
-    from critmin.monitor.workflow import run_monitor
+    from critmin.monitor.workflow import monitor_result
 
-    alerts, meta = run_monitor(data, catalog=catalog)
-    return Result("monitor", {"alerts": alerts}, "alerts", meta=meta)
+    return monitor_result(data, catalog=catalog)
 
 
 def map(commodity: str | list[str] | None = None, stage: str | list[str] | None = None,

@@ -5,3 +5,19 @@
 * :mod:`critmin.monitor.workflow` — :func:`~critmin.monitor.workflow.run_monitor`;
 * ``thresholds.yml`` — every threshold with its reason (critmin defaults, not published figures).
 """
+
+import sys
+import types
+
+
+class _CallableModule(types.ModuleType):
+    """``critmin.monitor`` is both this package and the API function :func:`critmin.api.monitor`: once the
+    package is imported it shadows the lazy attribute of ``critmin``, so the package itself is callable."""
+
+    def __call__(self, *args, **kwargs):
+        from critmin.monitor.workflow import monitor_result
+
+        return monitor_result(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -227,3 +227,11 @@ def run_monitor(data_dir: str | Path, catalog: Catalog | None = None,
         "notes": notes, "sources": sorted(sources),
     }
     return alerts, meta
+
+
+def monitor_result(data, catalog: Catalog | None = None):
+    """``critmin.monitor(data)``: the alerts of :func:`run_monitor` as a :class:`critmin.results.Result`."""
+    from critmin.results import Result
+
+    alerts, meta = run_monitor(data, catalog=catalog)
+    return Result("monitor", {"alerts": alerts}, "alerts", meta=meta)

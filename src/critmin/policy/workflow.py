@@ -390,3 +390,13 @@ def permitting(project_id: str, *, track: str = "ordinary", horizon_months: floa
     title = f"critmin policy permitting · {project_id} · track {track} · horizon {horizon_months:g} months · seed {seed}"
     return frame, {"seed": seed, "sources": ["curated-projects", "curated-demand_parameters"], "notes": notes,
                    "title": title}
+
+
+def measure_result(kind: str, catalog=None, **options):
+    """``critmin.policy_measure(kind, …)`` / ``critmin.policy.<kind>(…)``: :func:`evaluate_measure` as a
+    :class:`critmin.results.Result` (main table: the cost to government and the project's NPV/IRR)."""
+    from critmin.reference.catalog import Catalog
+    from critmin.results import Result
+
+    frame, meta = evaluate_measure(kind, catalog=catalog or Catalog(), **options)
+    return Result(f"policy-{kind}", {kind: frame}, kind, meta=meta)
