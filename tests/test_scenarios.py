@@ -164,3 +164,14 @@ def test_cli_bad_file_exit_2_nothing_written(tmp_path):
     assert res.exit_code == 2
     assert "bad.yml" in res.output and "line 9" in res.output and "fraction" in res.output
     assert not out.exists()
+
+
+def test_negative_apparent_consumption_is_flagged():
+    """US rare-earth metal: production 0 + imports − exports < 0 in the bundled trade: the network says so
+    instead of showing a demand of 0 without comment."""
+    from critmin.reference.catalog import Catalog
+    from critmin.supplychain.network import build_network
+
+    net = build_network(Catalog(), ["rare-earths"])
+    flagged = [a for a in net.assumptions if "apparent consumption is negative" in a]
+    assert any("rare-earths metal" in a and "USA" in a for a in flagged)

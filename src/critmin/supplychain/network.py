@@ -363,6 +363,11 @@ def build_network(catalog, commodities: list[str] | None = None, year: int | Non
                     D[k] = P[k] + m_k - x_k
                     notes.append(f"{label}: {k} apparent consumption = production {P[k]:,.0f} + imports "
                                  f"{m_k:,.0f} − exports {x_k:,.0f} t (BACI, same basis).")
+                    if D[k] < 0:
+                        notes.append(f"{label}: WARNING {k} apparent consumption is negative ({D[k]:,.0f} t: "
+                                     "exports exceed production plus imports, i.e. re-exports, stock releases or "
+                                     "forms the trade data do not show); its demand is taken as 0 and this "
+                                     "consumer's figures for the stage are not reliable.")
             # JPN (and any other named consumer) from USA's like-for-like conversion ratio κ
             usa_ni_gross = (float(imp.loc["USA"].sum()) if "USA" in imp.index.get_level_values(0) else 0.0) \
                 - float(exp.get("USA", 0.0))
