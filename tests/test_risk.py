@@ -267,3 +267,18 @@ def test_cli_runs_on_bundled_data(cli_app, tmp_path):
     assert (frame.n_draws == 5000).all()
     g = frame[(frame.commodity == "graphite") & (frame.consumer == "USA")]
     assert (g.expected_shortfall_t > 0).any() and g.top_contributors.str.contains("CHN").any()
+
+
+def test_bloc_with_a_member_of_unknown_demand_is_unknown():
+    """USA+JPN nickel refine: Japan's demand is unknown in the network, so the bloc's figures are unknown (NaN),
+    not the USA's alone, and a note says why."""
+    import math
+
+    from critmin.supplychain.risk import assess_risk
+
+    _ds, frame, meta = assess_risk("USA,USA+JPN", ["nickel"], draws=500, seed=3)
+    row = frame[(frame["consumer"] == "USA+JPN") & (frame["stage"] == "refine")].iloc[0]
+    assert math.isnan(row["demand_t"]) and math.isnan(row["expected_shortfall_t"])
+    assert any("USA+JPN nickel refine: unknown" in n and "JPN" in n for n in meta["notes"])
+    usa = frame[(frame["consumer"] == "USA") & (frame["stage"] == "refine")].iloc[0]
+    assert usa["demand_t"] > 0

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -111,6 +112,7 @@ def assess_risk(importer: str = "USA,JPN,USA+JPN", commodities: Sequence[str] | 
         ds = run_ensemble(net, hz, responses, n_draws=draws, months=months, seed=seed, chunk=chunk,
                           scheduler=scheduler, progress=progress, blocs=blocs)
     frame = tidy(ds, consumers=[imp.label for imp in imps])
+    frame, unknown_notes = _mask_blocs_with_unknown_members(frame, net, blocs)
     sources = sorted({*cat.table("export_controls")["source"].dropna().unique(),
                       *(src for tab in ("production", "trade") for src in cat.table(tab)["source"].dropna().unique())})
     notes = [f"hazards: {len(hz.attrs['counted_events'])} events of the export-control catalogue, "
@@ -118,8 +120,31 @@ def assess_risk(importer: str = "USA,JPN,USA+JPN", commodities: Sequence[str] | 
              *hz.attrs["notes"],
              "responses: cited defaults of the network (spare-capacity ramp, substitution); no stockpile or leakage; "
              "the kernel has one response clock starting at month 0, so a disruption starting later in the horizon is "
-             "credited with ramp-up time before it began (optimistic)"]
+             "credited with ramp-up time before it began (optimistic)", *unknown_notes]
     return ds, frame, {"sources": sources, "assumptions": net.assumptions, "notes": notes}
+
+
+def _mask_blocs_with_unknown_members(frame: pd.DataFrame, net: Any, blocs: dict[str, list[str]]
+                                     ) -> tuple[pd.DataFrame, list[str]]:
+    """A bloc whose member's demand at a commodity × stage is unknown (``network.known`` False) is unknown there
+    too: its figures would otherwise be the known members' alone. Those rows are kept with NaN numbers."""
+    known = net.known
+    notes: list[str] = []
+    out = frame.copy()
+    numeric = [c for c in out.columns if c.endswith("_t") or c == "p_shortfall"]
+    consumers = set(map(str, known["consumer"].values))
+    for label, members in blocs.items():
+        for (c, s), _g in out[out["consumer"] == label].groupby(["commodity", "stage"]):
+            missing = [m for m in members if m in consumers
+                       and not bool(known.sel(commodity=c, stage=s, consumer=m))]
+            if missing:
+                rows = (out["consumer"] == label) & (out["commodity"] == c) & (out["stage"] == s)
+                out.loc[rows, numeric] = np.nan
+                if "top_contributors" in out:
+                    out.loc[rows, "top_contributors"] = ""
+                notes.append(f"{label} {c} {s}: unknown, because the demand of {', '.join(missing)} is unknown "
+                             "(the bloc's figures would otherwise be its other members' alone)")
+    return out, notes
 
 
 __all__ = [
