@@ -208,6 +208,14 @@ def run_chain(importer: str | list[Importer] = "USA,JPN,USA+JPN", year: int | No
     # the matrix's two axes come from the engine: supply risk of the riskiest stage, import value of all forms
     matrix = prio[["importer", "commodity", "supply_risk", "risk_stage", "composite", "priority",
                    "import_value_usd", "trade_year"]].rename(columns={"import_value_usd": "importance_usd"})
+    # a commodity traded only under an HS code shared with other elements (gallium, germanium: HS 811292) is
+    # placed at that code's import value, an upper bound, and says so, rather than left off the matrix
+    shared = prio["import_value_shared_usd"] if "import_value_shared_usd" in prio else None
+    matrix["importance_basis"] = "import value of its own traded forms"
+    if shared is not None:
+        use = matrix["importance_usd"].isna() & shared.notna()
+        matrix.loc[use, "importance_usd"] = shared[use]
+        matrix.loc[use, "importance_basis"] = "upper bound: imports under an HS code shared with other elements"
     step("vulnerabilities by stage")
     priority_commodities = sorted(set(prio.loc[prio["priority"], "commodity"]))
     stages = workflows.stage_vulnerabilities(cat, y, allied, priority_commodities)

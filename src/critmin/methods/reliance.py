@@ -39,7 +39,8 @@ FORM_WORDS = {"mine": "ore", "refine": "compounds", "metal": "metal", "component
 COVERAGE = 0.95
 
 COLUMNS = ["importer", "commodity", "reliance", "reliance_low", "reliance_high", "reliance_code", "reliance_rule",
-           "reliance_note", "reliance_trade", "domestic_production_t", "import_value_usd", "export_value_usd",
+           "reliance_note", "reliance_trade", "domestic_production_t", "import_value_usd", "import_value_shared_usd",
+           "export_value_usd",
            "top_import_partner", "top_import_share", "import_basis", "trade_top_partner", "trade_top_share",
            "import_gaps"]
 
@@ -180,6 +181,7 @@ def reliance_table(trade: pd.DataFrame, factors: pd.DataFrame, gaps: pd.DataFram
                  "reliance_high": np.nan, "reliance_code": "", "reliance_rule": "", "reliance_note": "",
                  "reliance_trade": np.nan, "domestic_production_t": D if producers and not hidden else np.nan,
                  "import_value_usd": own_iv if own_iv > 0 else np.nan,
+                 "import_value_shared_usd": iv - own_iv if iv - own_iv > 0 else np.nan,
                  "export_value_usd": own_ev, "top_import_partner": "", "top_import_share": np.nan,
                  "import_basis": "", "trade_top_partner": "", "trade_top_share": np.nan,
                  "import_gaps": gap_forms.get(c, "")}
