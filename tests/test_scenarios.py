@@ -175,3 +175,15 @@ def test_negative_apparent_consumption_is_flagged():
     net = build_network(Catalog(), ["rare-earths"])
     flagged = [a for a in net.assumptions if "apparent consumption is negative" in a]
     assert any("rare-earths metal" in a and "USA" in a for a in flagged)
+
+
+def test_scenario_says_why_an_importer_has_no_rows():
+    """USA+JPN for gallium/germanium: Japan's demand is unknown, so the bloc is unknown and has no rows; the
+    command says so instead of printing an empty table without comment."""
+    from typer.testing import CliRunner
+
+    from critmin.cli.main import app
+
+    res = CliRunner().invoke(app, ["scenario", "run", "china-ga-ge-2023", "--importer", "usa-jpn,USA"])
+    assert res.exit_code == 0, res.output
+    assert "no rows for usa-jpn" in res.output

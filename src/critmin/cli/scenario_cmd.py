@@ -108,6 +108,11 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"[bold]{scenario.name}[/] · data year {ds.attrs['data_year']} · "
                               f"{scenario.description}", highlight=False, soft_wrap=True)
         output.write(frame, sources, title=f"Scenario {scenario.name}", select=False)
+        shown = set(summary["consumer"].astype(str)) if "consumer" in summary else set()
+        for label in [str(c) for c in ds["consumer"].values if str(c) not in shown]:
+            err_console.print(f"note: no rows for {label}: its demand is unknown for every commodity and stage "
+                              "of this scenario (a bloc is unknown where a member is; see the assumptions)",
+                              highlight=False, soft_wrap=True)
         if output.fmt == "table":
             notes = [a for a in ds.attrs.get("assumptions", [])
                      if any(a.startswith(c) for c in scenario.commodities)]
