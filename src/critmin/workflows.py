@@ -487,12 +487,12 @@ def priority_engine(importer: str | list[str] = DEFAULT_IMPORTERS, year: int | N
         columns=list(controls.COLUMNS))
     tparams = prm["eu_sr"]["export_restriction_t"]
     inds = []
+    cs = shares.groupby(["commodity", "stage"]).apply(
+        lambda g: dict(zip(g["country"], g["share"], strict=True)), include_groups=False).rename("country_shares")
     for imp in importers:
         t = _t_factors(eu_supply, measures, tparams, set(imp.members))
         ind = supply.stage_indicators(shares, wgi, t, allied,
                                       missing_scaled=float(prm["eu_sr"]["missing_wgi_scaled"]["default"]))
-        cs = shares.groupby(["commodity", "stage"]).apply(
-            lambda g: dict(zip(g["country"], g["share"], strict=True)), include_groups=False).rename("country_shares")
         inds.append(ind.merge(cs.reset_index(), on=["commodity", "stage"], how="left").assign(importer=imp.label))
     ind_all = pd.concat(inds, ignore_index=True) if inds else pd.DataFrame()
     # the universe: supply data at any stage, traded forms, the USGS 2025 list

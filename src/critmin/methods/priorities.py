@@ -149,7 +149,7 @@ def combine(universe: pd.DataFrame, ind: pd.DataFrame, rel: pd.DataFrame, hits: 
         g["priority"] = (f_stage | g["rule_imports"] | f_ctl) & ~net_exporter
         g = g.sort_values(["priority", "composite", "commodity"], ascending=[False, False, True], na_position="last")
         g["rank"] = np.arange(1, len(g) + 1)
-        g["reason"] = [_reason(r, share_threshold) for r in g.itertuples(index=False)]
+        g["reason"] = [_reason(r) for r in g.itertuples(index=False)]
         out.append(g)
     return pd.concat(out, ignore_index=True) if out else base
 
@@ -160,7 +160,7 @@ def _when(year, estimated, origin, note) -> str:
     return f"({int(year)}{est}, {origin}{extra})"
 
 
-def _reason(r, threshold: float) -> str:
+def _reason(r) -> str:
     parts = []
     if isinstance(r.no_data_reason, str) and r.no_data_reason:
         parts.append(r.no_data_reason)

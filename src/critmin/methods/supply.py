@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from critmin.constants import PSEUDO_COUNTRIES, RESIDUAL, STAGES
+from critmin.constants import PSEUDO_COUNTRIES, STAGES
 
 SHARE_COLUMNS = ["commodity", "stage", "country", "share", "year", "basis", "origin", "source", "estimated",
                  "year_note"]
@@ -194,11 +194,3 @@ def _allied(named_allied: float, unallocated: float) -> dict:
     return {"allied_share": named_allied if unallocated < ALLIED_KNOWN_BELOW else np.nan,
             "allied_share_low": named_allied, "allied_share_high": min(1.0, named_allied + unallocated),
             "unallocated_share": unallocated}
-
-
-def residual_note(row) -> str:
-    """Words for a stage whose residual is large enough that the allied share is a lower bound."""
-    if row.unallocated_share >= 0.2:
-        return (f"{100 * row.unallocated_share:.0f}% of {row.stage} supply is not allocated to countries "
-                f"({RESIDUAL}): the allied share is a lower bound")
-    return ""

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from critmin._version import __version__
@@ -38,6 +37,7 @@ from critmin.importers import groups
 from critmin.methods.registry import load_params
 from critmin.reference.catalog import Catalog
 from critmin.reference.countries import country_name
+from critmin.report.export import human
 
 #: Sections of the brief in reading order; those of later issues say plainly they are not available yet.
 PENDING: dict[str, str] = {}
@@ -237,23 +237,6 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
                        "generated": dt.date.today().isoformat(), "risk_draws": risk_draws, "risk_seed": risk_seed,
                        "presets": scen_meta["presets"], "opt_draws": OPT_DRAWS, "opt_horizon": OPT_HORIZON_MONTHS,
                        "budgets": dict(BRIEF_BUDGETS)})
-
-
-def human(v: float) -> str:
-    """A number as people read it: thousands separators, no float noise, no scientific notation
-    (305199999.9999999 → 305,200,000; 0.00311 → 0.00311; 2.58e-05 → 0.0000258)."""
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return "–"
-    if not np.isfinite(v):
-        return str(v)
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 1:
-        return f"{v:,.3g}" if a < 100 else f"{v:,.1f}".removesuffix(".0")
-    if a == 0:
-        return "0"
-    return np.format_float_positional(v, precision=3, unique=False, fractional=False, trim="-")
 
 
 def _table_html(frame: pd.DataFrame, max_rows: int = 40, cols: list[str] | None = None, name: str | None = None,

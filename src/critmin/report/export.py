@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from critmin.errors import ConfigError
@@ -127,8 +128,10 @@ def human(v) -> str:
         if v == 0:
             return "0"
         a = abs(v)
-        if a >= 1e15 or a < 1e-4:
+        if a >= 1e15:
             return f"{v:.3e}"
+        if a < 1e-4:   # positional, as people read a trace: 2.58e-05 → 0.0000258
+            return np.format_float_positional(v, precision=4, unique=False, fractional=False, trim="-")
         if a >= 1000:
             return f"{v:,.0f}"
         text = f"{v:.4g}"
