@@ -18,6 +18,7 @@ import pandas as pd
 from critmin import workflows
 from critmin.importers import Importer, groups, parse_importers
 from critmin.reference.catalog import Catalog
+from critmin.supplychain.shared_ensemble import Ensemble, build_ensemble
 
 #: Illustrative public-finance envelope of the brief (USD m): an explicit input, not a programme figure;
 #: ``critmin invest select --budgets`` takes any other.
@@ -78,17 +79,18 @@ def _scenarios(cat: Catalog, priority: list[str], importers: list[str]) -> tuple
     return {"scenario_results": table}, paths, {"presets": chosen, "assumptions": net.assumptions}
 
 
-def _risk(cat: Catalog, importers: list[str], draws: int, seed: int) -> tuple[pd.DataFrame, dict]:
-    """The brief's Monte Carlo: always on the network of every model consumer (USA, JPN, ROW), so that its draws
-    are the ones the stockpile and finance sections use; the table keeps the importers asked for."""
+def _risk(cat: Catalog, importers: list[str], draws: int, ensemble: Ensemble) -> tuple[pd.DataFrame, dict]:
+    """The brief's Monte Carlo on the one ensemble (network of every model consumer: USA, JPN, ROW), whose draws
+    the stockpile and finance sections use too; the table keeps the importers asked for."""
     from critmin.supplychain.risk import assess_risk
 
     labels = list(dict.fromkeys([*MODEL_CONSUMERS, *importers]))
-    _ds, frame, meta = assess_risk(",".join(labels), draws=draws, seed=seed, catalog=cat)
+    _ds, frame, meta = assess_risk(",".join(labels), draws=draws, seed=ensemble.seed, catalog=cat,
+                                   chunk=ensemble.chunk, ensemble=ensemble)
     return frame[frame["consumer"].isin(importers)].reset_index(drop=True), meta
 
 
-def _stockpile(cat: Catalog, priority: list[str], seed: int, ensemble: tuple) -> tuple[dict, list[str]]:
+def _stockpile(cat: Catalog, priority: list[str], seed: int, ensemble: Ensemble) -> tuple[dict, list[str]]:
     from critmin.optimize.workflow import stockpile_plan
     from critmin.supplychain.risk import PRIORITY_COMMODITIES
 
@@ -99,7 +101,7 @@ def _stockpile(cat: Catalog, priority: list[str], seed: int, ensemble: tuple) ->
     return {f"stockpile_{k}": v for k, v in out.tables.items()}, out.notes
 
 
-def _finance(cat: Catalog, seed: int) -> tuple[dict, list[str]]:
+def _finance(cat: Catalog, seed: int, ensemble: Ensemble) -> tuple[dict, list[str]]:
     import datetime as _dt
 
     from critmin.optimize.workflow import invest_select
@@ -107,7 +109,7 @@ def _finance(cat: Catalog, seed: int) -> tuple[dict, list[str]]:
     out = invest_select(cat, candidates=None, budgets=dict(BRIEF_BUDGETS), draws=OPT_DRAWS,
                         months=OPT_HORIZON_MONTHS, seed=seed, holders=["USA", "JPN"],
                         start_year=_dt.date.today().year, max_country_share=1.0, instruments=None,
-                        certified_only=False)
+                        certified_only=False, ensemble=ensemble)
     return {f"finance_{k}": v for k, v in out.tables.items()}, out.notes
 
 
@@ -180,7 +182,7 @@ class Chain:
     risk_meta: dict
     risk_draws: int
     risk_seed: int
-    ensemble: tuple | None = None
+    ensemble: Ensemble | None = None
     map_figure: object = None
     model_note: str = ""
     notes_stockpile: list[str] = field(default_factory=list)
@@ -238,17 +240,15 @@ def run_chain(importer: str | list[Importer] = "USA,JPN,USA+JPN", year: int | No
     scen_tables, scen_paths, scen_meta = _scenarios(cat, priority_commodities, model_specs)
     tables.update(scen_tables)
     step("Monte Carlo risk")
-    risk_table, risk_meta = _risk(cat, model_specs, risk_draws, risk_seed)
+    # One ensemble (network, hazards, cited responses, seed, chunking), built once and handed to the Monte Carlo,
+    # the stockpile LP (its first OPT_DRAWS draws over 12 months) and the portfolio (over OPT_HORIZON_MONTHS)
+    ensemble = build_ensemble(cat, seed=risk_seed)
+    risk_table, risk_meta = _risk(cat, model_specs, risk_draws, ensemble)
     tables["risk"] = risk_table
     step("stockpile and finance")
-    # One ensemble: the stockpile LP takes the first OPT_DRAWS draws of the Monte Carlo above (same network,
-    # hazards, responses, seed and chunking; run_ensemble_unmet reproduces them), built once here
-    from critmin.optimize.workflow import run_ensemble_unmet
-
-    ensemble = run_ensemble_unmet(cat, draws=OPT_DRAWS, months=12, seed=risk_seed)
     sp_tables, sp_notes = _stockpile(cat, priority_commodities, risk_seed, ensemble)
     tables.update(sp_tables)
-    fin_tables, fin_notes = _finance(cat, risk_seed)
+    fin_tables, fin_notes = _finance(cat, risk_seed, ensemble)
     tables.update(fin_tables)
     pr_tables, pr_notes = _pricing(risk_seed)
     tables.update(pr_tables)

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from critmin.constants import COMMODITY, DRAW
+from critmin.constants import COMMODITY
 from critmin.errors import ConfigError
 from critmin.optimize.inputs import HOLDER, StockpileInputs, from_ensemble
+from critmin.supplychain.shared_ensemble import Ensemble, build_ensemble
 
 
 @dataclass
@@ -23,63 +24,26 @@ class Outcome:
     attrs: dict = field(default_factory=dict)
 
 
-#: Draws per chunk of the supply-chain ensemble (as ``critmin risk``): chunk k is drawn with
-#: ``SeedSequence(seed).spawn(...)[k]``, so the same seed gives the same draws in every consumer.
-ENSEMBLE_CHUNK = 25_000
-
-
-def run_ensemble_unmet(catalog, *, draws: int, months: int, seed: int,
-                       commodities: list[str] | None = None, responses: bool = True,
-                       chunk: int = ENSEMBLE_CHUNK):
-    """The supply-chain network and its per-draw unmet demand: the first ``draws`` draws of the ensemble that
-    ``critmin risk`` runs with the same ``seed``, ``months``, commodities and consumers (USA, JPN, ROW), with
-    the network's cited responses (spare-capacity ramp, substitution) unless ``responses`` is False.
-
-    The draws are generated chunk by chunk exactly as :func:`critmin.supplychain.ensemble.run_ensemble` does
-    (chunk k: ``default_rng(SeedSequence(seed).spawn(k + 1)[k])``, whole chunks of ``chunk`` draws), then cut to
-    ``draws``: they are the first draws of any ``critmin risk`` run with at least ``chunk`` draws.
-
-    Returns
-    -------
-    (network, unmet) : Network, DataArray (draw, commodity, stage, consumer) t over ``months``
-    """
-    from critmin.supplychain import risk
-    from critmin.supplychain.kernel import Responses
-    from critmin.supplychain.network import build_network
-    from critmin.supplychain.scenario import default_responses
-
-    # the network of critmin risk (its commodities first, then any others asked for): same plan, same draws
-    wanted = list(dict.fromkeys([*risk.PRIORITY_COMMODITIES, *(commodities or [])]))
-    net = build_network(catalog, commodities=wanted)
-    hz = risk.estimate_hazards(catalog.table("export_controls"))
-    resp = None
-    if responses:
-        d = default_responses(net)
-        resp = Responses(ramp=d["ramp"], substitution=d["substitution"])
-    n_chunks = -(-draws // chunk)
-    seqs = np.random.SeedSequence(seed).spawn(n_chunks)
-    parts = [risk.simulate_unmet(net, hz, resp, n_draws=chunk, months=months, rng=np.random.default_rng(sq))
-             for sq in seqs]
-    unmet = xr.concat(parts, dim=DRAW).isel({DRAW: slice(0, draws)}) if len(parts) > 1 else parts[0].isel(
-        {DRAW: slice(0, draws)})
-    unmet = unmet.assign_coords({DRAW: np.arange(unmet.sizes[DRAW])})
-    unmet.attrs.update({"seed": seed, "chunk": chunk, "responses": "cited defaults (ramp, substitution)"
-                        if responses else "none"})
-    return net, unmet
+def _ensemble(catalog, ensemble, seed: int, commodities: list[str] | None):
+    """The ensemble given (the analysis's one), or the one ``critmin risk --seed SEED`` runs."""
+    if ensemble is not None:
+        return ensemble
+    return build_ensemble(catalog, seed=seed, commodities=commodities)
 
 
 def ensemble_inputs(catalog, *, draws: int, months: int, seed: int, holders: list[str],
                     commodities: list[str] | None = None, stage: str = "refine",
-                    ensemble: tuple | None = None) -> StockpileInputs:
-    """Run the supply-chain Monte Carlo (per-draw unmet demand) and adapt it to the stockpile contract.
+                    ensemble: Ensemble | None = None) -> StockpileInputs:
+    """The supply-chain ensemble's per-draw unmet demand adapted to the stockpile contract.
 
     Shortfall t over ``months`` at ``stage`` per draw; demand t/yr and price USD/t from the network baseline.
-    ``ensemble`` = ``(network, unmet)`` from :func:`run_ensemble_unmet` reuses a run (same seed and draws).
+    ``ensemble``: the analysis's one :class:`~critmin.supplychain.shared_ensemble.Ensemble` (default: the one
+    ``critmin risk`` runs with ``seed``); its first ``draws`` draws over ``months`` are used.
     """
-    net, unmet = ensemble or run_ensemble_unmet(catalog, draws=draws, months=months, seed=seed,
-                                                commodities=commodities)
+    ens = _ensemble(catalog, ensemble, seed, commodities)
+    net, unmet = ens.network, ens.unmet(months, draws)
     ds = xr.Dataset({"shortfall": unmet, "demand": net.baseline.demand, "price0": net.baseline.price0})
-    ds.attrs.update({"seed": seed, "n_draws": draws, "horizon_months": months, "stock_stage": stage})
+    ds.attrs.update({"seed": ens.seed, "n_draws": draws, "horizon_months": months, "stock_stage": stage})
     missing = [h for h in holders if h not in list(unmet["consumer"].values)]
     if missing:
         raise ConfigError(f"holder(s) {missing} are not consumers of the network "
@@ -117,17 +81,17 @@ def stockpile_plan(catalog, *, holders: list[str], draws: int, months: int, seed
                    budget: float | None, joint_budget: float | None, share: float, cvar_alpha: float,
                    cvar_weight: float, min_days: float | None, high_risk: list[str],
                    commodities: list[str] | None = None, frontier: list[float] | None = None,
-                   ensemble: tuple | None = None) -> Outcome:
+                   ensemble: Ensemble | None = None) -> Outcome:
     """Optimal complementary plan, its comparison with stockpiling alone and with rules of thumb.
 
-    ``ensemble`` = ``(network, unmet)`` from :func:`run_ensemble_unmet` (e.g. the brief's one ensemble) is used
-    as given; otherwise the first ``draws`` draws of the ensemble ``critmin risk`` runs with ``seed``."""
+    ``ensemble``: the analysis's one ensemble (e.g. the brief's); otherwise the one ``critmin risk`` runs with
+    ``seed``. The LP solves on its first ``draws`` draws over ``months``."""
     from critmin.optimize import stockpile as sp
 
-    net, unmet = ensemble or run_ensemble_unmet(catalog, draws=draws, months=months, seed=seed,
-                                                commodities=commodities)
+    ens = _ensemble(catalog, ensemble, seed, commodities)
+    net = ens.network
     inp = ensemble_inputs(catalog, draws=draws, months=months, seed=seed, holders=holders, commodities=commodities,
-                          ensemble=(net, unmet), stage=STOCK_STAGE)
+                          ensemble=ens, stage=STOCK_STAGE)
     prob = sp.StockpileProblem(inp, budget=budget, joint_budget=joint_budget, share=share, cvar_alpha=cvar_alpha,
                                cvar_weight=cvar_weight, min_days=min_days)
     cmp = sp.alone_vs_joint(prob)
@@ -149,7 +113,7 @@ def stockpile_plan(catalog, *, holders: list[str], draws: int, months: int, seed
         "expected_unmet_cost_usd": float(cmp["alone"]["expected_unmet_cost"].sum()),
         "cvar_unmet_cost_usd": float(cmp["alone"]["cvar_joint"]),
         "objective_usd": cmp["objective_alone_usd"]}])], ignore_index=True)
-    notes = [f"ensemble: {draws} draws, {months} months, seed {seed}, stage {STOCK_STAGE} (critmin.supplychain.risk); "
+    notes = [f"ensemble: {ens.describe(months, draws)}; stage {STOCK_STAGE}; "
              "stock_t, expected_shortfall_no_stock_t and expected_unmet_t in tonnes of the basis column",
              f"value of complementarity (alone − joint expected cost): {cmp['value_usd']:,.0f} USD",
              f"own-first violations: {res.attrs['own_first_violations']}",
@@ -194,7 +158,8 @@ def stockpile_simulate(catalog, *, plan_csv: Path, holders: list[str], draws: in
 def invest_select(catalog, *, candidates: Path | None, budgets: dict[str, float], draws: int, months: int,
                   seed: int, holders: list[str], start_year: int, max_country_share: float,
                   instruments: Path | None, certified_only: bool, track: str = "ordinary",
-                  commodities: list[str] | None = None, stage: str = "refine", allied_group: str = "msp") -> Outcome:
+                  commodities: list[str] | None = None, stage: str = "refine", allied_group: str = "msp",
+                  ensemble: Ensemble | None = None) -> Outcome:
     """Select projects × instruments (MILP), then evaluate the selection by re-running the ensemble's draws.
 
     Steps: (1) the supply-chain ensemble, ``draws`` draws over ``months`` with ``default_rng(seed)``;
@@ -224,10 +189,10 @@ def invest_select(catalog, *, candidates: Path | None, budgets: dict[str, float]
         raise ConfigError(f"unknown --track {track!r}; expected one of {', '.join(TRACKS)}")
     if draws < 1 or months < 1:
         raise ConfigError(f"--draws and --months must be ≥ 1 (got {draws}, {months})")
-    ens = run_ensemble_unmet(catalog, draws=draws, months=months, seed=seed, commodities=commodities)
+    ens = _ensemble(catalog, ensemble, seed, commodities)
     inp = ensemble_inputs(catalog, draws=draws, months=months, seed=seed, holders=holders, stage=stage,
                           ensemble=ens)
-    net, unmet = ens
+    net, unmet = ens.network, ens.unmet(months, draws)
     table = catalog.table("projects").copy()
     if candidates is not None:
         table = pd.concat([table, pf.read_candidates(candidates)], ignore_index=True)
@@ -247,7 +212,7 @@ def invest_select(catalog, *, candidates: Path | None, budgets: dict[str, float]
     p_in = permit_info["p_produces_within"].dropna().to_dict()
     ok, bad = pf.eligibility(table, inp.commodities, start_year=start_year, horizon_years=inp.horizon_years,
                              p_produces_within=p_in, certified_only=certified_only)
-    notes = [f"ensemble: {draws} draws, {months} months, seed {seed} (risk.simulate_unmet, default_rng(seed)); "
+    notes = [f"ensemble: {ens.describe(months, draws)}; "
              f"objective stage {stage}; holders {'+'.join(holders)}",
              f"permitting: track {track} where it applies by country (else ordinary), {draws} timeline draws per "
              f"project, generator SeedSequence([{seed}, crc32(project_id)])"]
@@ -390,5 +355,5 @@ def parse_budgets(text: str) -> dict[str, float]:
     return out
 
 
-__all__ = ["Outcome", "ensemble_inputs", "invest_select", "parse_budgets", "run_ensemble_unmet", "stockpile_plan",
+__all__ = ["Outcome", "ensemble_inputs", "invest_select", "parse_budgets", "stockpile_plan",
            "stockpile_simulate"]

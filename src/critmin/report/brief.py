@@ -61,7 +61,7 @@ class Brief:
 
 
 def _parents() -> dict[str, str]:
-    from critmin.workflows import _read_mapping
+    from critmin.workflows.priorities import _read_mapping
 
     m = _read_mapping("commodity_parents.csv")
     return dict(zip(m["commodity"], m["parent"], strict=True))
@@ -203,12 +203,14 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
         {"name": "Monte Carlo", "value": f"{risk_draws:,} draws, seed {risk_seed}, 12 months",
          "reason": "Disruptions drawn from the cited export-control catalogue (Jeffreys-prior rates, Kaplan-Meier "
                    "durations, magnitudes by measure); same seed, same numbers. " + " ".join(risk_meta["notes"][:1])},
-        {"name": "one ensemble", "value": f"stockpile: first {OPT_DRAWS:,} of the {risk_draws:,} draws; finance: "
-                                          f"{OPT_DRAWS:,} draws over {OPT_HORIZON_MONTHS} months",
-         "reason": "The stockpile LP is solved on the first draws of the Monte Carlo itself (same network, hazards, "
-                   "cited responses, seed and chunks: critmin risk with this seed and at least 25,000 draws has "
-                   "them first); the finance re-run uses the same construction and seed over the longer horizon "
-                   "projects need. An LP over all draws would not solve in the brief's time budget."},
+        {"name": "one ensemble", "value": f"risk: {ch.ensemble.describe(12, risk_draws)}; stockpile: "
+                                          f"{ch.ensemble.describe(12, OPT_DRAWS)}; finance: "
+                                          f"{ch.ensemble.describe(OPT_HORIZON_MONTHS, OPT_DRAWS)}",
+         "reason": "One ensemble object (network, hazards, cited responses, seed, chunking) is built once and handed "
+                   "to the Monte Carlo, the stockpile LP and the portfolio: the stockpile LP is solved on the first "
+                   "draws of the Monte Carlo itself; the finance re-run takes the same ensemble over the longer "
+                   "horizon projects need (a draw's events depend on its horizon, so those are other futures of the "
+                   "same model). An LP over all draws would not solve in the brief's time budget."},
         {"name": "scenario presets", "value": ", ".join(scen_meta["presets"]),
          "reason": "Every preset that touches a priority mineral, replayed on the latest data year; each preset "
                    "cites its catalogue events."},
@@ -236,7 +238,10 @@ def build_brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data
                  meta={**meta, "model_note": model_note, "data": str(data) if data else "bundled", "version": __version__,
                        "generated": dt.date.today().isoformat(), "risk_draws": risk_draws, "risk_seed": risk_seed,
                        "presets": scen_meta["presets"], "opt_draws": OPT_DRAWS, "opt_horizon": OPT_HORIZON_MONTHS,
-                       "budgets": dict(BRIEF_BUDGETS)})
+                       "budgets": dict(BRIEF_BUDGETS),
+                       "ensemble_risk": ch.ensemble.describe(12, risk_draws),
+                       "ensemble_stockpile": ch.ensemble.describe(12, OPT_DRAWS),
+                       "ensemble_finance": ch.ensemble.describe(OPT_HORIZON_MONTHS, OPT_DRAWS)})
 
 
 def _table_html(frame: pd.DataFrame, max_rows: int = 40, cols: list[str] | None = None, name: str | None = None,

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from critmin.constants import RESIDUAL
+from critmin.constants import COMMODITY, RESIDUAL
 from critmin.errors import ConfigError
 from critmin.supplychain.ensemble import local_cluster, run_ensemble, simulate_unmet
 from critmin.supplychain.hazards import ESTIMATOR, estimate_hazards
@@ -56,7 +56,8 @@ PRIORITY_COMMODITIES = ("rare-earths", "gallium", "germanium", "graphite", "anti
 def assess_risk(importer: str = "USA,JPN,USA+JPN", commodities: Sequence[str] | None = None, *, draws: int = 100_000,
                 seed: int = 0, months: int = 12, workers: int | None = None, scheduler: str | None = None,
                 hazards_file: str | Path | None = None, catalog: Any = None, chunk: int = 25_000,
-                progress: Callable[[int, int], None] | None = None) -> tuple[xr.Dataset, pd.DataFrame, dict]:
+                progress: Callable[[int, int], None] | None = None,
+                ensemble: Any = None) -> tuple[xr.Dataset, pd.DataFrame, dict]:
     """Workflow of ``critmin risk``: network → hazards → ensemble → tidy table.
 
     Parameters
@@ -69,6 +70,9 @@ def assess_risk(importer: str = "USA,JPN,USA+JPN", commodities: Sequence[str] | 
     scheduler : address of a running Dask scheduler (exclusive with ``workers``).
     hazards_file : YAML/CSV overrides (:func:`load_overrides`).
     catalog : Catalog (default: the bundled dataset).
+    ensemble : :class:`~critmin.supplychain.shared_ensemble.Ensemble`, optional
+        The analysis's one ensemble: its network, hazards and responses are used (and its seed and chunking
+        must be ``seed`` and ``chunk``), so this table and its other consumers describe the same draws.
 
     Returns
     -------
@@ -77,7 +81,7 @@ def assess_risk(importer: str = "USA,JPN,USA+JPN", commodities: Sequence[str] | 
     from critmin.importers import parse_importers
     from critmin.reference.catalog import Catalog
     from critmin.supplychain.network import build_network
-    from critmin.supplychain.scenario import default_responses
+    from critmin.supplychain.scenario_cuts import default_responses
 
     if workers is not None and scheduler is not None:
         raise ConfigError("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
@@ -97,10 +101,14 @@ def assess_risk(importer: str = "USA,JPN,USA+JPN", commodities: Sequence[str] | 
             if m not in named:
                 named.append(m)
     blocs = {imp.label: list(imp.members) for imp in imps if imp.is_bloc}
-    hz = estimate_hazards(cat.table("export_controls"), overrides=hazards_file)
-    net = build_network(cat, list(commodities or PRIORITY_COMMODITIES), consumers=(*named, RESIDUAL))
-    d = default_responses(net)
-    responses = Responses(ramp=d["ramp"], substitution=d["substitution"])
+    if ensemble is not None:
+        _check_ensemble(ensemble, named, commodities, seed, chunk, hazards_file)
+        hz, net, responses = ensemble.hazards, ensemble.network, ensemble.responses
+    else:
+        hz = estimate_hazards(cat.table("export_controls"), overrides=hazards_file)
+        net = build_network(cat, list(commodities or PRIORITY_COMMODITIES), consumers=(*named, RESIDUAL))
+        d = default_responses(net)
+        responses = Responses(ramp=d["ramp"], substitution=d["substitution"])
     if workers is not None:
         from distributed import Client
 
@@ -122,6 +130,23 @@ def assess_risk(importer: str = "USA,JPN,USA+JPN", commodities: Sequence[str] | 
              "the kernel has one response clock starting at month 0, so a disruption starting later in the horizon is "
              "credited with ramp-up time before it began (optimistic)", *unknown_notes]
     return ds, frame, {"sources": sources, "assumptions": net.assumptions, "notes": notes}
+
+
+def _check_ensemble(ens: Any, named: list[str], commodities: Sequence[str] | None, seed: int, chunk: int,
+                    hazards_file: Any) -> None:
+    """An ensemble handed to :func:`assess_risk` must be the one its other arguments describe."""
+    if hazards_file is not None:
+        raise ConfigError("give hazard overrides to the ensemble (build_ensemble(hazards_file=...)), not beside it")
+    if (ens.seed, ens.chunk) != (seed, chunk):
+        raise ConfigError(f"the ensemble's seed/chunk ({ens.seed}, {ens.chunk}) differ from seed={seed}, chunk={chunk}")
+    missing = [m for m in named if m not in ens.consumers]
+    if missing:
+        raise ConfigError(f"importer member(s) {', '.join(missing)} are not consumers of the ensemble's network "
+                          f"({', '.join(ens.consumers)})")
+    have = [str(c) for c in ens.network.baseline.demand[COMMODITY].values]
+    if [c for c in (commodities or PRIORITY_COMMODITIES) if c not in have]:
+        raise ConfigError("the ensemble's network lacks commodities asked for: "
+                          + ", ".join(c for c in (commodities or PRIORITY_COMMODITIES) if c not in have))
 
 
 def _mask_blocs_with_unknown_members(frame: pd.DataFrame, net: Any, blocs: dict[str, list[str]]
