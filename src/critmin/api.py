@@ -26,6 +26,7 @@ The command line is a thin adapter over the same workflows; nothing here writes 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -103,61 +104,74 @@ def scenario(name: str | Path, importer: str = "USA,JPN,USA+JPN", catalog: Catal
 
 def risk(importer: str = "USA,JPN,USA+JPN", commodity: str | list[str] | None = None, *, draws: int = 100_000,
          seed: int = 0, months: int = 12, workers: int | None = None, scheduler: str | None = None,
-         hazards: str | Path | None = None, catalog: Catalog | None = None) -> Result:
+         hazards: str | Path | None = None, catalog: Catalog | None = None,
+         progress: Callable[[int, int], None] | None = None, ensemble=None) -> Result:
     """Monte Carlo risk of unmet demand (``critmin risk``): expected shortfall, VaR/CVaR, P(shortfall),
-    supplier contributions per importer × commodity × stage; the seed and draw count are in ``meta``."""
+    supplier contributions per importer × commodity × stage; the seed and draw count are in ``meta``.
+    ``progress(done_chunks, n_chunks)`` is called as chunks finish; ``ensemble`` (an
+    :class:`~critmin.supplychain.shared_ensemble.Ensemble`) runs on an analysis's one ensemble."""
     from critmin.supplychain.risk import assess_risk
 
-    comms = [c.strip() for c in commodity.split(",") if c.strip()] if isinstance(commodity, str) else commodity
+    comms = _list(commodity)
     ds, frame, meta = assess_risk(importer, comms, draws=draws, seed=seed, months=months, workers=workers,
-                                  scheduler=scheduler, hazards_file=hazards, catalog=catalog or Catalog())
+                                  scheduler=scheduler, hazards_file=hazards, catalog=catalog or Catalog(),
+                                  progress=progress, ensemble=ensemble)
     return Result("risk", {"risk": frame}, "risk", data=ds, meta={**meta, "seed": seed, "draws": draws,
                                                                  "months": months})
+
+
+def _list(value: str | list[str] | None) -> list[str] | None:
+    """A comma list or a list, as a list (None stays None)."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return None if value is None else list(value)
 
 
 def _outcome(kind: str, outcome, main: str) -> Result:
     return Result(kind, dict(outcome.tables), main, meta={**outcome.attrs, "notes": list(outcome.notes)})
 
 
-def stockpile(holders: str = "USA,JPN", *, draws: int = 2000, months: int = 12, seed: int = 1,
+def stockpile(holders: str | list[str] = "USA,JPN", *, draws: int = 2000, months: int = 12, seed: int = 1,
               budget: float | None = None, joint_budget: float | None = None, share: float = 1.0,
               cvar_alpha: float = 0.95, cvar_weight: float = 0.0, min_days: float | None = None,
               high_risk: list[str] | None = None, commodity: list[str] | None = None,
-              frontier: list[float] | None = None, catalog: Catalog | None = None) -> Result:
+              frontier: list[float] | None = None, catalog: Catalog | None = None, ensemble=None) -> Result:
     """Joint complementary stockpile (``critmin stockpile plan``): the plan (main table), the comparison
-    with stockpiling alone and rules of thumb, and the efficient frontier when ``frontier`` budgets are given."""
+    with stockpiling alone and rules of thumb, and the efficient frontier when ``frontier`` budgets are given.
+    ``ensemble``: an analysis's one ensemble (default: the one ``critmin risk --seed SEED`` runs)."""
     from critmin.optimize.workflow import stockpile_plan
 
-    out = stockpile_plan(catalog or Catalog(), holders=holders.split(","), draws=draws, months=months, seed=seed,
+    out = stockpile_plan(catalog or Catalog(), holders=_list(holders), draws=draws, months=months, seed=seed,
                          budget=budget, joint_budget=joint_budget, share=share, cvar_alpha=cvar_alpha,
                          cvar_weight=cvar_weight, min_days=min_days, high_risk=list(high_risk or []),
-                         commodities=commodity, frontier=frontier)
+                         commodities=_list(commodity), frontier=frontier, ensemble=ensemble)
     return _outcome("stockpile", out, "plan")
 
 
-def stockpile_simulate(plan: str | Path, holders: str = "USA,JPN", *, draws: int = 2000, months: int = 12,
+def stockpile_simulate(plan: str | Path, holders: str | list[str] = "USA,JPN", *, draws: int = 2000, months: int = 12,
                        seed: int = 1, share: float = 1.0, catalog: Catalog | None = None) -> Result:
     """Month-by-month drawdown of a plan CSV (``commodity, holder, stock_t``) (``critmin stockpile simulate``)."""
     from critmin.optimize.workflow import stockpile_simulate as run
 
-    out = run(catalog or Catalog(), plan_csv=Path(plan), holders=holders.split(","), draws=draws, months=months,
+    out = run(catalog or Catalog(), plan_csv=Path(plan), holders=_list(holders), draws=draws, months=months,
               seed=seed, share=share)
     return _outcome("stockpile-simulate", out, "drawdown")
 
 
 def invest(budgets: str | dict[str, float], *, candidates: str | Path | None = None,
-           instruments: str | Path | None = None, holders: str = "USA,JPN", draws: int = 2000, months: int = 12,
-           seed: int = 1, start_year: int = 2026, max_country_share: float = 1.0, certified_only: bool = False,
-           track: str = "ordinary", commodity: list[str] | None = None, catalog: Catalog | None = None) -> Result:
+           instruments: str | Path | None = None, holders: str | list[str] = "USA,JPN", draws: int = 2000,
+           months: int = 12, seed: int = 1, start_year: int = 2026, max_country_share: float = 1.0,
+           certified_only: bool = False, track: str = "ordinary", commodity: str | list[str] | None = None,
+           catalog: Catalog | None = None, ensemble=None) -> Result:
     """Finance portfolio of projects × instruments (``critmin invest select``), re-evaluated on the ensemble.
     ``budgets``: ``"grant=100,loan=500"`` (USD m) or a dict."""
     from critmin.optimize.workflow import invest_select, parse_budgets
 
     b = parse_budgets(budgets) if isinstance(budgets, str) else dict(budgets)
     out = invest_select(catalog or Catalog(), candidates=Path(candidates) if candidates else None, budgets=b,
-                        draws=draws, months=months, seed=seed, holders=holders.split(","), start_year=start_year,
+                        draws=draws, months=months, seed=seed, holders=_list(holders), start_year=start_year,
                         max_country_share=max_country_share, instruments=Path(instruments) if instruments else None,
-                        certified_only=certified_only, track=track, commodities=commodity)
+                        certified_only=certified_only, track=track, commodities=_list(commodity), ensemble=ensemble)
     return _outcome("invest", out, "portfolio")
 
 
@@ -184,11 +198,12 @@ def permitting(project: str, *, track: str = "ordinary", horizon: float = 120.0,
     return Result("permitting", {"permitting": frame}, "permitting", meta=meta)
 
 
-def monitor(data: str | Path, catalog: Catalog | None = None) -> Result:
-    """Alerts from new trade, prices or export-control events against the baseline (``critmin monitor``)."""
+def monitor(data: str | Path, catalog: Catalog | None = None, thresholds: str | Path | None = None) -> Result:
+    """Alerts from new trade, prices or export-control events against the baseline (``critmin monitor``);
+    ``thresholds``: a YAML overriding ``monitor/thresholds.yml``."""
     from critmin.monitor.workflow import monitor_result
 
-    return monitor_result(data, catalog=catalog)
+    return monitor_result(data, catalog=catalog, thresholds=thresholds)
 
 
 def map(commodity: str | list[str] | None = None, stage: str | list[str] | None = None,
@@ -205,14 +220,20 @@ def map(commodity: str | list[str] | None = None, stage: str | list[str] | None 
 
 def brief(importer: str = "USA,JPN,USA+JPN", year: int | None = None, data: str | Path | None = None,
           out: str | Path | None = None, monitor: str | Path | None = None, params: str | Path | None = None,
-          groups_file: str | Path | None = None, allies: str = "msp", as_of: dt.date | str | None = None) -> Result:
-    """The Rapid Response brief (``critmin brief``): every table of the report; written to ``out`` when given."""
+          groups_file: str | Path | None = None, allies: str = "msp", as_of: dt.date | str | None = None,
+          progress: Callable[[str], None] | None = None) -> Result:
+    """The Rapid Response brief (``critmin brief``): every table of the report; written to ``out`` when given.
+    ``progress(step)`` is called with each stage's name as it starts (``"writing"`` last)."""
     from critmin.chain import run_chain
     from critmin.report.brief import build_brief, write_brief
 
-    chain = run_chain(importer, year, data, params, groups_file, allies, monitor, as_of=as_of)
+    chain = run_chain(importer, year, data, params, groups_file, allies, monitor, as_of=as_of, progress=progress)
     b = build_brief(chain=chain)
-    written = str(write_brief(b, out)) if out is not None else None
+    written = None
+    if out is not None:
+        if progress is not None:
+            progress("writing")
+        written = str(write_brief(b, out))
     return Result("brief", dict(b.tables), "priorities",
                   meta={**b.meta, "summary": b.summary, "assumptions": b.assumptions, "notes": b.notes,
                         "sources": b.sources, "written": written, "chain": chain})

@@ -87,14 +87,14 @@ def assess(
     columns: ColumnsOpt = None,
 ) -> None:
     """Criticality of every commodity for the importers: GeoPolRisk, EU supply risk, USGS-style, HHI."""
-    from critmin import workflows
+    from critmin import api, workflows
     from critmin.reference.catalog import Catalog
 
     output = Output.check(fmt, out, columns)
     method = check_choice(method, workflows.METHODS, "--method", "method")   # --stage: checked first by assess
     _check_inputs(data=data, params=params, groups=groups, importer=importer)
     cat = Catalog(data)
-    ds = workflows.assess(method, importer, year, stage, data, params, groups, catalog=cat)
+    ds = api.assess(method, importer, year, stage, data, params, groups_file=groups, catalog=cat)
     frame = workflows.tidy(ds)
     if output.fmt == "table":
         from critmin.cli.tables import assessment_view
@@ -123,14 +123,15 @@ def priorities(
     columns: ColumnsOpt = None,
 ) -> None:
     """Priority minerals per importer, with the thresholds used and the reason for each rank."""
-    from critmin import workflows
+    from critmin import api
     from critmin.reference.catalog import Catalog
 
     output = Output.check(fmt, out, columns)
     check_range(top, "--top", 1, what="rows per importer")
     _check_inputs(data=data, params=params, groups=groups, importer=importer, allies=allies, as_of=as_of, year=year)
     cat = Catalog(data)
-    table, meta = workflows.priorities(importer, year, data, params, groups, allies, catalog=cat, as_of=as_of)
+    res = api.priorities(importer, year, data, params, groups, allies, as_of=as_of, catalog=cat)
+    table, meta = res.tables["priorities"], res.meta
     if output.fmt == "table" and not output.columns:
         from critmin.cli.tables import print_priorities
 
@@ -158,8 +159,8 @@ def brief(
     """The Rapid Response brief: an offline HTML report and the tables behind every number."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from critmin import api
     from critmin.files import check_writable
-    from critmin.report.brief import build_brief, write_brief
 
     check_writable(out, option="--out", folder=True)
     check_folder(monitor, "--monitor")
@@ -180,9 +181,8 @@ def brief(
         def advance(msg: str) -> None:
             bar.update(task, description=msg, completed=steps.index(msg) if msg in steps else None)
 
-        b = build_brief(importer, year, data, params, groups, allies, monitor, progress=advance, as_of=as_of)
-        advance("writing")
-        path = write_brief(b, out)
+        res = api.brief(importer, year, data, out, monitor, params, groups, allies, as_of=as_of, progress=advance)
+        path = res.meta["written"]
         bar.update(task, completed=len(steps), description="done")
     out_console.print(f"brief written to {path}/index.html (tables in {path}/tables/, {path}/tables.xlsx)")
 

@@ -28,11 +28,11 @@ def register(app: typer.Typer) -> None:
                                                   "(tables deposits, projects)")] = None,
     ) -> None:
         """Map deposits and projects by commodity over allied / other countries (offline HTML)."""
+        from critmin import api
         from critmin.cli.common import check_folder, check_list
         from critmin.constants import STAGES
         from critmin.errors import ConfigError
         from critmin.files import check_writable
-        from critmin.geo.workflow import build_map
 
         for option, path, endings in (("--out", out, (".html", ".htm")), ("--geojson", geojson, (".geojson", ".json")),
                                       ("--gpkg", gpkg, (".gpkg",))):
@@ -44,8 +44,8 @@ def register(app: typer.Typer) -> None:
         check_folder(data, "--data")
         check_list(stage, STAGES, "--stage", "stage")
 
-        result = build_map(commodity, stage, data, out, geojson, gpkg)
-        for path in result.written:
+        result = api.map(commodity, stage, data, out, geojson, gpkg)
+        for path in result.meta["written"]:
             err_console.print(f"wrote {path}")
         for note in result.notes:
             err_console.print(f"[dim]note: {note}[/]")

@@ -26,15 +26,16 @@ def register(app: typer.Typer) -> None:
         columns: ColumnsOpt = None,
     ) -> None:
         """Compare new data with the bundled baseline; alert on import-share jumps, price spikes, new controls."""
+        from critmin import api
         from critmin.cli.common import Output, check_file, check_folder, err_console, out_console
-        from critmin.monitor.workflow import run_monitor
         from critmin.reference.catalog import Catalog
 
         output = Output.check(fmt, out, columns)
         check_folder(data, "--data")
         check_file(thresholds, "--thresholds")
         cat = Catalog()
-        alerts, meta = run_monitor(data, catalog=cat, thresholds=thresholds)
+        res = api.monitor(data, catalog=cat, thresholds=thresholds)
+        alerts, meta = res.tables["alerts"], res.meta
         title = (f"critmin monitor · {len(alerts)} alert(s) · new files: {', '.join(meta['files'])} · "
                  "baseline: bundled dataset")
         if output.fmt == "table" and alerts.empty:

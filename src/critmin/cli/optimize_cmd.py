@@ -60,6 +60,8 @@ def _quantity(key: str, value) -> str:
 
 
 def _show(outcome, output, main: str) -> None:
+    """Print or write a :class:`critmin.results.Result` of the optimisation: its main table, the others beside it,
+    the totals the notes state and the notes."""
     from critmin.cli.common import err_console
 
     src = [{"id": "critmin-optimize", "title": "critmin optimisation"}]
@@ -80,7 +82,7 @@ def _show(outcome, output, main: str) -> None:
             output.write(frame, src, title=name, select=False)
         elif output.out is not None:  # the other tables beside the main file: plan.csv -> plan_frontier.csv
             output.beside(name).write(frame, src, title=name, select=False)
-    totals = {k: v for k, v in outcome.attrs.items() if f"{k}: {v}" in outcome.notes}
+    totals = {k: v for k, v in outcome.meta.items() if k != "notes" and f"{k}: {v}" in outcome.notes}
     if totals and output.fmt == "table":
         import pandas as pd
 
@@ -131,9 +133,9 @@ def register(app: typer.Typer) -> None:
                                                                      "e.g. 0,1e7,5e7,1e8")] = "",
              fmt: FormatOpt = "table", out: OutOpt = None, columns: ColumnsOpt = None) -> None:
         """Optimal stock per commodity × holder; vs stockpiling alone and rules of thumb; efficient frontier."""
+        from critmin import api
         from critmin.cli.common import Output
         from critmin.errors import ConfigError
-        from critmin.optimize.workflow import stockpile_plan
         from critmin.reference.catalog import Catalog
 
         output = Output.check(fmt, out, columns)
@@ -143,10 +145,9 @@ def register(app: typer.Typer) -> None:
         comms = _commodities(commodity)
         risky = _commodities(high_risk, "--high-risk") or []
         budgets = _budget_list(frontier)
-        res = stockpile_plan(Catalog(), holders=hold, draws=draws, months=months, seed=seed,
-                             budget=budget, joint_budget=joint_budget, share=share, cvar_alpha=cvar_alpha,
-                             cvar_weight=cvar_weight, min_days=min_days, high_risk=risky, commodities=comms,
-                             frontier=budgets)
+        res = api.stockpile(hold, draws=draws, months=months, seed=seed, budget=budget, joint_budget=joint_budget,
+                            share=share, cvar_alpha=cvar_alpha, cvar_weight=cvar_weight, min_days=min_days,
+                            high_risk=risky, commodity=comms, frontier=budgets, catalog=Catalog())
         _show(res, output, "plan")
 
     @stock_app.command("simulate")
@@ -158,14 +159,14 @@ def register(app: typer.Typer) -> None:
                                                                       "(0-1)", min=0, max=1)] = 1.0,
                  fmt: FormatOpt = "table", out: OutOpt = None, columns: ColumnsOpt = None) -> None:
         """Month-by-month drawdown of a plan against the ensemble."""
+        from critmin import api
         from critmin.cli.common import Output, check_file
-        from critmin.optimize.workflow import stockpile_simulate
         from critmin.reference.catalog import Catalog
 
         output = Output.check(fmt, out, columns)
         check_file(plan_csv, "--plan")
-        res = stockpile_simulate(Catalog(), plan_csv=plan_csv, holders=_holders(holders), draws=draws,
-                                 months=months, seed=seed, share=share)
+        res = api.stockpile_simulate(plan_csv, _holders(holders), draws=draws, months=months, seed=seed,
+                                     share=share, catalog=Catalog())
         _show(res, output, "drawdown")
 
     @invest_app.command("select")
@@ -186,9 +187,10 @@ def register(app: typer.Typer) -> None:
                commodity: Commodity = "", fmt: FormatOpt = "table", out: OutOpt = None,
                columns: ColumnsOpt = None) -> None:
         """Ranked portfolio of projects × instruments, evaluated by re-running the ensemble with the new capacity."""
+        from critmin import api
         from critmin.cli.common import Output, check_choice, check_file
         from critmin.errors import ConfigError
-        from critmin.optimize.workflow import invest_select, parse_budgets
+        from critmin.optimize.workflow import parse_budgets
         from critmin.policy.permitting import TRACKS
         from critmin.reference.catalog import Catalog
 
@@ -209,8 +211,7 @@ def register(app: typer.Typer) -> None:
         track = check_choice(track, TRACKS, "--track", "track")
         hold = _holders(holders)
         comms = _commodities(commodity)
-        res = invest_select(Catalog(), candidates=candidates, budgets=parsed, draws=draws,
-                            months=months, seed=seed, holders=hold, start_year=start_year,
-                            max_country_share=max_country_share, instruments=instruments,
-                            certified_only=certified_only, track=track, commodities=comms)
+        res = api.invest(parsed, candidates=candidates, instruments=instruments, holders=hold, draws=draws,
+                         months=months, seed=seed, start_year=start_year, max_country_share=max_country_share,
+                         certified_only=certified_only, track=track, commodity=comms, catalog=Catalog())
         _show(res, output, "portfolio")

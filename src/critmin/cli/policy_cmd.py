@@ -39,9 +39,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(policy_app, name="policy")
 
     def _measure(kind: str, fmt: str, out: Path | None, columns: str | None, data: Path | None, **kwargs) -> None:
+        from critmin import api
         from critmin.cli.common import Output, check_choice, check_folder, err_console
         from critmin.errors import ConfigError
-        from critmin.policy.workflow import evaluate_measure, preset_names
+        from critmin.policy.workflow import preset_names
         from critmin.reference.catalog import Catalog
 
         output = Output.check(fmt, out, columns)
@@ -56,7 +57,8 @@ def register(app: typer.Typer) -> None:
             known = set(cat.table("prices")["commodity"].astype(str)) | set(price_models()["aliases"])
             check_choice(kwargs["commodity"], sorted(known), "--commodity", "commodity")
         try:
-            frame, meta = evaluate_measure(kind, catalog=cat, **kwargs)
+            res = api.policy_measure(kind, catalog=cat, **kwargs)
+            frame, meta = res.tables[kind], res.meta
         except ConfigError as exc:
             if str(exc).startswith("no price series '"):   # the series named by --series
                 raise ConfigError(f"--series: {exc}") from None
@@ -149,10 +151,10 @@ def register(app: typer.Typer) -> None:
         out: OutOpt = None, columns: ColumnsOpt = None,
     ) -> None:
         """Time to first production of a project by permitting track; value of faster permitting."""
+        from critmin import api
         from critmin.cli.common import Output, check_choice, check_file, check_range, err_console
         from critmin.errors import ConfigError
         from critmin.policy.permitting import TRACKS
-        from critmin.policy.workflow import permitting as run
         from critmin.reference.catalog import Catalog
 
         output = Output.check(fmt, out, columns)
@@ -167,8 +169,9 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--months-saved must be a comma list of months ≥ 0 (got {months_saved!r})")
         cat = Catalog()
         check_choice(project, cat.table("projects")["project_id"].astype(str).tolist(), "--project", "project")
-        frame, meta = run(project, track=track, horizon_months=horizon, months_saved=saved,
-                          relief_t_per_month=relief, paths=paths, seed=seed, params=params, catalog=cat)
+        res = api.permitting(project, track=track, horizon=horizon, months_saved=saved, relief=relief,
+                             params=params, paths=paths, seed=seed, catalog=cat)
+        frame, meta = res.tables["permitting"], res.meta
         output.write(frame, cat.sources(meta["sources"]), title=meta["title"])
         for note in meta["notes"]:
             err_console.print(f"[dim]note: {note}[/]", highlight=False)

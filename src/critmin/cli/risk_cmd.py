@@ -54,6 +54,7 @@ def register(app: typer.Typer) -> None:
         """Risk of unmet demand over the horizon per importer × commodity × stage, and who drives it."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        from critmin import api
         from critmin.cli.common import (
             Output,
             check_file,
@@ -66,7 +67,6 @@ def register(app: typer.Typer) -> None:
         )
         from critmin.errors import ConfigError
         from critmin.reference.catalog import Catalog
-        from critmin.supplychain.risk import assess_risk
 
         # everything checked before the (long) run
         output = Output.check(fmt, out, columns)
@@ -88,10 +88,10 @@ def register(app: typer.Typer) -> None:
                       console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
             task = bar.add_task(f"risk · {draws:,} draws · seed {seed}", total=None)
             try:
-                ds, frame, meta = assess_risk(importer, comms, draws=draws, seed=seed, months=months,
-                                              workers=workers, scheduler=scheduler, hazards_file=hazards,
-                                              catalog=cat, progress=lambda done, total: bar.update(
-                                                  task, completed=done, total=total))
+                res = api.risk(importer, comms, draws=draws, seed=seed, months=months, workers=workers,
+                               scheduler=scheduler, hazards=hazards, catalog=cat,
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+                ds, frame, meta = res.data, res.tables["risk"], res.meta
             except ModuleNotFoundError as exc:   # a Dask module missing after all
                 raise ConfigError(f"--workers/--scheduler need the scale extra: pip install 'critmin[scale]' "
                                   f"(missing: {exc.name})") from None

@@ -82,15 +82,17 @@ def register(app: typer.Typer) -> None:
         columns: ColumnsOpt = None,
     ) -> None:
         """Run a scenario: shortfall, price, unmet demand per importer × commodity × stage."""
+        from critmin import api
         from critmin.reference.catalog import Catalog
-        from critmin.supplychain.run import resolve, run_scenario
+        from critmin.supplychain.run import resolve
 
         output = Output.check(fmt, out, columns)
         check_scenario(name)
         check_importers(importer)
         cat = Catalog()
         scenario = resolve(name)
-        ds, summary = run_scenario(scenario, catalog=cat, importers=importer)
+        res = api.scenario(scenario, importer, catalog=cat)
+        ds, summary = res.data, res.tables["summary"]
         sources = cat.sources(ds.attrs.get("source_ids", []))
         frame = summary
         if output.fmt == "table":

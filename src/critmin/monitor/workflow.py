@@ -229,9 +229,9 @@ def run_monitor(data_dir: str | Path, catalog: Catalog | None = None,
     return alerts, meta
 
 
-def monitor_result(data, catalog: Catalog | None = None):
+def monitor_result(data, catalog: Catalog | None = None, thresholds=None):
     """``critmin.monitor(data)``: the alerts of :func:`run_monitor` as a :class:`critmin.results.Result`."""
     from critmin.results import Result
 
-    alerts, meta = run_monitor(data, catalog=catalog)
+    alerts, meta = run_monitor(data, catalog=catalog, thresholds=thresholds)
     return Result("monitor", {"alerts": alerts}, "alerts", meta=meta)
