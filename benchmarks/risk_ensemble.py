@@ -36,7 +36,7 @@ def _setup():
     from critmin.supplychain import risk
     from critmin.supplychain.kernel import Responses
     from critmin.supplychain.network import build_network
-    from critmin.supplychain.scenario import default_responses
+    from critmin.supplychain.scenario_cuts import default_responses
 
     cat = Catalog()
     net = build_network(cat, COMMODITIES)

@@ -13,7 +13,8 @@ from critmin.supplychain import kernel, risk
 from critmin.supplychain.indirect import PROCESSOR, combine, flow_weights, indirect_cuts
 from critmin.supplychain.kernel import Baseline, Responses
 from critmin.supplychain.network import Network
-from critmin.supplychain.scenario import parse_scenario, to_cut
+from critmin.supplychain.scenario import parse_scenario
+from critmin.supplychain.scenario_cuts import to_cut
 
 A, B = "COD", "CHN"   # country A mines, country B refines (real ISO3 codes: scenarios validate them)
 SUP = [A, B, "USA", "ROW"]

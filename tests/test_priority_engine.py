@@ -22,6 +22,7 @@ from critmin.methods import controls, reliance, supply
 from critmin.methods.priorities import combine, control_hits
 from critmin.methods.registry import load_params
 from critmin.reference.catalog import Catalog
+from critmin.workflows.priorities import _t_factors
 
 D = dt.date
 ALLIES = {"USA", "JPN", "AUS", "KOR", "CAN"}                      # CHN, TUR, IDN, CHL are outside
@@ -395,8 +396,8 @@ def test_controls_rule_and_t_only_when_in_force(day, status):
     in_force = status == "in_force"
 
     # t: the ban's 1.2 for CHN at refine and metal, for the US only, and only while in force
-    t_usa = workflows._t_factors(None, m, TPARAMS, {"USA"})
-    t_jpn = workflows._t_factors(None, m, TPARAMS, {"JPN"})
+    t_usa = _t_factors(None, m, TPARAMS, {"USA"})
+    t_jpn = _t_factors(None, m, TPARAMS, {"JPN"})
     assert t_jpn.empty
     if in_force:
         got = sorted(zip(t_usa["stage"], t_usa["country"], t_usa["t"], strict=True))

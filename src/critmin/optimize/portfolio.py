@@ -40,7 +40,7 @@ import xarray as xr
 from critmin.constants import COMMODITY, SCENARIO
 from critmin.errors import CritminError, DataError
 from critmin.frames import read_csv
-from critmin.optimize.stockpile import InfeasibleError, _solve, diagnose_infeasibility, weighted_cvar
+from critmin.optimize.solve import InfeasibleError, _solve, diagnose_infeasibility, weighted_cvar
 
 PROJECT, INSTRUMENT = "project", "instrument"
 

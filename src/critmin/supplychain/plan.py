@@ -200,7 +200,7 @@ def build_plan(network: Any, hazards: pd.DataFrame, responses: Responses | None 
                             continue   # targeted at another consumer (a target outside the network is in ROW)
                         mult = 1.0
                         if k == RESIDUAL:
-                            # as scenario.to_cut: ROW includes the exporter's home use, which an export
+                            # as scenario_cuts.to_cut: ROW includes the exporter's home use, which an export
                             # restriction does not touch (ε); a physical disruption hits it too
                             mult = (1.0 if physical else eps(c, s, i)) * (1.0 if tgt == ALL else tau(c, s, i, tgt))
                         if mult > 0:

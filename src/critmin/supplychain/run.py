@@ -13,7 +13,8 @@ from critmin.constants import COMMODITY, STAGE
 from critmin.importers import parse_importers
 from critmin.supplychain.kernel import CONSUMER, MONTH, simulate
 from critmin.supplychain.network import Network, build_network, with_bloc
-from critmin.supplychain.scenario import Scenario, load_scenario, month_labels, to_cut
+from critmin.supplychain.scenario import Scenario, load_scenario
+from critmin.supplychain.scenario_cuts import month_labels, to_cut
 
 SUMMARY_COLUMNS = ["scenario", "consumer", "commodity", "stage", "basis", "demand_t_per_month",
                    "peak_shortfall_t", "peak_shortfall_pct", "cumulative_unmet_t", "unmet_value_usd",

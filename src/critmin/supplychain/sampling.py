@@ -10,7 +10,7 @@ time uniform over the horizon; the cut in month t is magnitude × the overlap of
 with [t, t + 1). Rows of one country × commodity × target share their random numbers across stages
 (comonotone: one announcement usually covers several stages, e.g. ore and processed), rows of different
 commodities or targets are independent. Several rows on the same flow combine as independent measures,
-1 − Π(1 − cut), the rule of :func:`critmin.supplychain.scenario.to_cut`. On the ``ROW`` consumer an export
+1 − Π(1 − cut), the rule of :func:`critmin.supplychain.scenario_cuts.to_cut`. On the ``ROW`` consumer an export
 restriction withholds only the exported share ε of the supplier's flow (ROW includes the exporter's own use,
 ``Network.row_export_share``); a physical disruption hits every buyer and all of it; a measure targeted at a
 country outside the named consumers hits ROW in proportion to the supplier's third-country exports going
@@ -186,7 +186,7 @@ def row_cuts(plan: Plan, ev: Events, rows: np.ndarray, draws: np.ndarray) -> np.
 def unit_cut(rows: list[tuple[int, float]], cut_of: Callable[[int], np.ndarray]) -> np.ndarray:
     """Cut of one flow from the rows acting on it: independent measures, 1 − Π(1 − mult · cut).
 
-    The same rule as :func:`critmin.supplychain.scenario.to_cut`; a single row is just ``mult · cut``.
+    The same rule as :func:`critmin.supplychain.scenario_cuts.to_cut`; a single row is just ``mult · cut``.
     """
     r0, m0 = rows[0]
     if len(rows) == 1:
