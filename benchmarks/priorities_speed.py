@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _sides import commit_of, src_of
+
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 IMPORTERS = "USA,JPN,USA+JPN"
@@ -51,25 +53,6 @@ t = time.perf_counter() - t0
 print(json.dumps({{"seconds": t, "rows": len(table), "commodities": int(table["commodity"].nunique()),
                   "file": critmin.__file__}}))
 """
-
-
-def src_of(checkout: Path) -> Path:
-    """The ``src`` folder of a critmin checkout (or the folder itself if it is one)."""
-    for src in (checkout / "src", checkout):
-        if (src / "critmin" / "workflows.py").is_file():
-            return src.resolve()
-    raise SystemExit(f"{checkout} holds no critmin source tree (src/critmin/workflows.py)")
-
-
-def commit_of(src: Path) -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "."], capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "not a git checkout"
-    return out + (" + uncommitted changes in src" if dirty else "")
 
 
 def python(src: Path, args: list[str], cwd: Path) -> tuple[float, str]:
