@@ -156,3 +156,181 @@ def test_property_money_is_exact_over_the_api_range(lots):
             expected[key] = expected.get(key, Fraction(0)) + amount
     assert {k: Fraction(v) for k, v in e.ledger.balances().items()} == expected
     assert all(v == 0 for v in e.ledger.trial_balance().values())
+
+
+# ---------------------------------------------------------------------- enrolment and precedence
+def programme(m, who: str, pid: str, **terms) -> dict:
+    return ok(m.post(who, "/v1/programmes", {"id": pid, "commodity": "ndpr", "form": "oxide", **terms}), 201)
+
+
+def benchmark(m, price: str) -> dict:
+    return ok(m.post("admin", "/v1/fixings/ndpr/oxide", {"method": "benchmark", "price": price,
+                                                         "source": "hand example"}), 201)
+
+
+def test_the_seller_chooses_its_one_programme(url, tmp_path):
+    """An older CfD does not pre-empt a later floor: the programme the seller enrolled in settles its trades, one
+    per commodity/form; a floor enrolment can be withdrawn (If-Match), a CfD's binds; caps are per seller."""
+    with open_market(url, tmp_path) as m:
+        programme(m, "meti", "old-cfd", cfd_strike="100", budget="100000", max_payback_per_seller="1000")
+        programme(m, "dod", "new-floor", floor="110", budget="100000", max_support_per_seller="2000")
+        deposit(m, "new-floor", "100000")
+        deposit(m, "lynas", "1000", "ndpr/oxide")
+        benchmark(m, "95")
+        e = ok(m.post("lynas", "/v1/programmes/new-floor/enrolments", {}), 201)
+        assert (e["programme_id"], e["seller_id"], e["active"], e["version"], e["floor"]) == (
+            "new-floor", "lynas", True, 1, "110")
+        r = m.post("lynas", "/v1/programmes/old-cfd/enrolments", {})
+        assert r.status_code == 409 and "new-floor" in r.json()["error"]["message"]
+        m.order("lynas", SELL, quantity="100")
+        (t,) = m.order("toyota", BUY, quantity="100")["trades"]
+        assert (t["programme_id"], D(t["support_paid"]), t["support_reason"]) == ("new-floor", 1500, "floor")
+        m.order("lynas", SELL, quantity="100")
+        (t,) = m.order("toyota", BUY, quantity="100")["trades"]
+        assert (D(t["support_due"]), D(t["support_paid"]), t["support_reason"]) == (1500, 500, "seller_capped")
+        listed = ok(m.get("dod", "/v1/programmes/new-floor/enrolments"))
+        assert [(x["seller_id"], D(x["net_received"])) for x in listed] == [("lynas", 2000)]
+        assert ok(m.get("mp", "/v1/programmes/new-floor/enrolments")) == []          # not its enrolment
+        # withdraw from the floor (If-Match), then the CfD binds
+        path = "/v1/programmes/new-floor/enrolments/lynas"
+        assert m.delete("lynas", path).status_code == 428
+        gone = ok(m.delete("lynas", path, **{"If-Match": '"1"'}))
+        assert (gone["active"], gone["version"]) == (False, 2)
+        m.order("lynas", SELL, quantity="100")
+        (t,) = m.order("toyota", BUY, quantity="100")["trades"]
+        assert t["programme_id"] is None and D(t["support_paid"]) == 0
+        ok(m.post("lynas", "/v1/programmes/old-cfd/enrolments", {}), 201)
+        r = m.delete("lynas", "/v1/programmes/old-cfd/enrolments/lynas", **{"If-Match": '"1"'})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "binding"
+        # a seller of 1,000 kg at 300 under a strike of 100 pays back at most its cap (1,000), not 200,000
+        benchmark(m, "300")
+        m.order("lynas", SELL, quantity="1000", limit_price="300")
+        (t,) = m.order("toyota", BUY, quantity="1000", limit_price="300")["trades"]
+        assert (D(t["support_due"]), D(t["support_paid"]), t["support_reason"]) == (-200000, -1000, "payback_capped")
+        # an inactive programme takes no enrolment
+        ok(m.patch("dod", "/v1/programmes/new-floor", {"active": False}, **{"If-Match": '"1"'}))
+        r = m.post("mp", "/v1/programmes/new-floor/enrolments", {})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "not_active"
+        assert_trial_balance_zero(m)
+
+
+def test_programme_parameters_are_validated(url, tmp_path):
+    with open_market(url, tmp_path) as m:
+        for terms, fld in (({"floor": "0.001", "budget": "1"}, "floor"),        # below the price tick
+                           ({"floor": "110", "budget": "0"}, "budget"),
+                           ({"cfd_strike": "100", "budget": "1"}, "max_payback_per_seller"),
+                           ({"floor": "110", "budget": "1", "max_payback_per_seller": "1"}, "max_payback_per_seller"),
+                           ({"floor": "110", "budget": "1", "max_support_per_seller": "0"}, "max_support_per_seller")):
+            r = m.post("dod", "/v1/programmes", {"id": "p", "commodity": "ndpr", "form": "oxide", **terms})
+            assert (r.status_code, r.json()["error"]["field"]) == (422, fld), r.text
+        programme(m, "dod", "p", floor="110", budget="1")
+        r = m.patch("dod", "/v1/programmes/p", {"budget": "0"}, **{"If-Match": '"1"'})
+        assert (r.status_code, r.json()["error"]["field"]) == (422, "budget")
+
+
+# ---------------------------------------------------------------------- the index
+def test_index_fixing_resists_a_wash_trade(url, tmp_path):
+    """The index is the median of the sellers' volume-weighted prices since the previous fixing, from at least 3
+    sellers and 3 buyers: a colluding pair's 1,000 t at 0.01 moves only its own seller's vote."""
+    from serverkit import CAST
+
+    with open_market(url, tmp_path, cast={**CAST, "bmw": ("buyer", "DEU")}) as m:
+        anyone = {"requirements": {}}
+        for seller, buyer, price in (("lynas", "toyota", "95"), ("mp", "dla", "97")):
+            m.order(seller, SELL, quantity="100", limit_price=price)
+            m.order(buyer, BUY, quantity="100", limit_price=price, **anyone)
+        r = m.post("admin", "/v1/fixings/ndpr/oxide", {"method": "index"})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "thin_market"     # 2 sellers, 2 buyers
+        m.order("shenghe", SELL, origin="CAN", quantity="100", limit_price="99")
+        m.order("bmw", BUY, quantity="100", limit_price="99", **anyone)
+        # the wash trade: lynas sells toyota 1,000 t at 0.01
+        m.order("lynas", SELL, quantity="1000000", limit_price="0.01")
+        m.order("toyota", BUY, quantity="1000000", limit_price="0.01", **anyone)
+        fx = ok(m.post("admin", "/v1/fixings/ndpr/oxide", {"method": "index"}), 201)
+        # lynas: (95 × 100 + 0.01 × 1,000,000) / 1,000,100 = 0.0194… → 0.02; votes 0.02, 97, 99 → 97
+        assert (D(fx["price"]), fx["method"], fx["trades"], fx["sellers"], fx["buyers"]) == (97, "index", 4, 3, 3)
+        assert (fx["first_trade_id"], fx["last_trade_id"], D(fx["volume"])) == (0, 3, 1000300)
+        r = m.post("admin", "/v1/fixings/ndpr/oxide", {"method": "index"})
+        assert r.status_code == 409                                                     # a new window: empty
+        r = m.post("admin", "/v1/fixings/ndpr/oxide", {"method": "index", "price": "1"})
+        assert (r.status_code, r.json()["error"]["field"]) == (422, "price")
+        r = m.post("admin", "/v1/fixings/ndpr/oxide", {"method": "benchmark", "price": "1"})
+        assert (r.status_code, r.json()["error"]["field"]) == (422, "source")
+        assert [f["id"] for f in ok(m.get("lynas", "/v1/fixings/ndpr/oxide"))] == [fx["id"]]
+
+
+# ---------------------------------------------------------------------- ticks
+def test_orders_off_the_tick_are_refused(url, tmp_path):
+    with open_market(url, tmp_path) as m:
+        book = ok(m.get("lynas", "/v1/books/ndpr/oxide/std"))
+        assert (book["price_tick"], book["quantity_tick"]) == ("0.01", "1")
+        for over, fld in (({"limit_price": "95.001"}, "limit_price"), ({"quantity": "0.5"}, "quantity")):
+            r = m.post("lynas", "/v1/orders", {**SELL, **over})
+            assert (r.status_code, r.json()["error"]["field"], r.json()["error"]["code"]) == (422, fld, "off_tick")
+        r = m.put("admin", "/v1/books/ndpr/oxide/std", {"price_tick": "0"}, **{"If-Match": '"0"'})
+        assert (r.status_code, r.json()["error"]["field"]) == (422, "price_tick")
+        b = ok(m.put("admin", "/v1/books/ndpr/oxide/std", {"price_tick": "0.001", "quantity_tick": "0.5"},
+                     **{"If-Match": '"0"'}))
+        assert (b["mode"], b["price_tick"], b["quantity_tick"], b["version"]) == ("continuous", "0.001", "0.5", 1)
+        m.order("lynas", SELL, limit_price="95.001", quantity="0.5")
+        tokens = m.tokens
+    with reopened(url, tokens) as again:                                               # ticks survive a restart
+        assert ok(again.get("lynas", "/v1/books/ndpr/oxide/std"))["price_tick"] == "0.001"
+        r = again.post("lynas", "/v1/orders", {**SELL, "limit_price": "95.0001"})
+        assert r.status_code == 422
+
+
+# ---------------------------------------------------------------------- restart
+def reopened(url, tokens):
+    from contextlib import contextmanager
+
+    from fastapi.testclient import TestClient
+    from serverkit import Market
+
+    from critmin.server.app import create_app
+
+    @contextmanager
+    def cm():
+        with TestClient(create_app(url, durable=False)) as client:
+            yield Market(client, dict(tokens))
+    return cm()
+
+
+def test_enrolments_caps_and_the_index_window_survive_a_restart(url, tmp_path):
+    with open_market(url, tmp_path) as m:
+        programme(m, "dod", "floor", floor="110", budget="100000", max_support_per_seller="2000")
+        deposit(m, "lynas", "1000", "ndpr/oxide")
+        ok(m.post("lynas", "/v1/programmes/floor/enrolments", {}), 201)
+        benchmark(m, "95")
+        m.order("lynas", SELL, quantity="100")
+        (t,) = m.order("toyota", BUY, quantity="100")["trades"]
+        assert D(t["support_paid"]) == 1500
+        tokens = m.tokens
+    with reopened(url, tokens) as m:
+        m.order("lynas", SELL, quantity="100")
+        (t,) = m.order("toyota", BUY, quantity="100")["trades"]
+        assert (D(t["support_paid"]), t["support_reason"], t["fixing_id"]) == (500, "seller_capped", 0)
+        r = m.post("lynas", "/v1/programmes/floor/enrolments", {})
+        assert r.status_code == 409                                               # still enrolled
+        r = m.post("admin", "/v1/fixings/ndpr/oxide", {"method": "index"})
+        assert r.status_code == 409 and "there are 1 and 1" in r.json()["error"]["message"]  # the window: trade 1
+        assert_trial_balance_zero(m)
+
+
+def test_migration_0003_leaves_old_cfds_charging_nobody(tmp_path):
+    import sqlalchemy as sa
+
+    from critmin.server import db, migrate
+
+    engine = db.make_engine(database_url("sqlite", tmp_path))
+    migrate.upgrade(engine, "0002")
+    with engine.begin() as c:
+        c.execute(sa.text("INSERT INTO participants VALUES ('meti', 'METI', 'programme', 'JPN', 0, 1)"))
+        c.execute(sa.text("INSERT INTO programmes (id, participant_id, country, commodity, form, cfd_strike, budget, "
+                          "allies_only, exclude_nonmarket, active, created_seq, version) VALUES "
+                          "('c', 'meti', 'JPN', 'ndpr', 'oxide', '100', '5', 0, 1, 1, 1, 1)"))
+    migrate.upgrade(engine)
+    with engine.connect() as c:
+        row = c.execute(sa.text("SELECT max_support_per_seller, max_payback_per_seller FROM programmes")).one()
+    assert tuple(row) == (None, "0")
+    engine.dispose()
