@@ -207,10 +207,12 @@ def test_the_seller_chooses_its_one_programme(url, tmp_path):
         m.order("lynas", SELL, quantity="1000", limit_price="300")
         (t,) = m.order("toyota", BUY, quantity="1000", limit_price="300")["trades"]
         assert (D(t["support_due"]), D(t["support_paid"]), t["support_reason"]) == (-200000, -1000, "payback_capped")
-        # an inactive programme takes no enrolment
+        # an inactive programme takes no enrolment; a CfD ended by its owner releases its sellers
         ok(m.patch("dod", "/v1/programmes/new-floor", {"active": False}, **{"If-Match": '"1"'}))
         r = m.post("mp", "/v1/programmes/new-floor/enrolments", {})
         assert r.status_code == 409 and r.json()["error"]["code"] == "not_active"
+        ok(m.patch("meti", "/v1/programmes/old-cfd", {"active": False}, **{"If-Match": '"1"'}))
+        assert not ok(m.delete("lynas", "/v1/programmes/old-cfd/enrolments/lynas", **{"If-Match": '"1"'}))["active"]
         assert_trial_balance_zero(m)
 
 

@@ -729,7 +729,8 @@ class Engine:
 
     def _cmd_withdraw_enrolment(self, cmd: Command, batch: Batch) -> Result:
         """A seller leaves a floor programme. A CfD binds both ways, so its seller cannot walk away when the
-        market is above the strike (its payback cap bounds what it owes); the programme's owner ends it."""
+        market is above the strike (its payback cap bounds what it owes), until the programme's owner ends the
+        programme (``active = false``): then the seller may leave and enrol elsewhere."""
         actor, pid, seller = cmd.actor, cmd.data["programme_id"], cmd.data["seller_id"]
         st = self.enrolments.get((pid, seller))
         if st is None or seller != actor.participant_id:
@@ -738,7 +739,7 @@ class Engine:
         if not st.active:
             raise ApiError(409, "not_active", f"the enrolment in {pid!r} was already withdrawn")
         state = self.programmes[pid]
-        if state.programme.cfd_strike is not None:
+        if state.programme.cfd_strike is not None and state.active:
             raise ApiError(409, "binding", f"{pid!r} is a two-sided CfD: its enrolment binds until the programme "
                                            "ends (its payback cap bounds what the seller can owe)")
         st.active, st.version = False, st.version + 1
