@@ -133,28 +133,61 @@ price_9 = st.builds(lambda n: D(n) / D(10**9), st.integers(10 * 10**9, 100_000 *
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.one_of(tonnes_9, api_decimal), st.one_of(price_9, api_decimal)), min_size=1,
-                max_size=12))
-def test_property_money_is_exact_over_the_api_range(lots):
-    """Every trade value is exactly price × quantity (no rounding), every balance the exact sum of its postings, and
-    the trial balance exactly zero, for any sequence of trades over the API's full range."""
+@given(st.lists(st.tuples(st.one_of(tonnes_9, api_decimal), st.one_of(price_9, api_decimal),
+                          st.one_of(st.none(), api_decimal)), min_size=1, max_size=12),
+       st.one_of(st.none(), api_decimal), api_decimal)
+def test_property_money_is_exact_over_the_api_range(lots, floor, budget):
+    """Every trade value is exactly price × quantity (no rounding), every support payment exactly
+    min(quantity × max(0, floor − reference), budget left), every balance the exact sum of its postings, and the
+    trial balance exactly zero, for any sequence of trades and settlements over the API's full range (a lot may be
+    preceded by a new reference fixing; the seller may be enrolled in a floor)."""
     e, admin, seller, buyer = _engine_with_traders()
     _finest_ticks(e, admin)
     expected: dict[tuple[str, str], Fraction] = {}
-    for qty, price in lots:
+
+    def book(owner: str, asset: str, amount: Fraction) -> None:
+        expected[(owner, asset)] = expected.get((owner, asset), Fraction(0)) + amount
+
+    left = Fraction(budget)
+    if floor is not None:
+        gov = Actor("gov", Role.PROGRAMME, "USA", "t-g", frozenset({"read", "programme"}))
+        assert e.apply(Command("create_participant", admin, {"id": "gov", "name": "gov", "role": "programme",
+                                                             "country": "USA"}), Batch()).status == 201
+        res = e.apply(Command("create_programme", gov, {"id": "fl", "commodity": "ga", "form": "metal",
+                                                        "floor": format(floor, "f"), "budget": format(budget, "f")}),
+                      Batch())
+        assert res.status == 201, res.body
+        assert e.apply(Command("enrol", seller, {"programme_id": "fl"}), Batch()).status == 201
+    reference = None
+    for qty, price, fixing in lots:
+        if fixing is not None:
+            res = e.apply(Command("publish_fixing", admin, {"commodity": "ga", "form": "metal", "method": "benchmark",
+                                                            "price": format(fixing, "f"), "source": "test"}), Batch())
+            assert res.status == 201, res.body
+            reference = Fraction(fixing)
+        # the seller's holding covers the lot (the support is paid on held material only)
+        assert e.apply(Command("deposit", admin, {"owner": "s", "asset": "ga/metal", "amount": format(qty, "f")}),
+                       Batch()).status == 201
         for actor, side in ((seller, "sell"), (buyer, "buy")):
             batch = Batch()
             res = e.apply(Command("place_order", actor, _order(side, qty, price)), batch)
             assert res.status == 201, res.body
         (trade,) = res.body["trades"]
         assert (D(trade["quantity"]), D(trade["price"])) == (qty, price)
-        entries = batch.inserts["ledger_entries"]
         value = Fraction(price) * Fraction(qty)
-        assert [Fraction(D(x["amount"])) for x in entries if x["asset"] == "USD"] == [-value, value]
-        for key, amount in ((("b", "USD"), -value), (("s", "USD"), value), (("s", "ga/metal"), -Fraction(qty)),
-                            (("b", "ga/metal"), Fraction(qty))):
-            expected[key] = expected.get(key, Fraction(0)) + amount
-    assert {k: Fraction(v) for k, v in e.ledger.balances().items()} == expected
+        paid = Fraction(0)
+        if floor is not None and reference is not None:
+            paid = min(Fraction(qty) * max(Fraction(0), Fraction(floor) - reference), max(left, Fraction(0)))
+            left -= paid
+        assert Fraction(D(trade["support_paid"])) == paid
+        usd = [Fraction(D(x["amount"])) for x in batch.inserts["ledger_entries"] if x["asset"] == "USD"]
+        assert usd == [-value, value] + ([-paid, paid] if paid else [])
+        book("b", "USD", -value)
+        book("s", "USD", value + paid)
+        book("fl", "USD", -paid)
+        book("b", "ga/metal", Fraction(qty))
+    book("s", "ga/metal", Fraction(0))  # deposited, then sold: nothing left
+    assert {k: Fraction(e.ledger.balance(*k)) for k in expected} == expected
     assert all(v == 0 for v in e.ledger.trial_balance().values())
 
 
