@@ -151,6 +151,37 @@ class EnrolmentState:
     version: int
 
 
+@dataclass
+class IndexWindow:
+    """What an index fixing needs of the trades since the previous fixing of a commodity/form, kept as running
+    sums (memory grows with the sellers and buyers, not with the trades)."""
+
+    first_trade_id: int | None = None
+    trades: int = 0
+    value: dict[str, Decimal] = field(default_factory=dict)     # seller → Σ price × quantity, USD
+    quantity: dict[str, Decimal] = field(default_factory=dict)  # seller → Σ quantity, kg
+    buyers: set[str] = field(default_factory=set)
+
+    def add(self, trade_id: int, seller: str, buyer: str, price: Decimal, quantity: Decimal) -> None:
+        if self.first_trade_id is None:
+            self.first_trade_id = trade_id
+        self.trades += 1
+        self.value[seller] = MONEY.add(self.value.get(seller, ZERO), MONEY.multiply(price, quantity))
+        self.quantity[seller] = MONEY.add(self.quantity.get(seller, ZERO), quantity)
+        self.buyers.add(buyer)
+
+    def index(self, tick: Decimal) -> Decimal:
+        """Each seller's volume-weighted price, rounded half-even to ``tick``, then the median over the sellers
+        (the mean of the middle two, to ``tick``, when their number is even). One vote per seller: a seller and its
+        buyer trading any volume at any price move only that seller's vote, and the median ignores a minority of
+        outliers."""
+        votes = sorted(quantize_div(self.value[s], self.quantity[s], tick) for s in self.value)
+        n = len(votes)
+        if n % 2:
+            return votes[n // 2]
+        return quantize_div(MONEY.add(votes[n // 2 - 1], votes[n // 2]), Decimal(2), tick)
+
+
 @dataclass(frozen=True)
 class Fixing:
     """A published reference price (a row of ``fixings``)."""
@@ -381,9 +412,8 @@ class Engine:
         self.enrolled: dict[tuple[str, str, str], str] = {}  # (seller, commodity, form) → programme (active only)
         self.fixings: dict[tuple[str, str], Fixing] = {}  # (commodity, form) → the latest fixing
         self.next_fixing_id = 0
-        #: (commodity, form) → the trades since its latest fixing that an index fixing counts:
-        #: (trade id, seller, buyer, price, quantity).
-        self.index_window: dict[tuple[str, str], list[tuple[int, str, str, Decimal, Decimal]]] = {}
+        #: (commodity, form) → the trades since its latest fixing that an index fixing counts.
+        self.index_window: dict[tuple[str, str], IndexWindow] = {}
         self.book_ticks: dict[tuple[str, str, str], tuple[Decimal | None, Decimal | None]] = {}
         self.policies: dict[tuple[str, str], Policy] = {}
         self.books: dict[tuple[str, str, str], OrderBook] = {}
@@ -445,7 +475,7 @@ class Engine:
                   .where(t.c.nonmarket.is_(False), sa.or_(last.c.last_id.is_(None), t.c.id > last.c.last_id))
                   .order_by(t.c.id))
         for tid, c, fm, seller, buyer, price, qty in conn.execute(window):
-            e.index_window.setdefault((c, fm), []).append((tid, seller, buyer, Decimal(price), Decimal(qty)))
+            e.index_window.setdefault((c, fm), IndexWindow()).add(tid, seller, buyer, Decimal(price), Decimal(qty))
         o = db.orders
         for r in conn.execute(sa.select(o).where(o.c.status == "open").order_by(o.c.seq)).mappings():
             order = order_from_row(r)
@@ -758,11 +788,10 @@ class Engine:
         enters from a named source (``method = benchmark``). Floors and CfDs settle against the latest one."""
         d, actor = cmd.data, cmd.actor
         key = (d["commodity"], d["form"])
-        window = self.index_window.get(key, [])
+        window = self.index_window.get(key) or IndexWindow()
         tick = self._price_tick(*key)
-        sellers = sorted({w[1] for w in window})
-        buyers = {w[2] for w in window}
-        volume = sum((w[4] for w in window), ZERO)
+        sellers, buyers = window.quantity, window.buyers
+        volume = sum(window.quantity.values(), ZERO)
         if d["method"] == "benchmark":
             if d.get("price") is None:
                 raise ApiError(422, "invalid", "a benchmark fixing needs its price (USD/kg)", "price")
@@ -780,17 +809,17 @@ class Engine:
                                                    f"sellers and {INDEX_MIN_BUYERS} buyers since the previous "
                                                    f"fixing of {key[0]}/{key[1]}; there are {len(sellers)} and "
                                                    f"{len(buyers)}")
-            price = index_price(window, tick)
+            price = window.index(tick)
         row = {"id": self.next_fixing_id, "commodity": key[0], "form": key[1], "method": d["method"],
                "price": fmt(price), "source": d.get("source"),
-               "first_trade_id": window[0][0] if window else None,
+               "first_trade_id": window.first_trade_id,
                "last_trade_id": self.next_trade_id - 1 if self.next_trade_id else None,
-               "trades": len(window), "sellers": len(sellers), "buyers": len(buyers), "volume": fmt(volume),
+               "trades": window.trades, "sellers": len(sellers), "buyers": len(buyers), "volume": fmt(volume),
                "published_by": actor.participant_id, "created_seq": self.audit_seq}
         batch.add(db.fixings, row)
         self.next_fixing_id += 1
         self.fixings[key] = Fixing(row["id"], key[0], key[1], d["method"], price, fixing_row(row))
-        self.index_window[key] = []
+        self.index_window[key] = IndexWindow()
         self._audit(batch, "fixing.publish", actor, {"fixing": row})
         return Result(201, fixing_row(row))
 
@@ -928,8 +957,8 @@ class Engine:
                                reference=fixing.price if fixing is not None else None)
         self._write_posting(batch, s.posting)
         if not trade.nonmarket:  # non-market prices are what programmes counter: never in the index
-            self.index_window.setdefault((trade.commodity, trade.form), []).append(
-                (tid, trade.seller_id, trade.buyer_id, trade.price, trade.quantity))
+            self.index_window.setdefault((trade.commodity, trade.form), IndexWindow()).add(
+                tid, trade.seller_id, trade.buyer_id, trade.price, trade.quantity)
         sup = s.support
         row = {"id": tid, "buy_order_id": trade.buy_order_id, "sell_order_id": trade.sell_order_id,
                "buyer_id": trade.buyer_id, "seller_id": trade.seller_id, "commodity": trade.commodity,
@@ -1096,22 +1125,6 @@ def fixing_row(r: dict[str, Any]) -> dict[str, Any]:
                               "last_trade_id", "trades", "sellers", "buyers", "volume", "published_by",
                               "created_seq")}
 
-
-def index_price(window: list[tuple[int, str, str, Decimal, Decimal]], tick: Decimal) -> Decimal:
-    """The index of a window of trades (id, seller, buyer, price, quantity): each seller's volume-weighted price,
-    rounded half-even to ``tick``, then the median over the sellers (the mean of the middle two, to ``tick``, when
-    their number is even). One vote per seller: a seller and its buyer trading any volume at any price move only
-    that seller's vote, and the median ignores a minority of outliers."""
-    value: dict[str, Decimal] = {}
-    qty: dict[str, Decimal] = {}
-    for _, seller, _, price, q in window:
-        value[seller] = MONEY.add(value.get(seller, ZERO), MONEY.multiply(price, q))
-        qty[seller] = MONEY.add(qty.get(seller, ZERO), q)
-    votes = sorted(quantize_div(value[s], qty[s], tick) for s in value)
-    n = len(votes)
-    if n % 2:
-        return votes[n // 2]
-    return quantize_div(MONEY.add(votes[n // 2 - 1], votes[n // 2]), Decimal(2), tick)
 
 
 def order_row(order: Order, submitted_limit: Decimal | None, client_order_id: str | None) -> dict[str, Any]:
