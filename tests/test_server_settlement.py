@@ -369,3 +369,74 @@ def test_migration_0003_leaves_old_cfds_charging_nobody(tmp_path):
         row = c.execute(sa.text("SELECT max_support_per_seller, max_payback_per_seller FROM programmes")).one()
     assert tuple(row) == (None, "0")
     engine.dispose()
+
+
+def test_even_number_of_sellers_takes_the_mean_of_the_middle_two():
+    from critmin.server.engine import IndexWindow
+
+    w = IndexWindow()
+    for i, (seller, price, qty) in enumerate((("a", "10", "1"), ("b", "20", "3"), ("b", "24", "1"), ("c", "30", "1"),
+                                              ("d", "1000", "5"))):
+        w.add(i, seller, f"buyer{i}", D(price), D(qty))
+    # a 10, b (60 + 24) / 4 = 21, c 30, d 1000 → (21 + 30) / 2 = 25.5
+    assert (w.index(D("0.01")), w.trades, w.first_trade_id) == (D("25.50"), 5, 0)
+    assert w.index(D(1)) == 26                      # 25.5 to the tick of 1: half-even → 26
+    w2 = IndexWindow()
+    w2.add(0, "a", "x", D(1), D(3))
+    w2.add(1, "a", "x", D(2), D(3))
+    assert w2.index(D("0.01")) == D("1.50")
+
+
+def test_every_new_change_is_in_the_audit_log_with_its_row(url, tmp_path):
+    """Enrolments, fixings, book ticks, programme caps and each trade's reference: the audit record of the last
+    change of each row carries the row exactly as stored."""
+    import json
+
+    import sqlalchemy as sa
+
+    from critmin.server.db import make_engine
+
+    with open_market(url, tmp_path) as m:
+        programme(m, "meti", "cfd", cfd_strike="100", budget="1000", max_support_per_seller="5",
+                  max_payback_per_seller="5")
+        deposit(m, "lynas", "10", "ndpr/oxide")
+        ok(m.post("lynas", "/v1/programmes/cfd/enrolments", {}), 201)
+        benchmark(m, "99")
+        ok(m.put("admin", "/v1/books/ndpr/oxide/std", {"price_tick": "0.5"}, **{"If-Match": '"0"'}))
+        m.order("lynas", SELL, quantity="10", limit_price="99.5")
+        (t,) = m.order("toyota", BUY, quantity="10", limit_price="99.5")["trades"]
+        assert (D(t["support_paid"]), t["support_reason"], D(t["reference_price"])) == (5, "seller_capped", 99)
+        records = [json.loads(x) for x in m.get("gao", "/v1/audit/export").text.splitlines()]
+    last: dict[tuple, dict] = {}
+    for r in records:
+        p = r["payload"]
+        if r["kind"].startswith("enrolment."):
+            last[("enrolments", p["enrolment"]["programme_id"], p["enrolment"]["seller_id"])] = p["enrolment"]
+        elif r["kind"] == "fixing.publish":
+            last[("fixings", p["fixing"]["id"])] = p["fixing"]
+        elif r["kind"] == "book.mode":
+            last[("books", p["book"]["commodity"], p["book"]["form"], p["book"]["grade"])] = p["book"]
+        elif r["kind"].startswith("programme."):
+            last[("programmes", p["programme"]["id"])] = p["programme"]
+        for trade in p.get("trades", []) if isinstance(p, dict) else []:
+            last[("trades", trade["id"])] = trade
+    engine = make_engine(url)
+    try:
+        with engine.connect() as c:
+            stored = {}
+            for table, keys in (("enrolments", ("programme_id", "seller_id")), ("fixings", ("id",)),
+                                ("books", ("commodity", "form", "grade")), ("programmes", ("id",)),
+                                ("trades", ("id",))):
+                for row in c.execute(sa.text(f"SELECT * FROM {table}")).mappings():
+                    row = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+                    if table == "programmes" and isinstance(row["eligible_origins"], str):
+                        row["eligible_origins"] = json.loads(row["eligible_origins"])
+                    stored[(table, *(row[k] for k in keys))] = {k: (bool(v) if k in ("active", "nonmarket",
+                                                                                      "allies_only",
+                                                                                      "exclude_nonmarket") else v)
+                                                                 for k, v in row.items()}
+    finally:
+        engine.dispose()
+    assert set(stored) == set(last)
+    for key, row in stored.items():
+        assert last[key] == row, key
