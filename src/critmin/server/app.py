@@ -728,7 +728,7 @@ def _levels(orders) -> list[dict]:
     out: list[dict] = []
     for o in orders:
         if out and out[-1]["_p"] == o.limit_price:
-            out[-1]["_q"] += o.quantity
+            out[-1]["_q"] = MONEY.add(out[-1]["_q"], o.quantity)  # exact, whatever the thread's context
             out[-1]["orders"] += 1
         else:
             out.append({"_p": o.limit_price, "_q": o.quantity, "orders": 1})
