@@ -323,9 +323,11 @@ class Trade:
 class Programme:
     """A government support programme: a price floor or a two-sided contract for difference (CfD).
 
-    Exactly one of ``floor`` and ``cfd_strike`` is set: a floor pays ``max(0, floor − price)`` per kg, a CfD pays
-    ``strike − price`` per kg (negative = the seller pays back). Mixing the two on one programme would make the
-    payment rule ambiguous, so it is refused.
+    Exactly one of ``floor`` and ``cfd_strike`` is set: a floor pays ``max(0, floor − reference)`` per kg, a CfD
+    pays ``strike − reference`` per kg (negative = the seller pays back), where ``reference`` is a published
+    reference price, never the trade's own price (:func:`critmin.market.pricing.settle_support`). Mixing the two on
+    one programme would make the payment rule ambiguous, so it is refused. A programme supports only sellers who
+    enrolled in it (the service keeps the enrolments).
 
     Parameters
     ----------
