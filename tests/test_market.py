@@ -65,6 +65,14 @@ def test_model_refuses_floats_empty_commodity_and_bad_programmes():
         Programme("g", "USA", "cobalt", "hydroxide", floor=D(1), cfd_strike=D(2), budget=D(1))
     with pytest.raises(ConfigError, match="budget"):
         Programme("g", "USA", "cobalt", "hydroxide", floor=D(1), budget=D(-1))
+    with pytest.raises(ConfigError, match="budget must be > 0"):
+        Programme("g", "USA", "cobalt", "hydroxide", floor=D(1), budget=D(0))
+    with pytest.raises(ConfigError, match="max_payback_per_seller"):   # a CfD states the most a seller can owe
+        Programme("g", "USA", "cobalt", "hydroxide", cfd_strike=D(1), budget=D(1))
+    with pytest.raises(ConfigError, match="max_payback_per_seller is for CfDs"):
+        Programme("g", "USA", "cobalt", "hydroxide", floor=D(1), budget=D(1), max_payback_per_seller=D(1))
+    with pytest.raises(ConfigError, match="max_support_per_seller"):
+        Programme("g", "USA", "cobalt", "hydroxide", floor=D(1), budget=D(1), max_support_per_seller=D(0))
     with pytest.raises(DataError, match="allowed_origins"):
         Requirements(allowed_origins=frozenset({"ABC"}))
     assert tonnes(1000) == D(1_000_000)
@@ -127,14 +135,15 @@ def _trade(price, qty, origin="AUS", nonmarket=False, seq=0, buyer="B", seller="
 
 
 def test_floor_example_50_million():
-    """Floor 110 USD/kg, trade at 60 USD/kg × 1,000 t → programme pays the seller USD 50,000,000."""
+    """Floor 110 USD/kg, reference (and trade) at 60 USD/kg × 1,000 t → programme pays the seller USD 50,000,000."""
     prog = Programme("dod-floor", "USA", "cobalt", "hydroxide", floor=D(110), budget=D(10) ** 9)
     t = _trade(60, tonnes(1000))
-    pay = settle_support(t, prog)
+    pay = settle_support(t, prog, D(60))
     assert pay.paid == D(50_000_000) and pay.reason == "floor"
-    assert settle_support(_trade(120, tonnes(1000)), prog).paid == 0  # floors are one-sided
+    assert settle_support(_trade(120, tonnes(1000)), prog, D(120)).paid == 0  # floors are one-sided
     led = Ledger()
-    led.settle(t, prog)
+    led.deposit("S", "cobalt/hydroxide", tonnes(1000))  # the warehouse receipt the support is paid on
+    led.settle(t, prog, reference=D(60))
     assert led.balance("S", USD) == D(60_000_000) + D(50_000_000)
     assert led.balance("B", USD) == -D(60_000_000)
     assert led.balance("dod-floor", USD) == -D(50_000_000)
@@ -143,22 +152,51 @@ def test_floor_example_50_million():
 
 
 def test_cfd_symmetric_and_budget_cap():
-    prog = Programme("cfd", "JPN", "cobalt", "hydroxide", cfd_strike=D(110), budget=D(60_000_000))
+    prog = Programme("cfd", "JPN", "cobalt", "hydroxide", cfd_strike=D(110), budget=D(60_000_000),
+                     max_payback_per_seller=D(10) ** 9)
     led = Ledger()
-    below = led.settle(_trade(60, tonnes(1000), seq=0), prog).support
+    led.deposit("S", "cobalt/hydroxide", tonnes(3000))
+    below = led.settle(_trade(60, tonnes(1000), seq=0), prog, reference=D(60)).support
     assert below.paid == D(50_000_000)
-    above = led.settle(_trade(160, tonnes(1000), seq=1), prog).support
+    above = led.settle(_trade(160, tonnes(1000), seq=1), prog, reference=D(160)).support
     assert above.paid == -D(50_000_000)   # seller pays back the same amount
     assert led.spent("cfd") == 0 and led.balance("cfd", USD) == 0
     # Cap: remaining budget 60 M; a 100 M payment is cut to 60 M (first come, first served).
-    capped = led.settle(_trade(10, tonnes(1000), seq=2), prog).support
+    capped = led.settle(_trade(10, tonnes(1000), seq=2), prog, reference=D(10)).support
     assert (capped.due, capped.paid, capped.reason, capped.remaining_after) == (D(100_000_000), D(60_000_000),
                                                                                  "capped", 0)
-    assert led.settle(_trade(10, 1, seq=3), prog).support.paid == 0
+    assert led.settle(_trade(10, 1, seq=3), prog, reference=D(10)).support.paid == 0
     # Non-market origins are excluded by default; origins outside the list are not supported.
-    assert settle_support(_trade(60, 1, nonmarket=True), prog).reason == "non-market origin"
+    assert settle_support(_trade(60, 1, nonmarket=True), prog, D(60)).reason == "non-market origin"
     only = Programme("p", "USA", "cobalt", "hydroxide", floor=D(110), budget=D(1), eligible_origins={"CAN"})
-    assert settle_support(_trade(60, 1), only).paid == 0
+    assert settle_support(_trade(60, 1), only, D(60)).paid == 0
+
+
+def test_support_is_against_the_reference_and_capped_per_seller():
+    """The trade price never enters the payment; per-seller caps bound what one seller receives and owes; a payment
+    needs the material in the seller's account."""
+    floor = Programme("f", "USA", "cobalt", "hydroxide", floor=D(110), budget=D(10) ** 6,
+                      max_support_per_seller=D(20_000))
+    # A trade at 1e-9 against a reference of 95: (110 − 95) × 1,000 = 15,000, never ~110,000.
+    assert settle_support(_trade("0.000000001", 1000), floor, D(95)).paid == 15_000
+    assert settle_support(_trade(95, 1000), floor, None).reason.startswith("no reference price")
+    led = Ledger()
+    first = led.settle(_trade(50, 1000), floor, reference=D(95)).support
+    assert (first.paid, first.reason) == (0, "the seller's holding does not cover the quantity sold")
+    led.deposit("S", "cobalt/hydroxide", D(3000))   # 1,000 kg short from the first sale, 2,000 to sell
+    assert led.settle(_trade(50, 1000, seq=1), floor, reference=D(95)).support.paid == 15_000
+    second = led.settle(_trade(50, 1000, seq=2), floor, reference=D(95)).support
+    assert (second.due, second.paid, second.reason) == (15_000, 5_000, "seller_capped")   # 20,000 − 15,000
+    assert led.seller_net("f", "S") == 20_000 and led.spent("f") == 20_000
+    cfd = Programme("c", "USA", "cobalt", "hydroxide", cfd_strike=D(100), budget=D(10) ** 6,
+                    max_payback_per_seller=D(1_000))
+    led = Ledger()
+    # A seller of 1,000 kg at 300 under a strike of 100 owes at most its payback cap, not 200,000.
+    owed = led.settle(_trade(300, 1000), cfd, reference=D(300)).support
+    assert (owed.due, owed.paid, owed.reason) == (-200_000, -1_000, "payback_capped")
+    assert led.balance("S", USD) == 300_000 - 1_000
+    assert led.settle(_trade(300, 1000, seq=1), cfd, reference=D(300)).support.paid == 0   # the cap is spent
+    assert all(v == 0 for v in led.trial_balance().values())
 
 
 # ---------------------------------------------------------------- 4. continuous book
@@ -390,16 +428,21 @@ def test_property_book_matches_a_plain_reference(specs):
 
 
 @FAST
-@given(st.lists(order_spec, max_size=30), st.integers(1, 20), st.booleans(), st.integers(0, 400))
-def test_property_ledger_balanced(specs, support, cfd, budget):
-    kw = {"cfd_strike": D(support)} if cfd else {"floor": D(support)}
-    prog = Programme("gov", "USA", "cobalt", "hydroxide", budget=D(budget), **kw)
+@given(st.lists(order_spec, max_size=30), st.integers(1, 20), st.booleans(), st.integers(1, 400),
+       st.integers(5, 15), st.integers(1, 400), st.integers(0, 400))
+def test_property_ledger_balanced(specs, support, cfd, budget, reference, seller_cap, payback_cap):
+    kw = {"cfd_strike": D(support), "max_payback_per_seller": D(payback_cap)} if cfd else {"floor": D(support)}
+    prog = Programme("gov", "USA", "cobalt", "hydroxide", budget=D(budget), max_support_per_seller=D(seller_cap),
+                     **kw)
     led = Ledger()
     for p in PARTICIPANTS:
         led.deposit(p, USD, D(1000))
+        led.deposit(p, "cobalt/hydroxide", D(100))
     for t in _run(_stream(specs)):
-        led.settle(t, prog, allies=ALLIES)
+        led.settle(t, prog, allies=ALLIES, reference=D(reference))
         assert led.spent("gov") <= prog.budget
+        for p in PARTICIPANTS:
+            assert -D(payback_cap) * cfd <= led.seller_net("gov", p) <= D(seller_cap)
     assert all(v == 0 for v in led.trial_balance().values())
 
 

@@ -56,8 +56,22 @@ def programme(m: Market, who: str, pid: str, **terms) -> dict:
     return ok(m.post(who, "/v1/programmes", body), 201)
 
 
-def deposit(m: Market, owner: str, amount: str) -> None:
-    ok(m.post("admin", "/v1/deposits", {"owner": owner, "asset": "USD", "amount": amount}), 201)
+def deposit(m: Market, owner: str, amount: str, asset: str = "USD") -> None:
+    ok(m.post("admin", "/v1/deposits", {"owner": owner, "asset": asset, "amount": amount}), 201)
+
+
+def enrol(m: Market, seller: str, pid: str, material: str | None = "1000") -> dict:
+    """The seller enrols in the programme, with ``material`` kg of NdPr oxide booked into its account first (the
+    support is paid only on material the seller holds)."""
+    if material is not None:
+        deposit(m, seller, material, "ndpr/oxide")
+    return ok(m.post(seller, f"/v1/programmes/{pid}/enrolments", {}), 201)
+
+
+def fixing(m: Market, price: str) -> dict:
+    """The operator publishes the NdPr oxide reference price (a benchmark) that support is computed against."""
+    return ok(m.post("admin", "/v1/fixings/ndpr/oxide", {"method": "benchmark", "price": price,
+                                                         "source": "hand example"}), 201)
 
 
 def sa_engine(url: str) -> sa.Engine:
@@ -82,17 +96,20 @@ def test_floor_settles_support_per_trade(url, tmp_path):
     with open_market(url, tmp_path) as m:
         programme(m, "dod", "dod-floor", floor="110", budget="100000")
         deposit(m, "dod-floor", "100000")
+        enrol(m, "lynas", "dod-floor")
+        fixing(m, "95")
         sell = m.order("lynas", SELL)["order"]                     # 1000 kg at 95
         placed = m.order("toyota", BUY)                            # 400 kg, up to 100
         (t,) = placed["trades"]
         assert (D(t["price"]), D(t["quantity"])) == (95, 400)      # the resting order's price
         assert (t["buyer_id"], t["seller_id"], t["programme_id"]) == ("toyota", "lynas", "dod-floor")
+        assert (D(t["reference_price"]), t["fixing_id"]) == (95, 0)
         assert D(t["support_due"]) == D(t["support_paid"]) == (110 - 95) * 400 == 6000
         assert t["support_reason"] == "floor" and t["mechanism"] == "continuous" and D(t["levy"]) == 0
         assert placed["order"]["status"] == "filled" and D(placed["order"]["remaining"]) == 0
         s = ok(m.get("lynas", f"/v1/orders/{sell['id']}"))
         assert (s["status"], D(s["remaining"]), s["version"]) == ("open", 600, 2)
-        assert balances(m, "lynas", "lynas") == {"USD": 95 * 400 + 6000, "ndpr/oxide": -400}
+        assert balances(m, "lynas", "lynas") == {"USD": 95 * 400 + 6000, "ndpr/oxide": 1000 - 400}
         assert balances(m, "toyota", "toyota") == {"USD": -95 * 400, "ndpr/oxide": 400}
         assert balances(m, "dod", "dod-floor") == {"USD": 100000 - 6000}
         p = ok(m.get("toyota", "/v1/programmes/dod-floor"))
@@ -128,12 +145,16 @@ def test_account_balances_are_checked_against_the_ledger(url, tmp_path):
 
 def test_cfd_is_two_sided(url, tmp_path):
     with open_market(url, tmp_path) as m:
-        programme(m, "meti", "meti-cfd", cfd_strike="100", budget="10000")
+        programme(m, "meti", "meti-cfd", cfd_strike="100", budget="10000", max_payback_per_seller="10000")
         deposit(m, "meti-cfd", "10000")
+        enrol(m, "lynas", "meti-cfd")
+        enrol(m, "mp", "meti-cfd")
+        fixing(m, "90")
         m.order("lynas", SELL, quantity="200", limit_price="90")
         (below,) = m.order("toyota", BUY, quantity="200")["trades"]
         assert D(below["price"]) == 90 and D(below["support_paid"]) == (100 - 90) * 200 == 2000
         assert below["support_reason"] == "cfd"
+        fixing(m, "105")
         m.order("mp", SELL, origin="USA", quantity="300", limit_price="105")
         (above,) = m.order("dla", BUY, quantity="300", limit_price="110")["trades"]
         assert D(above["price"]) == 105
@@ -150,6 +171,8 @@ def test_cfd_is_two_sided(url, tmp_path):
 def test_floor_budget_cap(url, tmp_path):
     with open_market(url, tmp_path) as m:
         programme(m, "dod", "dod-floor", floor="110", budget="5000")
+        enrol(m, "lynas", "dod-floor")
+        fixing(m, "95")
         m.order("lynas", SELL)
         (t1,) = m.order("toyota", BUY)["trades"]
         assert (D(t1["support_due"]), D(t1["support_paid"]), t1["support_reason"]) == (6000, 5000, "capped")
@@ -343,6 +366,8 @@ def test_optimistic_concurrency(url, tmp_path):
         assert ok(m.get("gao", "/v1/books/ndpr/oxide/std"))["asks"] == []
         # programme PATCH
         programme(m, "dod", "dod-floor", floor="110", budget="1000")
+        enrol(m, "mp", "dod-floor")
+        fixing(m, "95")
         r = m.patch("dod", "/v1/programmes/dod-floor", {"budget": "2000"})
         assert r.status_code == 428
         r = m.patch("dod", "/v1/programmes/dod-floor", {"budget": "2000"}, **{"If-Match": '"7"'})
@@ -493,6 +518,8 @@ def test_restart_recovery(url, tmp_path):
         tokens = dict(m.tokens)
         programme(m, "dod", "dod-floor", floor="110", budget="100000")
         deposit(m, "dod-floor", "100000")
+        enrol(m, "lynas", "dod-floor")
+        fixing(m, "95")
         sell = m.order("lynas", SELL)["order"]
         first = m.post("toyota", "/v1/orders", BUY, key="before-restart")
         assert first.status_code == 201

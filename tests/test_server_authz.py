@@ -113,6 +113,20 @@ MATRIX: dict[tuple[str, str], dict[str, tuple[int | None, ...]]] = {
         "own":     (NA,  NA,  NA,  200, NA,  NA,  NA,  401, 401, 401),
         "peer":    (403, 403, 403, 404, 403, 200, 403, 401, 401, 401),
         "missing": (403, 403, 403, 404, 403, 404, 403, 401, 401, 401)},
+    ("POST", "/v1/programmes/{programme_id}/enrolments"): {                # only a seller enrols, itself
+        "-":       (201, 403, 403, 403, 403, 403, 403, 401, 401, 401),
+        "missing": (404, 403, 403, 403, 403, 403, 403, 401, 401, 401)},
+    ("GET", "/v1/programmes/{programme_id}/enrolments"): {                 # filtered: own, or all for the owner
+        "-":       (200, 200, 200, 200, 200, 200, 200, 401, 401, 401),
+        "missing": (404, 404, 404, 404, 404, 404, 404, 401, 401, 401)},
+    ("DELETE", "/v1/programmes/{programme_id}/enrolments/{seller_id}"): {  # only the seller withdraws
+        "own":     (200, 403, NA,  NA,  NA,  NA,  NA,  401, 401, 401),
+        "peer":    (404, 403, 403, 403, 403, 403, 403, 401, 401, 401),
+        "missing": (404, 403, 403, 403, 403, 403, 403, 401, 401, 401)},
+    ("POST", "/v1/fixings/{commodity}/{form}"): {                           # the operator publishes
+        "-":       (403, 403, 403, 403, 403, 201, 403, 401, 401, 401)},
+    ("GET", "/v1/fixings/{commodity}/{form}"): {
+        "-":       (200, 200, 200, 200, 200, 200, 200, 401, 401, 401)},
     ("GET", "/v1/policies"): {
         "-":       (200, 200, 200, 200, 200, 200, 200, 401, 401, 401)},
     ("GET", "/v1/policies/{commodity}/{form}"): {
@@ -210,6 +224,12 @@ def build_world(m) -> World:
     w.ok(m.post("meti", "/v1/programmes", {"id": "meti-co", "commodity": "cobalt", "form": "hydroxide",
                                            "floor": "40", "budget": "1000000"}), 201)
     w.programmes = {"dod": "dod-ndpr", "meti": "meti-co"}
+    for seller, pid, (c, f), price in (("lynas", "dod-ndpr", ("ndpr", "oxide"), "95"),
+                                       ("mp", "meti-co", ("cobalt", "hydroxide"), "30")):
+        w.ok(m.post("admin", "/v1/deposits", {"owner": seller, "asset": f"{c}/{f}", "amount": "1000"}), 201)
+        w.ok(m.post(seller, f"/v1/programmes/{pid}/enrolments", {}), 201)
+        w.ok(m.post("admin", f"/v1/fixings/{c}/{f}", {"method": "benchmark", "price": price, "source": "matrix"}),
+             201)
     m.order("lynas", SELL)
     t0 = m.order("toyota", BUY)["trades"][0]
     co = {"commodity": "cobalt", "form": "hydroxide"}
@@ -321,6 +341,37 @@ def b_patch_programme(w: World, a: str, c: str) -> Req:
     return f"/v1/programmes/{pid}", {"active": True}, {"If-Match": f'"{version}"'}
 
 
+def _fresh_programme(w: World) -> str:
+    pid = w.fresh("enr-")
+    w.ok(w.m.post("dod", "/v1/programmes", {"id": pid, "commodity": pid, "form": "oxide", "floor": "1",
+                                            "budget": "1"}), 201)
+    return pid
+
+
+def b_enrol(w: World, a: str, c: str) -> Req:
+    pid = MISSING["programme"] if c == "missing" else _fresh_programme(w)
+    return f"/v1/programmes/{pid}/enrolments", {}, {}
+
+
+def b_list_enrolments(w: World, a: str, c: str) -> Req:
+    return f"/v1/programmes/{MISSING['programme'] if c == 'missing' else 'dod-ndpr'}/enrolments", None, {}
+
+
+def b_withdraw(w: World, a: str, c: str) -> Req:
+    if c == "missing":
+        return f"/v1/programmes/{MISSING['programme']}/enrolments/lynas", None, {"If-Match": '"1"'}
+    seller = ACTOR_PID[a] if c == "own" else "mp"
+    if seller not in ("lynas", "mp"):
+        return None
+    pid = _fresh_programme(w)
+    w.ok(w.m.post(seller, f"/v1/programmes/{pid}/enrolments", {}), 201)
+    return f"/v1/programmes/{pid}/enrolments/{seller}", None, {"If-Match": '"1"'}
+
+
+def b_fixing(w: World, a: str, c: str) -> Req:
+    return f"/v1/fixings/{w.fresh('fix')}/oxide", {"method": "benchmark", "price": "10", "source": "matrix"}, {}
+
+
 def b_get_policy(w: World, a: str, c: str) -> Req:
     cf = MISSING["policy"] if c == "missing" else w.policy
     return f"/v1/policies/{cf[0]}/{cf[1]}", None, {}
@@ -374,6 +425,11 @@ BUILDERS: dict[tuple[str, str], Callable[[World, str, str], Req]] = {
     ("GET", "/v1/programmes"): b_plain("/v1/programmes"),
     ("GET", "/v1/programmes/{programme_id}"): b_get_programme,
     ("PATCH", "/v1/programmes/{programme_id}"): b_patch_programme,
+    ("POST", "/v1/programmes/{programme_id}/enrolments"): b_enrol,
+    ("GET", "/v1/programmes/{programme_id}/enrolments"): b_list_enrolments,
+    ("DELETE", "/v1/programmes/{programme_id}/enrolments/{seller_id}"): b_withdraw,
+    ("POST", "/v1/fixings/{commodity}/{form}"): b_fixing,
+    ("GET", "/v1/fixings/{commodity}/{form}"): b_plain("/v1/fixings/ndpr/oxide"),
     ("GET", "/v1/policies"): b_plain("/v1/policies"),
     ("GET", "/v1/policies/{commodity}/{form}"): b_get_policy,
     ("PUT", "/v1/policies/{commodity}/{form}"): b_put_policy,
@@ -550,4 +606,4 @@ def test_regulator_never_changes_the_market():
     for op in writes:
         for case, row in MATRIX[op].items():
             assert row[reg] in (403, None), (op, case)
-    assert len(writes) == 10
+    assert len(writes) == 13

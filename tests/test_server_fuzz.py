@@ -66,10 +66,13 @@ ORDER_OPS = ("POST /v1/orders", "GET /v1/orders", "GET /v1/orders/{order_id}", "
 TRADER_OPS = (*ORDER_OPS, "GET /v1/me", "GET /v1/trades", "GET /v1/trades/{trade_id}",
               "GET /v1/books/{commodity}/{form}/{grade}", "GET /v1/accounts/{owner}",
               "POST /v1/participants/{participant_id}/tokens", "GET /v1/participants/{participant_id}/tokens",
-              "GET /v1/participants/{participant_id}", "PUT /v1/books/{commodity}/{form}/{grade}")
+              "GET /v1/participants/{participant_id}", "PUT /v1/books/{commodity}/{form}/{grade}",
+              "POST /v1/programmes/{programme_id}/enrolments", "GET /v1/programmes/{programme_id}/enrolments",
+              "DELETE /v1/programmes/{programme_id}/enrolments/{seller_id}", "GET /v1/fixings/{commodity}/{form}")
 PROGRAMME_OPS = ("POST /v1/programmes", "GET /v1/programmes", "GET /v1/programmes/{programme_id}",
                  "PATCH /v1/programmes/{programme_id}", "GET /v1/policies", "GET /v1/policies/{commodity}/{form}",
-                 "PUT /v1/policies/{commodity}/{form}", "GET /v1/accounts/{owner}")
+                 "PUT /v1/policies/{commodity}/{form}", "GET /v1/accounts/{owner}",
+                 "GET /v1/programmes/{programme_id}/enrolments", "GET /v1/fixings/{commodity}/{form}")
 REGULATOR_OPS = ("GET /v1/participants", "GET /v1/orders", "GET /v1/trades", "GET /v1/audit", "GET /v1/audit/head",
                  "GET /v1/audit/export", "GET /v1/ledger/trial-balance", "GET /v1/accounts/{owner}")
 
@@ -95,6 +98,8 @@ PLAN_SQLITE = [
     ("dod", NEGATIVE, PROGRAMME_OPS, 20),
     ("gao", POSITIVE, REGULATOR_OPS, 25),
     ("lynas", POSITIVE, ("DELETE /v1/orders/{order_id}", "GET /v1/orders/{order_id}"), 80),
+    ("mp", POSITIVE, ("POST /v1/programmes/{programme_id}/enrolments",
+                      "DELETE /v1/programmes/{programme_id}/enrolments/{seller_id}"), 40),
 ]
 #: The PostgreSQL run: the same kinds of cases, fewer of them.
 PLAN_POSTGRESQL = [
@@ -246,7 +251,12 @@ def _setup(client: Any, tokens: dict[str, str]) -> dict[str, list[Any]]:
     call("POST", "/v1/programmes", "dod", {"id": "dod-floor", "commodity": "ndpr", "form": "oxide", "floor": "110",
                                            "budget": "100000"})
     call("POST", "/v1/programmes", "meti", {"id": "meti-cfd", "commodity": "cobalt", "form": "hydroxide",
-                                            "cfd_strike": "98", "budget": "5000"})
+                                            "cfd_strike": "98", "budget": "5000", "max_payback_per_seller": "2000"})
+    for seller, pid, asset in (("lynas", "dod-floor", "ndpr/oxide"), ("mp", "meti-cfd", "cobalt/hydroxide")):
+        call("POST", "/v1/deposits", "admin", {"owner": seller, "asset": asset, "amount": "5000"})
+        call("POST", f"/v1/programmes/{pid}/enrolments", seller, {})
+    call("POST", "/v1/fixings/ndpr/oxide", "admin", {"method": "benchmark", "price": "95", "source": "fuzz"})
+    call("POST", "/v1/fixings/cobalt/hydroxide", "admin", {"method": "benchmark", "price": "97", "source": "fuzz"})
     call("PUT", "/v1/policies/ndpr/oxide", "dod", {"nonmarket_tariff_rate": "0.25", "nonmarket_origins": ["CHN"]})
     call("PUT", "/v1/policies/cobalt/hydroxide", "meti", {
         "cost_inputs": {"cash_cost": "20", "sustaining_capex": "4", "responsible_costs": {"audit": "1.5"},
@@ -258,7 +268,8 @@ def _setup(client: Any, tokens: dict[str, str]) -> dict[str, list[Any]]:
               call("POST", "/v1/orders", "toyota", BUY)["order"]["id"]]
     participants = ["admin", *CAST]
     return {"participant_id": participants, "owner": [*participants, "dod-floor", "meti-cfd"],
-            "programme_id": ["dod-floor", "meti-cfd"], "token_id": spare, "order_id": orders, "trade_id": [0]}
+            "programme_id": ["dod-floor", "meti-cfd"], "token_id": spare, "order_id": orders, "trade_id": [0],
+            "seller_id": ["lynas", "mp"]}
 
 
 def fuzz(url: str, tmp_path: Any, plan: list) -> Fuzz:

@@ -239,7 +239,8 @@ def typical_trade() -> dict:
             "seller_id": "p_seller", "commodity": "lithium", "form": "carbonate", "grade": "battery",
             "quantity": "25000", "price": "12.50", "origin": "AUS", "nonmarket": False, "mechanism": "continuous",
             "programme_id": None, "support_due": "0", "support_paid": "0",
-            "support_reason": "no programme covers the trade", "levy": "0.00", "posting_seq": 3}
+            "support_reason": "no programme covers the trade", "levy": "0.00", "posting_seq": 3,
+            "reference_price": None, "fixing_id": None}
 
 
 def test_typical_payloads_take_the_orjson_path(monkeypatch):

@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from critmin.errors import ConfigError, DataError
+from critmin.market.money import MONEY
 from critmin.reference.countries import is_valid_code
 
 #: Kilograms in one metric tonne (quantities are carried in kg).
@@ -309,8 +310,8 @@ class Trade:
 
     @property
     def value(self) -> Decimal:
-        """Cash paid by the buyer, USD (price × quantity)."""
-        return self.price * self.quantity
+        """Cash paid by the buyer, USD (price × quantity), exact (:data:`critmin.market.money.MONEY`)."""
+        return MONEY.multiply(self.price, self.quantity)
 
     @property
     def asset(self) -> str:
@@ -322,9 +323,11 @@ class Trade:
 class Programme:
     """A government support programme: a price floor or a two-sided contract for difference (CfD).
 
-    Exactly one of ``floor`` and ``cfd_strike`` is set: a floor pays ``max(0, floor − price)`` per kg, a CfD pays
-    ``strike − price`` per kg (negative = the seller pays back). Mixing the two on one programme would make the
-    payment rule ambiguous, so it is refused.
+    Exactly one of ``floor`` and ``cfd_strike`` is set: a floor pays ``max(0, floor − reference)`` per kg, a CfD
+    pays ``strike − reference`` per kg (negative = the seller pays back), where ``reference`` is a published
+    reference price, never the trade's own price (:func:`critmin.market.pricing.settle_support`). Mixing the two on
+    one programme would make the payment rule ambiguous, so it is refused. A programme supports only sellers who
+    enrolled in it (the service keeps the enrolments).
 
     Parameters
     ----------
@@ -338,7 +341,7 @@ class Programme:
     cfd_strike : Decimal or None
         USD/kg, > 0.
     budget : Decimal
-        USD ≥ 0: the most the programme pays out, net of CfD paybacks.
+        USD > 0: the most the programme pays out, net of CfD paybacks.
     eligible_origins : frozenset of str or None
         ISO3 origins whose trades the programme supports; ``None`` = any (subject to ``allies_only``).
     allies_only : bool
@@ -346,6 +349,12 @@ class Programme:
     exclude_nonmarket : bool
         Never support trades of material from a non-market-flagged origin (default True: public money should not
         subsidise the prices the programme exists to counter).
+    max_support_per_seller : Decimal or None
+        USD > 0: the most one seller receives from the programme, net of its paybacks (default None: no cap per
+        seller, the budget alone limits what it receives).
+    max_payback_per_seller : Decimal or None
+        USD ≥ 0, CfD only (required there): the most one seller can be charged, net of what it received. A
+        seller who enrols knows the worst case; a floor never charges anyone, so it has none.
     """
 
     id: str
@@ -358,6 +367,8 @@ class Programme:
     eligible_origins: frozenset[str] | None = None
     allies_only: bool = False
     exclude_nonmarket: bool = True
+    max_support_per_seller: Decimal | None = None
+    max_payback_per_seller: Decimal | None = None
 
     def __post_init__(self) -> None:
         _nonempty(self.id, "id")
@@ -374,9 +385,24 @@ class Programme:
                     raise ConfigError(f"programme {self.id}: {name} must be > 0 USD/kg, got {d}")
                 _set(self, name, d)
         budget = _dec(self.budget, "budget")
-        if budget < 0:
-            raise ConfigError(f"programme {self.id}: budget must be ≥ 0 USD, got {budget}")
+        if budget <= 0:
+            raise ConfigError(f"programme {self.id}: budget must be > 0 USD, got {budget}")
         _set(self, "budget", budget)
+        if self.max_support_per_seller is not None:
+            cap = _dec(self.max_support_per_seller, "max_support_per_seller")
+            if cap <= 0:
+                raise ConfigError(f"programme {self.id}: max_support_per_seller must be > 0 USD, got {cap}")
+            _set(self, "max_support_per_seller", cap)
+        if self.cfd_strike is not None:
+            if self.max_payback_per_seller is None:
+                raise ConfigError(f"programme {self.id}: a CfD needs max_payback_per_seller (USD ≥ 0), the most "
+                                  "a seller can be charged")
+            payback = _dec(self.max_payback_per_seller, "max_payback_per_seller")
+            if payback < 0:
+                raise ConfigError(f"programme {self.id}: max_payback_per_seller must be ≥ 0 USD, got {payback}")
+            _set(self, "max_payback_per_seller", payback)
+        elif self.max_payback_per_seller is not None:
+            raise ConfigError(f"programme {self.id}: max_payback_per_seller is for CfDs; a floor charges nobody")
         if self.eligible_origins is not None:
             origins = frozenset(self.eligible_origins)
             for code in sorted(origins):

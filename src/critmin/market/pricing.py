@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from critmin.errors import ConfigError
 from critmin.market.model import Programme, Trade, _dec
+from critmin.market.money import money
 
 ZERO = Decimal(0)
 
@@ -101,13 +102,15 @@ def reference_price(cost_inputs: CostInputs) -> ReferencePrice:
     (Decimal('27.5'), Decimal('5.5'), Decimal('33.0'))
     """
     c = cost_inputs
-    k = 1 + c.margin_rate
-    base = c.cash_cost + c.sustaining_capex
-    responsible = sum(c.responsible_costs.values(), ZERO)
-    terms: dict[str, Decimal] = {"cash_cost": c.cash_cost, "sustaining_capex": c.sustaining_capex}
-    terms.update({f"responsible:{name}": v for name, v in c.responsible_costs.items()})
-    terms["margin"] = (base + responsible) * c.margin_rate
-    return ReferencePrice(c.commodity, c.form, base * k, responsible * k, (base + responsible) * k, terms, c.sources)
+    with money():  # exact: the inputs' digits multiply, the default context would round
+        k = 1 + c.margin_rate
+        base = c.cash_cost + c.sustaining_capex
+        responsible = sum(c.responsible_costs.values(), ZERO)
+        terms: dict[str, Decimal] = {"cash_cost": c.cash_cost, "sustaining_capex": c.sustaining_capex}
+        terms.update({f"responsible:{name}": v for name, v in c.responsible_costs.items()})
+        terms["margin"] = (base + responsible) * c.margin_rate
+        return ReferencePrice(c.commodity, c.form, base * k, responsible * k, (base + responsible) * k, terms,
+                              c.sources)
 
 
 def nonmarket_adjustment(price: Decimal, nonmarket: bool, *, tariff_rate: Decimal | None = None,
@@ -124,6 +127,11 @@ def nonmarket_adjustment(price: Decimal, nonmarket: bool, *, tariff_rate: Decima
         If neither or both mechanisms are given, or a rate/reference is negative.
     """
     price = _dec(price, "price")
+    with money():
+        return _adjust(price, nonmarket, tariff_rate, reference)
+
+
+def _adjust(price: Decimal, nonmarket: bool, tariff_rate: Decimal | None, reference: Decimal | None) -> Decimal:
     if (tariff_rate is None) == (reference is None):
         raise ConfigError("nonmarket_adjustment: give exactly one of tariff_rate and reference")
     if tariff_rate is not None:
@@ -144,23 +152,28 @@ class SupportPayment:
     Attributes
     ----------
     due : Decimal
-        Payment by the rules before the budget cap: > 0 programme → seller, < 0 seller → programme.
+        Payment by the rules before any cap: > 0 programme → seller, < 0 seller → programme.
     paid : Decimal
-        Payment after the cap (what settles).
+        Payment after the caps (what settles).
     remaining_after : Decimal
         Budget left after this trade, USD.
     reason : str
-        ``"floor"``, ``"cfd"``, ``"capped"`` or why the trade is not supported.
+        ``"floor"``, ``"cfd"``, ``"capped"`` (the budget cut the payment), ``"seller_capped"`` (the seller's
+        support cap did), ``"payback_capped"`` (the seller's payback cap cut a payback) or why nothing is paid.
+    reference : Decimal or None
+        The reference price the payment was computed against, USD/kg.
     """
 
     due: Decimal
     paid: Decimal
     remaining_after: Decimal
     reason: str
+    reference: Decimal | None = None
 
 
 def programme_covers(trade: Trade, programme: Programme, allies: Iterable[str] | None = None) -> tuple[bool, str]:
-    """Does ``programme`` support ``trade`` (commodity/form, origin, allied, non-market)?"""
+    """Does ``programme`` support ``trade`` (commodity/form, origin, allied, non-market)? Enrolment — whether the
+    seller chose the programme — is decided by the caller, which passes only the programme the seller enrolled in."""
     if (trade.commodity, trade.form) != (programme.commodity, programme.form):
         return False, "programme covers another commodity/form"
     if programme.eligible_origins is not None and trade.origin not in programme.eligible_origins:
@@ -176,37 +189,67 @@ def programme_covers(trade: Trade, programme: Programme, allies: Iterable[str] |
     return True, "ok"
 
 
-def settle_support(trade: Trade, programme: Programme, spent: Decimal = ZERO,
-                   allies: Iterable[str] | None = None) -> SupportPayment:
-    """Floor or CfD payment on one trade, capped by the programme's remaining budget.
+def settle_support(trade: Trade, programme: Programme, reference: Decimal | None, spent: Decimal = ZERO,
+                   allies: Iterable[str] | None = None, *, seller_net: Decimal = ZERO,
+                   material_covered: bool = True) -> SupportPayment:
+    """Floor or CfD payment on one trade, against a reference price, capped by the budget and the seller's caps.
 
-    Floor: ``max(0, floor − price) × quantity``. CfD (two-sided): ``(strike − price) × quantity``; negative means
-    the seller pays the programme back.
+    The payment never depends on the bilateral trade price: a buyer and a seller who agree on a silly price move
+    cash between themselves, not out of the programme.
 
-    Budget cap: ``remaining = budget − spent`` where ``spent`` is the programme's net payout so far (payments minus
-    paybacks). A positive payment is cut to ``remaining`` (first come, first served in trade order — no pro-rating,
-    which would need the future trades); a payback is never capped and raises ``remaining``.
+    Floor: ``max(0, floor − reference) × quantity``. CfD (two-sided): ``(strike − reference) × quantity``; negative
+    means the seller pays the programme back.
+
+    Caps: ``remaining = budget − spent`` where ``spent`` is the programme's net payout so far (payments minus
+    paybacks); ``seller_net`` is this seller's net receipts from the programme so far. A payment is cut to
+    ``remaining`` and to ``max_support_per_seller − seller_net`` (first come, first served in trade order — no
+    pro-rating, which would need the future trades), and is due only when ``material_covered`` (the seller held
+    the quantity sold: see :meth:`critmin.market.ledger.Ledger.settle`). A payback is cut to
+    ``max_payback_per_seller + seller_net`` and raises ``remaining``.
 
     Parameters
     ----------
     trade : Trade
     programme : Programme
+        The programme the seller enrolled in.
+    reference : Decimal or None
+        Reference price, USD/kg (the published fixing); None: nothing is paid (reason says so).
     spent : Decimal
         Net USD already paid out by the programme.
     allies : iterable of str, optional
         Allied group for ``programme.allies_only`` (default ``msp``).
+    seller_net : Decimal
+        Net USD the programme has paid this seller so far (negative: it has paid back more than received).
+    material_covered : bool
+        The seller's holding of the material covered the quantity before the trade.
     """
-    spent = _dec(spent, "spent")
-    remaining = programme.budget - spent
-    ok, why = programme_covers(trade, programme, allies)
-    if not ok:
-        return SupportPayment(ZERO, ZERO, remaining, why)
-    if programme.cfd_strike is not None:
-        due, reason = (programme.cfd_strike - trade.price) * trade.quantity, "cfd"
-    else:
-        assert programme.floor is not None  # guaranteed by Programme validation
-        due, reason = max(ZERO, programme.floor - trade.price) * trade.quantity, "floor"
-    paid = due
-    if due > 0 and due > remaining:
-        paid, reason = max(ZERO, remaining), "capped"
-    return SupportPayment(due, paid, remaining - paid, reason)
+    with money():
+        spent = _dec(spent, "spent")
+        remaining = programme.budget - spent
+        ok, why = programme_covers(trade, programme, allies)
+        if not ok:
+            return SupportPayment(ZERO, ZERO, remaining, why, reference)
+        if reference is None:
+            return SupportPayment(ZERO, ZERO, remaining,
+                                  f"no reference price published for {trade.commodity}/{trade.form}")
+        if programme.cfd_strike is not None:
+            due, reason = (programme.cfd_strike - reference) * trade.quantity, "cfd"
+        else:
+            assert programme.floor is not None  # guaranteed by Programme validation
+            due, reason = max(ZERO, programme.floor - reference) * trade.quantity, "floor"
+        paid = due
+        if due > 0:
+            if not material_covered:
+                return SupportPayment(due, ZERO, remaining, "the seller's holding does not cover the quantity sold",
+                                      reference)
+            cap = programme.max_support_per_seller
+            seller_room = max(ZERO, cap - seller_net) if cap is not None else None
+            if due > remaining and (seller_room is None or remaining <= seller_room):
+                paid, reason = max(ZERO, remaining), "capped"
+            elif seller_room is not None and due > seller_room:
+                paid, reason = seller_room, "seller_capped"
+        elif due < 0:
+            room = max(ZERO, (programme.max_payback_per_seller or ZERO) + seller_net)
+            if -due > room:
+                paid, reason = -room, "payback_capped"
+        return SupportPayment(due, paid, remaining - paid, reason, reference)

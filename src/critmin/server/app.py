@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from critmin.market.audit import canonical, verify
 from critmin.market.model import Role
+from critmin.market.money import MONEY
 from critmin.server import db
 from critmin.server import schemas as S
 from critmin.server.children import Children
@@ -36,6 +37,8 @@ from critmin.server.engine import (
     Actor,
     Command,
     Result,
+    enrolment_body,
+    fixing_row,
     not_found,
     order_body,
     participant_body,
@@ -512,14 +515,17 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         mode, version = eng.book_modes.get(key3, ("continuous", 0))
         response.headers["ETag"] = etag(version)
         book = eng.books.get(key3)
+        price_tick, quantity_tick = eng._ticks(key3)
         return {"commodity": commodity, "form": form, "grade": grade, "mode": mode, "version": version,
+                "price_tick": format(price_tick, "f"), "quantity_tick": format(quantity_tick, "f"),
                 "bids": _levels(book.bids() if book else []), "asks": _levels(book.asks() if book else [])}
 
     @app.put("/v1/books/{commodity}/{form}/{grade}", response_model=S.BookModeOut, tags=["books"])
     async def set_book_mode(request: Request, commodity: SlugPath, form: SlugPath, grade: SlugPath,
                             body: S.BookModeIn, who: Who, key: IdemKey, if_match: IfMatch = None) -> Response:
         need(who, "admin", Role.ADMIN)
-        data = {"commodity": commodity, "form": form, "grade": grade, "mode": body.mode}
+        data = {"commodity": commodity, "form": form, "grade": grade, "mode": body.mode,
+                "price_tick": body.price_tick, "quantity_tick": body.quantity_tick}
         return await change(request, "set_book_mode", who, data, key, if_match, body=body)
 
     @app.post("/v1/books/{commodity}/{form}/{grade}/auction", response_model=S.AuctionOut, tags=["books"])
@@ -556,6 +562,52 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
             raise ApiError(403, "forbidden", f"a {who.role.value} cannot change programmes")
         return await change(request, "update_programme", who, {"programme_id": programme_id, **body.model_dump()},
                             key, if_match, body=body)
+
+    @app.post("/v1/programmes/{programme_id}/enrolments", status_code=201, response_model=S.EnrolmentOut,
+              tags=["programmes"])
+    async def enrol(request: Request, programme_id: IdPath, body: S.EnrolmentIn, who: Who, key: IdemKey) -> Response:
+        """The calling seller enrols in the programme: it settles the seller's trades of its commodity/form."""
+        need(who, "trade", Role.SELLER)
+        return await change(request, "enrol", who, {"programme_id": programme_id}, key, body=body)
+
+    @app.get("/v1/programmes/{programme_id}/enrolments", response_model=list[S.EnrolmentOut], tags=["programmes"])
+    def list_enrolments(request: Request, programme_id: IdPath, who: Who) -> list:
+        """The programme's owner, regulators and admins see every enrolment; a seller sees its own."""
+        need(who, "read")
+        eng = request.app.state.seq.engine
+        st = eng.programmes.get(programme_id)
+        if st is None:
+            raise not_found("programme", programme_id)
+        everyone = who.sees_all or st.owner == who.participant_id
+        return [enrolment_body(e, st, eng.ledger) for (pid, seller), e in list(eng.enrolments.items())
+                if pid == programme_id and (everyone or seller == who.participant_id)]
+
+    @app.delete("/v1/programmes/{programme_id}/enrolments/{seller_id}", response_model=S.EnrolmentOut,
+                tags=["programmes"])
+    async def withdraw_enrolment(request: Request, programme_id: IdPath, seller_id: IdPath, who: Who, key: IdemKey,
+                                 if_match: IfMatch = None) -> Response:
+        """The seller leaves a floor programme (a CfD's enrolment binds: 409)."""
+        need(who, "trade", Role.SELLER)
+        return await change(request, "withdraw_enrolment", who, {"programme_id": programme_id,
+                                                                  "seller_id": seller_id}, key, if_match)
+
+    @app.post("/v1/fixings/{commodity}/{form}", status_code=201, response_model=S.FixingOut, tags=["programmes"])
+    async def publish_fixing(request: Request, commodity: SlugPath, form: SlugPath, body: S.FixingIn, who: Who,
+                             key: IdemKey) -> Response:
+        """Publish the reference price floors and CfDs settle against (the operator: neither payer nor payee)."""
+        need(who, "admin", Role.ADMIN)
+        return await change(request, "publish_fixing", who, {"commodity": commodity, "form": form,
+                                                              **body.model_dump()}, key, body=body)
+
+    @app.get("/v1/fixings/{commodity}/{form}", response_model=list[S.FixingOut], tags=["programmes"])
+    def list_fixings(request: Request, commodity: SlugPath, form: SlugPath, who: Who) -> list:
+        """Every fixing of a commodity/form, oldest first; the last is the one in force."""
+        need(who, "read")
+        f = db.fixings
+        with conn(request) as c:
+            rows = c.execute(sa.select(f).where(f.c.commodity == commodity, f.c.form == form)
+                             .order_by(f.c.id)).mappings()
+            return [fixing_row(dict(r)) for r in rows]
 
     @app.get("/v1/policies", response_model=list[S.PolicyOut], tags=["programmes"])
     def list_policies(request: Request, who: Who) -> list:
@@ -610,7 +662,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
             accounts = db.balances(c)
             n = c.execute(sa.select(sa.func.count()).select_from(db.postings)).scalar_one()
         for (_, asset), amount in sums.items():
-            totals[asset] = totals.get(asset, Decimal(0)) + amount
+            totals[asset] = MONEY.add(totals.get(asset, Decimal(0)), amount)  # exact: never the default context
         agree = {k: v for k, v in sums.items() if v} == {k: v for k, v in accounts.items() if v}  # absent = 0
         return {"balanced": all(v == 0 for v in totals.values()), "accounts_agree": agree, "postings": n,
                 "totals": [{"asset": a, "amount": format(v, "f")} for a, v in sorted(totals.items())]}
@@ -676,7 +728,7 @@ def _levels(orders) -> list[dict]:
     out: list[dict] = []
     for o in orders:
         if out and out[-1]["_p"] == o.limit_price:
-            out[-1]["_q"] += o.quantity
+            out[-1]["_q"] = MONEY.add(out[-1]["_q"], o.quantity)  # exact, whatever the thread's context
             out[-1]["orders"] += 1
         else:
             out.append({"_p": o.limit_price, "_q": o.quantity, "orders": 1})

@@ -4,8 +4,9 @@ Money, prices and quantities are stored as decimal *text* (exact on both backend
 type). Every table is written only by the sequencer (:mod:`critmin.server.sequencer`), in one transaction per batch,
 so what a client was told is committed is exactly what is on disk.
 
-The audit log and the ledger are append-only: triggers refuse UPDATE and DELETE on ``audit_log``,
-``ledger_entries`` and ``postings`` (installed by the migration), so tampering needs deliberate DDL, and
+The audit log, the ledger and the price fixings are append-only: triggers refuse UPDATE and DELETE on
+``audit_log``, ``ledger_entries``, ``postings`` and ``fixings`` (installed by the migrations), so tampering needs
+deliberate DDL, and
 :func:`critmin.market.audit.verify` still catches it.
 """
 
@@ -22,6 +23,8 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
+
+from critmin.market.money import total
 
 metadata = sa.MetaData()
 
@@ -63,6 +66,43 @@ programmes = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("created_seq", sa.BigInteger, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
+    # Migration 0003: the caps a seller accepts when it enrols (USD; the payback cap only on a CfD).
+    sa.Column("max_support_per_seller", sa.String(40)),
+    sa.Column("max_payback_per_seller", sa.String(40)),
+)
+
+# A seller's enrolment in a programme (migration 0003): a programme supports only the trades of sellers enrolled in
+# it, and a seller has at most one active enrolment per commodity/form (so at most one programme settles a trade).
+enrolments = sa.Table(
+    "enrolments", metadata,
+    sa.Column("programme_id", sa.String(64), sa.ForeignKey("programmes.id"), primary_key=True),
+    sa.Column("seller_id", sa.String(64), sa.ForeignKey("participants.id"), primary_key=True),
+    sa.Column("commodity", sa.String(64), nullable=False),
+    sa.Column("form", sa.String(64), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_seq", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+# Reference price fixings per commodity/form (migration 0003), append-only: the market's index (computed from the
+# trades since the previous fixing) or a benchmark the operator enters with its source. Floors and CfDs settle
+# against the latest fixing published before the trade.
+fixings = sa.Table(
+    "fixings", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("commodity", sa.String(64), nullable=False),
+    sa.Column("form", sa.String(64), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("price", sa.String(40), nullable=False),
+    sa.Column("source", sa.String(300)),
+    sa.Column("first_trade_id", sa.BigInteger),
+    sa.Column("last_trade_id", sa.BigInteger),
+    sa.Column("trades", sa.Integer, nullable=False),
+    sa.Column("sellers", sa.Integer, nullable=False),
+    sa.Column("buyers", sa.Integer, nullable=False),
+    sa.Column("volume", sa.String(40), nullable=False),
+    sa.Column("published_by", sa.String(64), nullable=False),
+    sa.Column("created_seq", sa.BigInteger, nullable=False),
 )
 
 # Market policy per commodity/form: the reference price (cost build-up) and the non-market adjustment.
@@ -85,6 +125,9 @@ books = sa.Table(
     sa.Column("grade", sa.String(64), primary_key=True),
     sa.Column("mode", sa.String(16), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
+    # Migration 0003: the book's ticks (USD/kg, kg); NULL = the market's defaults.
+    sa.Column("price_tick", sa.String(40)),
+    sa.Column("quantity_tick", sa.String(40)),
 )
 
 orders = sa.Table(
@@ -133,6 +176,9 @@ trades = sa.Table(
     sa.Column("support_reason", sa.String(200), nullable=False),
     sa.Column("levy", sa.String(40), nullable=False),
     sa.Column("posting_seq", sa.BigInteger, nullable=False),
+    # Migration 0003: the reference price (and its fixing) the support was computed against.
+    sa.Column("reference_price", sa.String(40)),
+    sa.Column("fixing_id", sa.BigInteger),
 )
 
 postings = sa.Table(
@@ -180,7 +226,7 @@ idempotency = sa.Table(
 )
 
 #: Tables that may only grow (checked by triggers and by the tests).
-APPEND_ONLY = ("audit_log", "postings", "ledger_entries")
+APPEND_ONLY = ("audit_log", "postings", "ledger_entries", "fixings")
 
 
 def balances(conn: sa.Connection, owner: str | None = None) -> dict[tuple[str, str], Decimal]:
@@ -206,7 +252,7 @@ def entry_sums(conn: sa.Connection) -> dict[tuple[str, str], Decimal]:
                 (texts.get((who, asset)) or texts.setdefault((who, asset), [])).append(amount)
     finally:
         cur.close()
-    return {key: sum(map(Decimal, amounts), Decimal(0)) for key, amounts in texts.items()}
+    return {key: total(map(Decimal, amounts)) for key, amounts in texts.items()}
 
 
 def audit_records(conn: sa.Connection, after: int | None = None, limit: int | None = None):

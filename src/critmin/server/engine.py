@@ -24,7 +24,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,12 +45,27 @@ from critmin.market.model import (
     Trade,
     _iso3,
 )
+from critmin.market.money import MONEY, money, on_tick, quantize_div
 from critmin.market.pricing import CostInputs, nonmarket_adjustment, programme_covers, reference_price
 from critmin.server import db
 from critmin.server.wire import ApiError, Command, Result, canonical_text, hash_token
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
+
+#: Default price tick, USD/kg: one cent per kg. The market's commodities (rare-earth oxides, cobalt, lithium
+#: chemicals, gallium, germanium …) trade at roughly USD 5–5,000/kg, so a cent is at most 0.2 % of a price, while a
+#: sub-cent tick would only let an order step ahead of another by a meaningless amount. A book of a cheaper material
+#: (ores at cents per kg) sets a finer tick (``PUT /v1/books/…`` ``price_tick``).
+DEFAULT_PRICE_TICK = Decimal("0.01")
+#: Default quantity tick, kg: one kilogram, the ledger's unit of material and the smallest lot a warehouse receipt
+#: for these materials records; fractions of a kilogram would only let dust orders fill the book and the log.
+DEFAULT_QUANTITY_TICK = Decimal(1)
+#: An index fixing needs trades by at least this many distinct sellers and distinct buyers since the previous
+#: fixing: it is the median of the sellers' volume-weighted prices, so moving it takes a majority of them (two
+#: colluding of three), and a single buyer–seller pair cannot make a fixing on its own.
+INDEX_MIN_SELLERS = 3
+INDEX_MIN_BUYERS = 3
 
 #: Scopes each role may hold; a token's scopes are a subset.
 ROLE_SCOPES: dict[str, frozenset[str]] = {
@@ -124,6 +139,62 @@ class ProgrammeState:
 
 
 @dataclass
+class EnrolmentState:
+    """A seller's enrolment in a programme (a row of ``enrolments``)."""
+
+    programme_id: str
+    seller_id: str
+    commodity: str
+    form: str
+    active: bool
+    created_seq: int
+    version: int
+
+
+@dataclass
+class IndexWindow:
+    """What an index fixing needs of the trades since the previous fixing of a commodity/form, kept as running
+    sums (memory grows with the sellers and buyers, not with the trades)."""
+
+    first_trade_id: int | None = None
+    trades: int = 0
+    value: dict[str, Decimal] = field(default_factory=dict)     # seller → Σ price × quantity, USD
+    quantity: dict[str, Decimal] = field(default_factory=dict)  # seller → Σ quantity, kg
+    buyers: set[str] = field(default_factory=set)
+
+    def add(self, trade_id: int, seller: str, buyer: str, price: Decimal, quantity: Decimal) -> None:
+        if self.first_trade_id is None:
+            self.first_trade_id = trade_id
+        self.trades += 1
+        self.value[seller] = MONEY.add(self.value.get(seller, ZERO), MONEY.multiply(price, quantity))
+        self.quantity[seller] = MONEY.add(self.quantity.get(seller, ZERO), quantity)
+        self.buyers.add(buyer)
+
+    def index(self, tick: Decimal) -> Decimal:
+        """Each seller's volume-weighted price, rounded half-even to ``tick``, then the median over the sellers
+        (the mean of the middle two, to ``tick``, when their number is even). One vote per seller: a seller and its
+        buyer trading any volume at any price move only that seller's vote, and the median ignores a minority of
+        outliers."""
+        votes = sorted(quantize_div(self.value[s], self.quantity[s], tick) for s in self.value)
+        n = len(votes)
+        if n % 2:
+            return votes[n // 2]
+        return quantize_div(MONEY.add(votes[n // 2 - 1], votes[n // 2]), Decimal(2), tick)
+
+
+@dataclass(frozen=True)
+class Fixing:
+    """A published reference price (a row of ``fixings``)."""
+
+    id: int
+    commodity: str
+    form: str
+    method: str
+    price: Decimal
+    row: dict[str, Any]
+
+
+@dataclass
 class Policy:
     commodity: str
     form: str
@@ -165,8 +236,8 @@ class Batch:
 
 
 #: Insert order (foreign keys first).
-_TABLE_ORDER = (db.participants, db.tokens, db.programmes, db.policies, db.books, db.orders, db.postings,
-                db.ledger_entries, db.trades, db.audit_log, db.idempotency)
+_TABLE_ORDER = (db.participants, db.tokens, db.programmes, db.enrolments, db.fixings, db.policies, db.books,
+                db.orders, db.postings, db.ledger_entries, db.trades, db.audit_log, db.idempotency)
 _ORDER_UPDATE = db.orders.update().where(db.orders.c.id == sa.bindparam("_id")).values(
     remaining=sa.bindparam("remaining"), status=sa.bindparam("status"), version=sa.bindparam("version"))
 
@@ -337,6 +408,13 @@ class Engine:
         self.tokens: dict[str, TokenInfo] = {}        # id → info
         self.token_hashes: dict[str, str] = {}        # hash → id
         self.programmes: dict[str, ProgrammeState] = {}
+        self.enrolments: dict[tuple[str, str], EnrolmentState] = {}  # (programme, seller) → enrolment
+        self.enrolled: dict[tuple[str, str, str], str] = {}  # (seller, commodity, form) → programme (active only)
+        self.fixings: dict[tuple[str, str], Fixing] = {}  # (commodity, form) → the latest fixing
+        self.next_fixing_id = 0
+        #: (commodity, form) → the trades since its latest fixing that an index fixing counts.
+        self.index_window: dict[tuple[str, str], IndexWindow] = {}
+        self.book_ticks: dict[tuple[str, str, str], tuple[Decimal | None, Decimal | None]] = {}
         self.policies: dict[tuple[str, str], Policy] = {}
         self.books: dict[tuple[str, str, str], OrderBook] = {}
         self.book_modes: dict[tuple[str, str, str], tuple[str, int]] = {}
@@ -352,6 +430,11 @@ class Engine:
     @classmethod
     def load(cls, conn: sa.Connection, allies: Iterable[str] | None = None) -> Engine:
         """Rebuild the state from storage (start-up, and after a failed commit)."""
+        with money():
+            return cls._load(conn, allies)
+
+    @classmethod
+    def _load(cls, conn: sa.Connection, allies: Iterable[str] | None) -> Engine:
         e = cls(allies)
         for r in conn.execute(sa.select(db.participants)).mappings():
             e.participants[r["id"]] = {"id": r["id"], "name": r["name"], "role": Role(r["role"]),
@@ -369,6 +452,30 @@ class Engine:
                 r["nonmarket_reference"], frozenset(r["nonmarket_origins"]), r["set_by"], r["version"])
         for r in conn.execute(sa.select(db.books)).mappings():
             e.book_modes[(r["commodity"], r["form"], r["grade"])] = (r["mode"], r["version"])
+            if r["price_tick"] is not None or r["quantity_tick"] is not None:
+                e.book_ticks[(r["commodity"], r["form"], r["grade"])] = (_opt_dec(r["price_tick"]),
+                                                                         _opt_dec(r["quantity_tick"]))
+        en = db.enrolments
+        for r in conn.execute(sa.select(en).order_by(en.c.created_seq)).mappings():
+            st = EnrolmentState(r["programme_id"], r["seller_id"], r["commodity"], r["form"], r["active"],
+                                r["created_seq"], r["version"])
+            e.enrolments[(st.programme_id, st.seller_id)] = st
+            if st.active:
+                e.enrolled[(st.seller_id, st.commodity, st.form)] = st.programme_id
+        f = db.fixings
+        for r in conn.execute(sa.select(f).order_by(f.c.id)).mappings():
+            e.fixings[(r["commodity"], r["form"])] = Fixing(r["id"], r["commodity"], r["form"], r["method"],
+                                                            Decimal(r["price"]), fixing_row(dict(r)))
+            e.next_fixing_id = r["id"] + 1
+        t = db.trades
+        last = (sa.select(f.c.commodity, f.c.form, sa.func.max(f.c.last_trade_id).label("last_id"))
+                .group_by(f.c.commodity, f.c.form).subquery())
+        window = (sa.select(t.c.id, t.c.commodity, t.c.form, t.c.seller_id, t.c.buyer_id, t.c.price, t.c.quantity)
+                  .select_from(t.outerjoin(last, sa.and_(last.c.commodity == t.c.commodity, last.c.form == t.c.form)))
+                  .where(t.c.nonmarket.is_(False), sa.or_(last.c.last_id.is_(None), t.c.id > last.c.last_id))
+                  .order_by(t.c.id))
+        for tid, c, fm, seller, buyer, price, qty in conn.execute(window):
+            e.index_window.setdefault((c, fm), IndexWindow()).add(tid, seller, buyer, Decimal(price), Decimal(qty))
         o = db.orders
         for r in conn.execute(sa.select(o).where(o.c.status == "open").order_by(o.c.seq)).mappings():
             order = order_from_row(r)
@@ -380,10 +487,12 @@ class Engine:
         e.next_posting = _next(conn, db.postings.c.seq)
         balances = db.entry_sums(conn)  # from the append-only journal, not the account table it keeps
         spent: dict[str, Decimal] = {}
-        t = db.trades
-        for pid, paid in conn.execute(sa.select(t.c.programme_id, t.c.support_paid).where(t.c.programme_id.is_not(None))):
+        seller_net: dict[tuple[str, str], Decimal] = {}
+        for pid, seller, paid in conn.execute(sa.select(t.c.programme_id, t.c.seller_id, t.c.support_paid)
+                                              .where(t.c.programme_id.is_not(None))):
             spent[pid] = spent.get(pid, ZERO) + Decimal(paid)
-        e.ledger.restore(balances, spent, e.next_posting)
+            seller_net[(pid, seller)] = seller_net.get((pid, seller), ZERO) + Decimal(paid)
+        e.ledger.restore(balances, spent, e.next_posting, seller_net)
         last = conn.execute(sa.select(db.audit_log.c.seq, db.audit_log.c.hash)
                             .order_by(db.audit_log.c.seq.desc()).limit(1)).first()
         if last is not None:
@@ -434,7 +543,8 @@ class Engine:
         """Apply one command; on refusal nothing in memory or in ``batch`` has changed."""
         handler: Callable[[Command, Batch], Result] = getattr(self, f"_cmd_{cmd.kind}")
         try:
-            return handler(cmd, batch)
+            with money():  # every amount exact: the one money context, never the thread's default
+                return handler(cmd, batch)
         except ApiError as exc:
             return Result(exc.status, exc.body())
         except DataError as exc:
@@ -546,15 +656,45 @@ class Engine:
         self._audit(batch, "policy.set", actor, {"policy": row, "reference_price": fmt(ref.price) if ref else None})
         return Result(200, policy_body(policy))
 
+    def _price_tick(self, commodity: str, form: str) -> Decimal:
+        """The finest price tick of a commodity/form's books (the default when none sets one)."""
+        ticks = [pt for (c, f, _), (pt, _) in self.book_ticks.items() if (c, f) == (commodity, form) and pt is not None]
+        return min(ticks, default=DEFAULT_PRICE_TICK)
+
+    def _ticks(self, key3: tuple[str, str, str]) -> tuple[Decimal, Decimal]:
+        pt, qt = self.book_ticks.get(key3, (None, None))
+        return (DEFAULT_PRICE_TICK if pt is None else pt), (DEFAULT_QUANTITY_TICK if qt is None else qt)
+
     def _cmd_create_programme(self, cmd: Command, batch: Batch) -> Result:
         d, actor = cmd.data, cmd.actor
         pid = d["id"]
         if pid in self.programmes or pid in self.participants or pid == EXTERNAL:
             raise ApiError(409, "exists", f"programme id {pid!r} is taken", "id")
+        if (d.get("floor") is None) == (d.get("cfd_strike") is None):
+            raise ApiError(422, "invalid", "set exactly one of floor and cfd_strike", "floor")
+        tick = self._price_tick(d["commodity"], d["form"])
+        for name in ("floor", "cfd_strike"):
+            v = _opt_dec(d.get(name))
+            if v is not None and v < tick:
+                raise ApiError(422, "invalid", f"{name} must be at least the price tick, {tick} USD/kg; got {v}", name)
+        if Decimal(d["budget"]) <= 0:
+            raise ApiError(422, "invalid", "budget must be > 0 USD", "budget")
+        cap = _opt_dec(d.get("max_support_per_seller"))
+        if cap is not None and cap <= 0:
+            raise ApiError(422, "invalid", "max_support_per_seller must be > 0 USD (omit it for the budget)",
+                           "max_support_per_seller")
+        if d.get("cfd_strike") is not None and d.get("max_payback_per_seller") is None:
+            raise ApiError(422, "invalid", "a CfD needs max_payback_per_seller: the most one seller can be charged "
+                                           "back (USD), which the seller accepts when it enrols",
+                           "max_payback_per_seller")
+        if d.get("floor") is not None and d.get("max_payback_per_seller") is not None:
+            raise ApiError(422, "invalid", "max_payback_per_seller is for CfDs: a floor charges nobody",
+                           "max_payback_per_seller")
         prog = Programme(pid, actor.country, d["commodity"], d["form"], _opt_dec(d.get("floor")),
                          _opt_dec(d.get("cfd_strike")), Decimal(d["budget"]),
                          frozenset(d["eligible_origins"]) if d.get("eligible_origins") is not None else None,
-                         bool(d.get("allies_only", False)), bool(d.get("exclude_nonmarket", True)))
+                         bool(d.get("allies_only", False)), bool(d.get("exclude_nonmarket", True)),
+                         cap, _opt_dec(d.get("max_payback_per_seller")))
         state = ProgrammeState(prog, actor.participant_id, True, self.audit_seq, 1)
         row = programme_row(state)
         batch.add(db.programmes, row)
@@ -572,6 +712,9 @@ class Engine:
         self._check_version(cmd, state.version, "programme")
         prog = state.programme
         if d.get("budget") is not None:
+            if Decimal(d["budget"]) <= 0:
+                raise ApiError(422, "invalid", "budget must be > 0 USD (set active to false to stop a programme)",
+                               "budget")
             prog = dataclasses.replace(prog, budget=Decimal(d["budget"]))
         active = state.active if d.get("active") is None else bool(d["active"])
         state.programme, state.active, state.version = prog, active, state.version + 1
@@ -581,6 +724,104 @@ class Engine:
             budget=row["budget"], active=active, version=state.version))
         self._audit(batch, "programme.update", actor, {"programme": row})
         return Result(200, programme_body(state, self.ledger.spent(prog.id)))
+
+    # ------------------------------------------------------------------ enrolments
+    def _cmd_enrol(self, cmd: Command, batch: Batch) -> Result:
+        """A seller enrols in a programme: from now on the programme settles the seller's trades of its
+        commodity/form (and only it: one active enrolment per seller and commodity/form)."""
+        actor, pid = cmd.actor, cmd.data["programme_id"]
+        state = self.programmes.get(pid)
+        if state is None:
+            raise not_found("programme", pid)
+        if not state.active:
+            raise ApiError(409, "not_active", f"programme {pid!r} is not active")
+        prog = state.programme
+        current = self.enrolled.get((actor.participant_id, prog.commodity, prog.form))
+        if current is not None:
+            what = "this programme" if current == pid else f"programme {current!r}"
+            raise ApiError(409, "enrolled", f"already enrolled in {what} for {prog.commodity}/{prog.form}; one "
+                                            "programme per commodity/form settles a seller's trades")
+        old = self.enrolments.get((pid, actor.participant_id))
+        st = EnrolmentState(pid, actor.participant_id, prog.commodity, prog.form, True,
+                            old.created_seq if old else self.audit_seq, old.version + 1 if old else 1)
+        row = enrolment_row(st)
+        if old is None:
+            batch.add(db.enrolments, row)
+        else:  # enrolling again after a withdrawal
+            en = db.enrolments
+            batch.statements.append(en.update().where(en.c.programme_id == pid,
+                                                      en.c.seller_id == actor.participant_id)
+                                    .values(active=True, version=st.version))
+        self.enrolments[(pid, actor.participant_id)] = st
+        self.enrolled[(actor.participant_id, prog.commodity, prog.form)] = pid
+        self._audit(batch, "enrolment.create", actor, {"enrolment": row})
+        return Result(201, enrolment_body(st, state, self.ledger))
+
+    def _cmd_withdraw_enrolment(self, cmd: Command, batch: Batch) -> Result:
+        """A seller leaves a floor programme. A CfD binds both ways, so its seller cannot walk away when the
+        market is above the strike (its payback cap bounds what it owes), until the programme's owner ends the
+        programme (``active = false``): then the seller may leave and enrol elsewhere."""
+        actor, pid, seller = cmd.actor, cmd.data["programme_id"], cmd.data["seller_id"]
+        st = self.enrolments.get((pid, seller))
+        if st is None or seller != actor.participant_id:
+            raise not_found("enrolment", f"{pid}/{seller}")
+        self._check_version(cmd, st.version, "enrolment")
+        if not st.active:
+            raise ApiError(409, "not_active", f"the enrolment in {pid!r} was already withdrawn")
+        state = self.programmes[pid]
+        if state.programme.cfd_strike is not None and state.active:
+            raise ApiError(409, "binding", f"{pid!r} is a two-sided CfD: its enrolment binds until the programme "
+                                           "ends (its payback cap bounds what the seller can owe)")
+        st.active, st.version = False, st.version + 1
+        del self.enrolled[(seller, st.commodity, st.form)]
+        en = db.enrolments
+        batch.statements.append(en.update().where(en.c.programme_id == pid, en.c.seller_id == seller)
+                                .values(active=False, version=st.version))
+        row = enrolment_row(st)
+        self._audit(batch, "enrolment.withdraw", actor, {"enrolment": row})
+        return Result(200, enrolment_body(st, state, self.ledger))
+
+    # ------------------------------------------------------------------ reference prices
+    def _cmd_publish_fixing(self, cmd: Command, batch: Batch) -> Result:
+        """Publish a reference price for a commodity/form: the market's index (``method = index``: the median of the
+        sellers' volume-weighted prices over the trades since the previous fixing) or a benchmark the operator
+        enters from a named source (``method = benchmark``). Floors and CfDs settle against the latest one."""
+        d, actor = cmd.data, cmd.actor
+        key = (d["commodity"], d["form"])
+        window = self.index_window.get(key) or IndexWindow()
+        tick = self._price_tick(*key)
+        sellers, buyers = window.quantity, window.buyers
+        volume = sum(window.quantity.values(), ZERO)
+        if d["method"] == "benchmark":
+            if d.get("price") is None:
+                raise ApiError(422, "invalid", "a benchmark fixing needs its price (USD/kg)", "price")
+            if not d.get("source"):
+                raise ApiError(422, "invalid", "a benchmark fixing needs its source (the publication it is from)",
+                               "source")
+            price = Decimal(d["price"])
+            if price <= 0:
+                raise ApiError(422, "invalid", "price must be > 0 USD/kg", "price")
+        else:
+            if d.get("price") is not None:
+                raise ApiError(422, "invalid", "an index fixing is computed from the trades; give no price", "price")
+            if len(sellers) < INDEX_MIN_SELLERS or len(buyers) < INDEX_MIN_BUYERS:
+                raise ApiError(409, "thin_market", f"an index fixing needs trades by at least {INDEX_MIN_SELLERS} "
+                                                   f"sellers and {INDEX_MIN_BUYERS} buyers since the previous "
+                                                   f"fixing of {key[0]}/{key[1]}; there are {len(sellers)} and "
+                                                   f"{len(buyers)}")
+            price = window.index(tick)
+        row = {"id": self.next_fixing_id, "commodity": key[0], "form": key[1], "method": d["method"],
+               "price": fmt(price), "source": d.get("source"),
+               "first_trade_id": window.first_trade_id,
+               "last_trade_id": self.next_trade_id - 1 if self.next_trade_id else None,
+               "trades": window.trades, "sellers": len(sellers), "buyers": len(buyers), "volume": fmt(volume),
+               "published_by": actor.participant_id, "created_seq": self.audit_seq}
+        batch.add(db.fixings, row)
+        self.next_fixing_id += 1
+        self.fixings[key] = Fixing(row["id"], key[0], key[1], d["method"], price, fixing_row(row))
+        self.index_window[key] = IndexWindow()
+        self._audit(batch, "fixing.publish", actor, {"fixing": row})
+        return Result(201, fixing_row(row))
 
     # ------------------------------------------------------------------ money in and out
     def _cmd_deposit(self, cmd: Command, batch: Batch) -> Result:
@@ -629,6 +870,13 @@ class Engine:
                                    else None, bool(req.get("allied_only", False)), req.get("min_irma"),
                                    bool(req.get("require_oecd", False)), _opt_dec(req.get("max_carbon")),
                                    bool(req.get("exclude_nonmarket", False))))
+        price_tick, qty_tick = self._ticks(key3)
+        if not on_tick(order.quantity, qty_tick):
+            raise ApiError(422, "off_tick", f"quantity {fmt(order.quantity)} kg is not a multiple of the book's "
+                                            f"quantity tick, {fmt(qty_tick)} kg", "quantity")
+        if not on_tick(limit, price_tick):
+            raise ApiError(422, "off_tick", f"limit_price {fmt(limit)} USD/kg is not a multiple of the book's price "
+                                            f"tick, {fmt(price_tick)} USD/kg", "limit_price")
         book_price = self._book_price(order, policy)
         if book_price != limit:
             order = dataclasses.replace(order, limit_price=book_price)
@@ -680,10 +928,13 @@ class Engine:
             del self.open_orders[oid]
 
     def _programme_for(self, trade: Trade) -> ProgrammeState | None:
-        """The programme that supports a trade: the oldest active one covering it (one per trade, never two)."""
-        for state in self.programmes.values():  # insertion order = creation order
-            if state.active and programme_covers(trade, state.programme, self.allies)[0]:
-                return state
+        """The programme that settles a trade: the one its seller enrolled in for the commodity/form, when active
+        and its rules (origin, allies, non-market) cover the trade. A seller has at most one active enrolment per
+        commodity/form, so at most one programme settles a trade, and the seller chose it."""
+        pid = self.enrolled.get((trade.seller_id, trade.commodity, trade.form))
+        state = self.programmes.get(pid) if pid is not None else None
+        if state is not None and state.active and programme_covers(trade, state.programme, self.allies)[0]:
+            return state
         return None
 
     def _settle(self, trade: Trade, batch: Batch) -> dict[str, Any]:
@@ -696,12 +947,18 @@ class Engine:
         policy = self.policies.get((trade.commodity, trade.form))
         levy = None
         if trade.nonmarket and policy is not None and policy.tariff_rate is not None:
-            # The buyer pays the book price, tariff included; the tariff part goes to the policy's owner.
-            amount = (trade.value * policy.tariff_rate / (1 + policy.tariff_rate)).quantize(CENT, ROUND_HALF_EVEN)
+            # The buyer pays the book price, tariff included; the tariff part goes to the policy's owner, rounded
+            # half-even to the cent (the one rounding of a settlement).
+            amount = quantize_div(trade.value * policy.tariff_rate, 1 + policy.tariff_rate, CENT)
             levy = (policy.set_by, amount)
         prog = self._programme_for(trade)
-        s = self.ledger.settle(trade, prog.programme if prog else None, self.allies, levy)
+        fixing = self.fixings.get((trade.commodity, trade.form)) if prog is not None else None
+        s = self.ledger.settle(trade, prog.programme if prog else None, self.allies, levy,
+                               reference=fixing.price if fixing is not None else None)
         self._write_posting(batch, s.posting)
+        if not trade.nonmarket:  # non-market prices are what programmes counter: never in the index
+            self.index_window.setdefault((trade.commodity, trade.form), IndexWindow()).add(
+                tid, trade.seller_id, trade.buyer_id, trade.price, trade.quantity)
         sup = s.support
         row = {"id": tid, "buy_order_id": trade.buy_order_id, "sell_order_id": trade.sell_order_id,
                "buyer_id": trade.buyer_id, "seller_id": trade.seller_id, "commodity": trade.commodity,
@@ -711,7 +968,9 @@ class Engine:
                "programme_id": prog.programme.id if prog else None,
                "support_due": fmt(sup.due if sup else ZERO), "support_paid": fmt(sup.paid if sup else ZERO),
                "support_reason": sup.reason if sup else "no programme covers the trade",
-               "levy": fmt(levy[1] if levy else ZERO), "posting_seq": s.posting.seq}
+               "levy": fmt(levy[1] if levy else ZERO), "posting_seq": s.posting.seq,
+               "reference_price": fmt(fixing.price) if fixing is not None else None,
+               "fixing_id": fixing.id if fixing is not None else None}
         batch.add(db.trades, row)
         return dict(row)
 
@@ -732,27 +991,41 @@ class Engine:
 
     # ------------------------------------------------------------------ books and auctions
     def _cmd_set_book_mode(self, cmd: Command, batch: Batch) -> Result:
+        """Set a book's mode and/or its ticks (absent: unchanged). New ticks apply to orders placed from now on."""
         d = cmd.data
         key3 = (d["commodity"], d["form"], d["grade"])
         mode, version = self.book_modes.get(key3, ("continuous", 0))
         if cmd.if_match is not None and cmd.if_match != version:
             raise ApiError(412, "version_mismatch", f"book is at version {version}, If-Match gave {cmd.if_match}",
                            "If-Match")
+        ticks = list(self.book_ticks.get(key3, (None, None)))
+        for i, name in enumerate(("price_tick", "quantity_tick")):
+            v = _opt_dec(d.get(name))
+            if v is not None:
+                if v <= 0:
+                    raise ApiError(422, "invalid", f"{name} must be > 0", name)
+                ticks[i] = v
+        new_mode = d.get("mode") or mode
         settled: list[dict[str, Any]] = []
-        if mode == "call" and d["mode"] == "continuous":
+        if mode == "call" and new_mode == "continuous":
             settled = self._auction(key3, batch)  # uncross before continuous trading resumes
-        new = (d["mode"], version + 1)
-        row = {"commodity": key3[0], "form": key3[1], "grade": key3[2], "mode": d["mode"], "version": new[1]}
+        new = (new_mode, version + 1)
+        row = {"commodity": key3[0], "form": key3[1], "grade": key3[2], "mode": new_mode, "version": new[1],
+               "price_tick": fmt(ticks[0]), "quantity_tick": fmt(ticks[1])}
         if version == 0:
             batch.add(db.books, row)
         else:
             b = db.books
             batch.statements.append(b.update().where(b.c.commodity == key3[0], b.c.form == key3[1],
-                                                     b.c.grade == key3[2]).values(mode=d["mode"], version=new[1]))
+                                                     b.c.grade == key3[2]).values(
+                mode=new_mode, version=new[1], price_tick=row["price_tick"], quantity_tick=row["quantity_tick"]))
         self.book_modes[key3] = new
+        if ticks != [None, None]:
+            self.book_ticks[key3] = (ticks[0], ticks[1])
         self._audit(batch, "book.mode", cmd.actor, {"book": row, "trades": settled})
-        return Result(200, {"commodity": key3[0], "form": key3[1], "grade": key3[2], "mode": d["mode"],
-                            "version": new[1], "trades": settled})
+        pt, qt = self._ticks(key3)
+        return Result(200, {"commodity": key3[0], "form": key3[1], "grade": key3[2], "mode": new_mode,
+                            "version": new[1], "price_tick": fmt(pt), "quantity_tick": fmt(qt), "trades": settled})
 
     def _cmd_run_auction(self, cmd: Command, batch: Batch) -> Result:
         d = cmd.data
@@ -807,7 +1080,8 @@ def _date(v: Any, name: str) -> dt.date:
 def _programme_from_row(r) -> Programme:
     return Programme(r["id"], r["country"], r["commodity"], r["form"], _opt_dec(r["floor"]), _opt_dec(r["cfd_strike"]),
                      Decimal(r["budget"]), frozenset(r["eligible_origins"]) if r["eligible_origins"] is not None
-                     else None, r["allies_only"], r["exclude_nonmarket"])
+                     else None, r["allies_only"], r["exclude_nonmarket"], _opt_dec(r["max_support_per_seller"]),
+                     _opt_dec(r["max_payback_per_seller"]))
 
 
 def programme_row(state: ProgrammeState) -> dict[str, Any]:
@@ -816,15 +1090,41 @@ def programme_row(state: ProgrammeState) -> dict[str, Any]:
             "form": p.form, "floor": fmt(p.floor), "cfd_strike": fmt(p.cfd_strike), "budget": fmt(p.budget),
             "eligible_origins": sorted(p.eligible_origins) if p.eligible_origins is not None else None,
             "allies_only": p.allies_only, "exclude_nonmarket": p.exclude_nonmarket, "active": state.active,
-            "created_seq": state.created_seq, "version": state.version}
+            "created_seq": state.created_seq, "version": state.version,
+            "max_support_per_seller": fmt(p.max_support_per_seller),
+            "max_payback_per_seller": fmt(p.max_payback_per_seller)}
 
 
 def programme_body(state: ProgrammeState, spent: Decimal) -> dict[str, Any]:
     row = programme_row(state)
     row.pop("created_seq")
     row["spent"] = fmt(spent)
-    row["remaining_budget"] = fmt(state.programme.budget - spent)
+    row["remaining_budget"] = fmt(MONEY.subtract(state.programme.budget, spent))
     return row
+
+
+def enrolment_row(st: EnrolmentState) -> dict[str, Any]:
+    return {"programme_id": st.programme_id, "seller_id": st.seller_id, "commodity": st.commodity, "form": st.form,
+            "active": st.active, "created_seq": st.created_seq, "version": st.version}
+
+
+def enrolment_body(st: EnrolmentState, prog: ProgrammeState, ledger: Ledger) -> dict[str, Any]:
+    """An enrolment with the terms the seller accepted and what the programme has paid it (net) so far."""
+    p = prog.programme
+    out = enrolment_row(st)
+    out.pop("created_seq")
+    out.update(floor=fmt(p.floor), cfd_strike=fmt(p.cfd_strike),
+               max_support_per_seller=fmt(p.max_support_per_seller),
+               max_payback_per_seller=fmt(p.max_payback_per_seller),
+               net_received=fmt(ledger.seller_net(p.id, st.seller_id)))
+    return out
+
+
+def fixing_row(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: r[k] for k in ("id", "commodity", "form", "method", "price", "source", "first_trade_id",
+                              "last_trade_id", "trades", "sellers", "buyers", "volume", "published_by",
+                              "created_seq")}
+
 
 
 def order_row(order: Order, submitted_limit: Decimal | None, client_order_id: str | None) -> dict[str, Any]:

@@ -167,6 +167,9 @@ class TradeOut(BaseModel):
     support_reason: str
     levy: str = Field(description="USD of non-market tariff collected from the seller")
     posting_seq: int
+    reference_price: str | None = Field(description="USD/kg: the published fixing the support was computed against "
+                                                    "(null when no programme settles the trade)")
+    fixing_id: int | None = Field(description="The fixing of reference_price")
 
 
 class PlaceOrderOut(BaseModel):
@@ -224,12 +227,16 @@ class BookOut(BaseModel):
     grade: str
     mode: Literal["continuous", "call"]
     version: int
+    price_tick: str = Field(description="USD/kg: limit prices must be multiples of it")
+    quantity_tick: str = Field(description="kg: quantities must be multiples of it")
     bids: list[Level]
     asks: list[Level]
 
 
 class BookModeIn(In):
-    mode: Literal["continuous", "call"]
+    mode: Literal["continuous", "call"] | None = Field(None, description="Absent: unchanged")
+    price_tick: Dec | None = Field(None, description="USD/kg, > 0; absent: unchanged (default 0.01)")
+    quantity_tick: Dec | None = Field(None, description="kg, > 0; absent: unchanged (default 1)")
 
 
 class BookModeOut(BaseModel):
@@ -238,6 +245,8 @@ class BookModeOut(BaseModel):
     grade: str
     mode: Literal["continuous", "call"]
     version: int
+    price_tick: str
+    quantity_tick: str
     trades: list[TradeOut]
 
 
@@ -260,6 +269,10 @@ class ProgrammeIn(In):
     eligible_origins: list[ISO3] | None = Field(None, max_length=250)
     allies_only: bool = False
     exclude_nonmarket: bool = True
+    max_support_per_seller: Dec | None = Field(None, description="Most one seller receives, net, USD (default: no "
+                                                                 "cap per seller)")
+    max_payback_per_seller: Dec | None = Field(None, description="CfD only, required there: most one seller can be "
+                                                                 "charged back, net, USD")
 
 
 class ProgrammePatch(In):
@@ -281,8 +294,54 @@ class ProgrammeOut(BaseModel):
     exclude_nonmarket: bool
     active: bool
     version: int
+    max_support_per_seller: str | None
+    max_payback_per_seller: str | None
     spent: str
     remaining_budget: str
+
+
+class EnrolmentIn(In):
+    """Enrolment takes no parameters: the seller accepts the programme's published terms, which cannot change."""
+
+
+class EnrolmentOut(BaseModel):
+    programme_id: str
+    seller_id: str
+    commodity: str
+    form: str
+    active: bool
+    version: int
+    floor: str | None
+    cfd_strike: str | None
+    max_support_per_seller: str | None
+    max_payback_per_seller: str | None
+    net_received: str = Field(description="USD the programme has paid this seller, net of paybacks")
+
+
+class FixingIn(In):
+    method: Literal["index", "benchmark"] = Field(
+        description="index: computed from the trades since the previous fixing; benchmark: the price given")
+    price: Dec | None = Field(None, description="USD/kg, benchmark only")
+    source: Annotated[str, StringConstraints(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f]+$")] | None = Field(
+        None, description="Benchmark only: the publication the price is from")
+
+
+class FixingOut(BaseModel):
+    id: int
+    commodity: str
+    form: str
+    method: Literal["index", "benchmark"]
+    price: str = Field(description="USD/kg")
+    source: str | None
+    first_trade_id: int | None = Field(description="First trade of the window (index)")
+    last_trade_id: int | None = Field(description="Last trade of the market when published; the next window "
+                                                  "starts after it")
+    trades: int
+    sellers: int
+    buyers: int
+    volume: str = Field(description="kg traded in the window")
+    published_by: str
+    created_seq: int
 
 
 class CostIn(In):
