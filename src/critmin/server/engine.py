@@ -64,6 +64,21 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
 SEES_ALL = frozenset({Role.REGULATOR, Role.ADMIN})
 
 
+def _administers(actor: Actor) -> bool:
+    """Admin powers need the admin role *and* a token with the ``admin`` scope (a narrowed admin token has none)."""
+    return actor.role is Role.ADMIN and "admin" in actor.scopes
+
+
+def _full_token(actor: Actor) -> bool:
+    """The token holds every scope of its participant's role: only such a token manages the participant's tokens
+    (a narrowed token, e.g. read-only or scopeless, can neither mint tokens nor revoke its siblings)."""
+    return ROLE_SCOPES[actor.role] <= actor.scopes
+
+
+_NARROWED = ("only a token holding every scope of its role (or an admin token with the 'admin' scope) may issue or "
+             "revoke this participant's tokens; a token may always revoke itself")
+
+
 def not_found(what: str, ident: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} {ident!r} not found")
 
@@ -462,10 +477,11 @@ class Engine:
         actor = cmd.actor
         if pid not in self.participants or (pid != actor.participant_id and actor.role is not Role.ADMIN):
             raise not_found("participant", pid)
-        # Admin powers need the admin role *and* a token with the admin scope (a narrowed admin token has none).
-        administers = actor.role is Role.ADMIN and "admin" in actor.scopes
+        administers = _administers(actor)
         if pid != actor.participant_id and not administers:
             raise ApiError(403, "forbidden", "token lacks the 'admin' scope")
+        if not administers and not _full_token(actor):
+            raise ApiError(403, "forbidden", _NARROWED)
         role = self.participants[pid]["role"]
         asked = cmd.data.get("scopes")
         scopes = frozenset(ROLE_SCOPES[role] if asked is None else asked)  # [] means no scope, not every scope
@@ -495,8 +511,11 @@ class Engine:
         actor = cmd.actor
         if info is None or (info.participant_id != actor.participant_id and actor.role is not Role.ADMIN):
             raise not_found("token", tid)
-        if info.participant_id != actor.participant_id and "admin" not in actor.scopes:
+        administers = _administers(actor)
+        if info.participant_id != actor.participant_id and not administers:
             raise ApiError(403, "forbidden", "token lacks the 'admin' scope")
+        if tid != actor.token_id and not administers and not _full_token(actor):
+            raise ApiError(403, "forbidden", _NARROWED)  # revoking the calling token itself is always allowed
         if not info.revoked:
             info.revoked = True
             info.version += 1
