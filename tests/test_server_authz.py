@@ -141,6 +141,8 @@ MATRIX: dict[tuple[str, str], dict[str, tuple[int | None, ...]]] = {
         "-":       (403, 403, 403, 403, 200, 200, 403, 401, 401, 401)},
     ("GET", "/v1/audit/export"): {
         "-":       (403, 403, 403, 403, 200, 200, 403, 401, 401, 401)},
+    ("GET", "/v1/audit/verify"): {
+        "-":       (403, 403, 403, 403, 200, 200, 403, 401, 401, 401)},
 }
 
 #: The participant behind each caller; the token-less callers borrow lynas's objects (they never get that far).
@@ -386,6 +388,7 @@ BUILDERS: dict[tuple[str, str], Callable[[World, str, str], Req]] = {
     ("GET", "/v1/audit"): b_plain("/v1/audit"),
     ("GET", "/v1/audit/head"): b_plain("/v1/audit/head"),
     ("GET", "/v1/audit/export"): b_plain("/v1/audit/export"),
+    ("GET", "/v1/audit/verify"): b_plain("/v1/audit/verify"),
 }
 
 CASES = [(op, case) for op, cases in MATRIX.items() for case in cases]

@@ -365,8 +365,16 @@ class Engine:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, conn: sa.Connection, allies: Iterable[str] | None = None) -> Engine:
-        """Rebuild the state from storage (start-up, and after a failed commit)."""
+    def load(cls, conn: sa.Connection, allies: Iterable[str] | None = None, *, check: bool = False) -> Engine:
+        """Rebuild the state from storage (start-up, and after a failed commit).
+
+        Programmes' spending comes from the append-only journal, never from the trades table (resetting a trade's
+        ``support_paid`` does not give a budget back). ``check`` (start-up): refuse, with :class:`DataError`, a
+        database whose programme rows differ from their audit records or whose trades' support disagrees with the
+        journal (see :func:`critmin.server.integrity.startup_check`; the full check is ``critmin audit verify
+        --db``)."""
+        from critmin.server import integrity
+
         e = cls(allies)
         for r in conn.execute(sa.select(db.participants)).mappings():
             e.participants[r["id"]] = {"id": r["id"], "name": r["name"], "role": Role(r["role"]),
@@ -394,10 +402,13 @@ class Engine:
         e.next_trade_id = _next(conn, db.trades.c.id)
         e.next_posting = _next(conn, db.postings.c.seq)
         balances = db.entry_sums(conn)  # from the append-only journal, not the account table it keeps
-        spent: dict[str, Decimal] = {}
-        t = db.trades
-        for pid, paid in conn.execute(sa.select(t.c.programme_id, t.c.support_paid).where(t.c.programme_id.is_not(None))):
-            spent[pid] = spent.get(pid, ZERO) + Decimal(paid)
+        spent = integrity.programme_spending(conn, e.programmes)  # the journal too, not the trades table
+        if check:
+            wrong = integrity.startup_check(conn, {pid: programme_row(st) for pid, st in e.programmes.items()}, spent)
+            if wrong:
+                more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+                raise DataError(f"the database disagrees with its audit log: {wrong[0]}{more}; it was changed "
+                                "outside the service: run critmin audit verify --db for every disagreement")
         e.ledger.restore(balances, spent, e.next_posting)
         last = conn.execute(sa.select(db.audit_log.c.seq, db.audit_log.c.hash)
                             .order_by(db.audit_log.c.seq.desc()).limit(1)).first()
@@ -500,7 +511,9 @@ class Engine:
         info = TokenInfo(tid, pid, scopes, label, False, 1)
         self.tokens[tid] = info
         self.token_hashes[th] = tid
-        self._audit(batch, "token.issue", actor, {"token_id": tid, "participant_id": pid, "scopes": sorted(scopes)})
+        # The token's SHA-256 (never the token) and label: the tokens row can be checked against the log.
+        self._audit(batch, "token.issue", actor, {"token_id": tid, "participant_id": pid, "scopes": sorted(scopes),
+                                                   "label": label, "token_hash": th})
         # The secret is returned once and stored nowhere: the idempotency record keeps the body without it
         # (see Sequencer), so a replay answers with "token": null.
         return Result(201, {**token_body(info), "token": secret})

@@ -404,6 +404,28 @@ class AuditHead(BaseModel):
     reason: str | None = None
 
 
+class AuditFinding(BaseModel):
+    table: str = Field(description="Table of the row (audit_log: a record the check could not apply)")
+    key: str = Field(description="The row's key (parts joined by '/')")
+    column: str | None = Field(description="The column that disagrees; null: the whole row (missing, or no record "
+                                           "behind it)")
+    stored: Any = Field(description="The value in the table")
+    implied: Any = Field(description="The value the audit log implies")
+    record: int | None = Field(description="The audit record that implies the value")
+    message: str
+
+
+class AuditVerifyOut(BaseModel):
+    ok: bool = Field(description="The chain is intact and every row agrees with the log")
+    records: int
+    head: str
+    chain_ok: bool
+    chain_error: str | None = Field(description="Where and why the chain is broken (rows are then not checked)")
+    disagreements: int = Field(description="Rows or columns that disagree, in all")
+    rows_checked: dict[str, int] = Field(description="Rows compared, per table")
+    findings: list[AuditFinding] = Field(description="The disagreements (the first 10,000)")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     backend: str
