@@ -222,6 +222,14 @@ def test_every_audit_kind_the_engine_writes_has_a_verifier_entry():
     assert kinds <= integrity.KINDS.keys(), kinds - integrity.KINDS.keys()
 
 
+def test_every_table_is_checked_or_declared_not_implied():
+    from critmin.server import integrity
+
+    checked = {spec.table.name for spec in integrity.TABLES}
+    assert checked.isdisjoint(integrity.NOT_IMPLIED)
+    assert set(db.metadata.tables) == checked | integrity.NOT_IMPLIED
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_startup_refuses_a_database_changed_behind_its_back(backend, tmp_path):
     """A reset support_paid or a restored budget does not give a programme its money back after a restart: the
