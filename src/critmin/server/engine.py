@@ -10,7 +10,9 @@ Roles and scopes
 ----------------
 A token carries scopes, a subset of its participant's role scopes (:data:`ROLE_SCOPES`). An endpoint needs a scope
 and a role; objects of other participants are reported as absent (404), never as forbidden, so their existence
-does not leak. Regulators and admins see everything; only admins administer.
+does not leak. Regulators and admins see everything; only admins administer. Tokens are managed by an admin token
+with the ``admin`` scope (anyone's), or by a participant's *full* token (one holding every scope of its role: the
+participant's own); a narrowed token may only revoke itself.
 """
 
 from __future__ import annotations
