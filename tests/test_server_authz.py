@@ -396,7 +396,8 @@ CASES = [(op, case) for op, cases in MATRIX.items() for case in cases]
 PG_SMOKE = [(("GET", "/v1/me"), "-"), (("POST", "/v1/participants"), "-"), (("POST", "/v1/orders"), "-"),
             (("GET", "/v1/orders/{order_id}"), "foreign"), (("DELETE", "/v1/orders/{order_id}"), "peer"),
             (("GET", "/v1/trades/{trade_id}"), "peer"), (("GET", "/v1/accounts/{owner}"), "peer_programme"),
-            (("PATCH", "/v1/programmes/{programme_id}"), "peer"), (("GET", "/v1/audit"), "-")]
+            (("PATCH", "/v1/programmes/{programme_id}"), "peer"), (("GET", "/v1/audit"), "-"),
+            (("DELETE", "/v1/tokens/{token_id}"), "own"), (("GET", "/v1/audit/verify"), "-")]
 
 
 def _run_row(w: World, op: tuple[str, str], case: str) -> None:
