@@ -232,8 +232,9 @@ def test_every_table_is_checked_or_declared_not_implied():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_startup_refuses_a_database_changed_behind_its_back(backend, tmp_path):
-    """A reset support_paid or a restored budget does not give a programme its money back after a restart: the
-    server refuses to start, naming the programme; once undone, it starts with the spending the journal shows."""
+    """A reset support_paid or a restored budget does not give a programme its money back after a restart, and a
+    forged, widened or revived token is not served: the server refuses to start, naming the row; once undone, it
+    starts, with the spending the journal shows."""
     from fastapi.testclient import TestClient
 
     from critmin.errors import DataError
@@ -246,8 +247,13 @@ def test_startup_refuses_a_database_changed_behind_its_back(backend, tmp_path):
         m.order("lynas", SELL)
         (t,) = m.order("toyota", BUY)["trades"]
         assert t["support_paid"] == "5000"
+        toyota = ok(m.get("toyota", "/v1/me"))["token_id"]
+        revoked = ok(m.post("admin", "/v1/participants/dla/tokens", {"label": "old"}), 201)["id"]
+        ok(m.delete("admin", f"/v1/tokens/{revoked}"))
         tokens = dict(m.tokens)
-    t_, p_ = db.trades, db.programmes
+    t_, p_, tk = db.trades, db.programmes, db.tokens
+    forged = {"id": "tok_forged00000000", "participant_id": "admin", "token_hash": FORGED_HASH,
+              "scopes": "admin audit read", "label": "bootstrap", "created_seq": 1, "revoked": False, "version": 1}
     cases = [
         ([t_.update().where(t_.c.id == t["id"]).values(support_paid="0")],
          [t_.update().where(t_.c.id == t["id"]).values(support_paid="5000")],
@@ -255,6 +261,14 @@ def test_startup_refuses_a_database_changed_behind_its_back(backend, tmp_path):
         ([p_.update().where(p_.c.id == "dod-floor").values(budget="1000000")],
          [p_.update().where(p_.c.id == "dod-floor").values(budget="5000")],
          'programmes dod-floor budget: stored "1000000", the audit log implies "5000"'),
+        ([tk.insert().values(**forged)], [tk.delete().where(tk.c.id == forged["id"])],
+         f"tokens {forged['id']}: no audit record behind this row"),
+        ([tk.update().where(tk.c.id == toyota).values(scopes="admin read trade")],
+         [tk.update().where(tk.c.id == toyota).values(scopes="read trade")],
+         f'tokens {toyota} scopes: stored "admin read trade", the audit log implies "read trade"'),
+        ([tk.update().where(tk.c.id == revoked).values(revoked=False)],
+         [tk.update().where(tk.c.id == revoked).values(revoked=True)],
+         f"tokens {revoked} revoked: stored false, the audit log implies true"),
     ]
     engine = db.make_engine(url)
     try:

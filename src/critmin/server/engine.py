@@ -372,9 +372,9 @@ class Engine:
 
         Programmes' spending comes from the append-only journal, never from the trades table (resetting a trade's
         ``support_paid`` does not give a budget back). ``check`` (start-up): refuse, with :class:`DataError`, a
-        database whose programme rows differ from their audit records or whose trades' support disagrees with the
-        journal (see :func:`critmin.server.integrity.startup_check`; the full check is ``critmin audit verify
-        --db``)."""
+        database whose participant, token or programme rows differ from their audit records or whose trades'
+        support disagrees with the journal (see :func:`critmin.server.integrity.startup_check`; the full check is
+        ``critmin audit verify --db``)."""
         from critmin.server import integrity
 
         e = cls(allies)
@@ -406,7 +406,7 @@ class Engine:
         balances = db.entry_sums(conn)  # from the append-only journal, not the account table it keeps
         spent = integrity.programme_spending(conn, e.programmes)  # the journal too, not the trades table
         if check:
-            wrong = integrity.startup_check(conn, {pid: programme_row(st) for pid, st in e.programmes.items()}, spent)
+            wrong = integrity.startup_check(conn, spent)
             if wrong:
                 more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
                 raise DataError(f"the database disagrees with its audit log: {wrong[0]}{more}; it was changed "
