@@ -33,6 +33,7 @@ writes and every table of the schema has its entry. A change to how a trade is b
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ from critmin.server import db
 
 #: How many disagreements are kept in full (the count is always exact).
 MAX_FINDINGS = 10_000
+#: Significant digits of the replay's arithmetic (values, fills, balances): far beyond any sum of the API's largest
+#: price × quantity (15 + 9 digits each), so the values the log implies are exact, and a stored amount that was
+#: rounded disagrees with them.
+EXACT_DIGITS = 120
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,7 @@ def trade_legs(t: dict[str, Any], levy_owner: str | None) -> list[tuple[str, str
         legs += [(t["programme_id"], USD, -paid), (trade.seller_id, USD, paid)]
     levy = Decimal(t["levy"])
     if levy != 0:
-        legs += [(trade.seller_id, USD, -levy), (levy_owner or "?", USD, levy)]
+        legs += [(trade.seller_id, USD, -levy), (levy_owner or "(no policy)", USD, levy)]
     return legs
 
 
@@ -340,6 +345,12 @@ def compare_rows(spec: TableSpec, key: Any, stored: dict[str, Any], implied: dic
 def replay(records: Iterable[dict[str, Any]], report: Report, expected_head: str | None = None) -> Implied | None:
     """Check the chain of ``records`` and build the rows they imply; None (and ``report`` says why) when the chain
     is broken: rows implied by a log that is not intact vouch for nothing."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = EXACT_DIGITS
+        return _replay(records, report, expected_head)
+
+
+def _replay(records: Iterable[dict[str, Any]], report: Report, expected_head: str | None) -> Implied | None:
     check = ChainCheck()
     state = Implied()
     for rec in records:
@@ -493,8 +504,10 @@ def programme_spending(conn: sa.Connection, programme_ids: Iterable[str]) -> dic
     out: dict[str, Decimal] = {}
     q = sa.select(e.c.owner, e.c.amount).where(e.c.asset == USD, e.c.owner.in_(ids),
                                                e.c.posting_seq.not_in(deposits))
-    for owner, amount in conn.execute(q):
-        out[owner] = out.get(owner, Decimal(0)) - Decimal(amount)
+    with decimal.localcontext() as ctx:
+        ctx.prec = EXACT_DIGITS  # exact sums
+        for owner, amount in conn.execute(q):
+            out[owner] = out.get(owner, Decimal(0)) - Decimal(amount)
     return out
 
 
@@ -504,6 +517,12 @@ def startup_check(conn: sa.Connection, spent: dict[str, Decimal]) -> list[str]:
     support paid does not add up to what the journal shows each programme paid (``spent``, from
     :func:`programme_spending`). Cheap: the records of those few kinds (their chain is checked by
     ``critmin audit verify``, not here) and one sum per programme."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = EXACT_DIGITS
+        return _startup_check(conn, spent)
+
+
+def _startup_check(conn: sa.Connection, spent: dict[str, Decimal]) -> list[str]:
     a = db.audit_log
     state = Implied()
     report = Report()
