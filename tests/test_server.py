@@ -454,6 +454,21 @@ BAD_BODIES = [
     ("bad side", {"side": "short"}, "body.side", ["body.side", "'buy' or 'sell'"]),
     ("bad date", {"delivery_start": "2026-13-01"}, "body.delivery_start", ["body.delivery_start"]),
     ("lower-case country", {"origin": "aus"}, "body.origin", ["body.origin"]),
+    # strict input: a date is an ISO string, a boolean is true/false, an integer is a JSON integer
+    ("date as a number", {"delivery_start": 0}, "body.delivery_start",
+     ["body.delivery_start", "ISO date string YYYY-MM-DD", "number"]),
+    ("date with a time", {"delivery_end": "2027-01-31T00:00:00"}, "body.delivery_end",
+     ["body.delivery_end", "YYYY-MM-DD"]),
+    ("date as an array", {"delivery_end": [2027, 1, 31]}, "body.delivery_end", ["body.delivery_end", "an array"]),
+    ("boolean as a string", {"nonmarket": "yes"}, "body.nonmarket", ["body.nonmarket", "boolean"]),
+    ("boolean as a number", {"attestations": {"oecd_ddg": 1}}, "body.attestations.oecd_ddg",
+     ["body.attestations.oecd_ddg", "boolean"]),
+    ("boolean as text true", {"requirements": {"allied_only": "true"}}, "body.requirements.allied_only",
+     ["body.requirements.allied_only", "boolean"]),
+    ("integer as a string", {"attestations": {"irma_level": "50"}}, "body.attestations.irma_level",
+     ["body.attestations.irma_level", "integer"]),
+    ("client_order_id longer than its column", {"client_order_id": "x" * 65}, "body.client_order_id",
+     ["body.client_order_id", "64"]),
 ]
 
 
@@ -502,6 +517,14 @@ def test_malformed_requests_outside_the_schema(market_sqlite):
     r = m.post("dod", "/v1/programmes", {"id": "both", "commodity": "ndpr", "form": "oxide", "floor": "1",
                                          "cfd_strike": "2", "budget": "1"})
     assert r.status_code == 422 and "floor" in r.json()["error"]["message"]
+    for body, field in (({"id": "strict", "commodity": "ndpr", "form": "oxide", "floor": "1", "budget": "1",
+                          "allies_only": "yes"}, "body.allies_only"),
+                        ({"id": "strict", "commodity": "ndpr", "form": "oxide", "floor": "1", "budget": 1},
+                         "body.budget")):
+        r = m.post("dod", "/v1/programmes", body)
+        assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    r = m.put("dod", "/v1/policies/ndpr/oxide", {"nonmarket_use_reference": "no"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "body.nonmarket_use_reference", r.text
     assert len(ok(m.get("gao", "/v1/orders?limit=500"))["items"]) == before + 1
 
 

@@ -17,9 +17,11 @@ exist for that caller (a programme has no orders of its own).
 
 Interpretations recorded here (the rules leave them open):
 
-- token self-service: every participant, the regulator included, may issue and revoke *its own* tokens (never
-  with more scopes than the token it acts with); only an admin token with the ``admin`` scope acts on the tokens
-  of others. The regulator's "read-only" is about the market, not its own credentials;
+- token self-service: every participant, the regulator included, may issue and revoke *its own* tokens with a
+  full token (one holding every scope of its role; never granting more scopes than it holds); a narrowed token
+  (read-only, scopeless) can neither issue tokens nor revoke its participant's other tokens (403), only revoke
+  itself; only an admin token with the ``admin`` scope acts on the tokens of others. The regulator's "read-only"
+  is about the market, not its own credentials;
 - a regulator does not see the token lists of others (token administration is not market data): 404;
 - programmes and policies are public market rules: every reader sees them (GET 200);
 - a policy (per commodity/form) is changed only by the programme that set it, or an admin (with If-Match);
@@ -56,7 +58,7 @@ MATRIX: dict[tuple[str, str], dict[str, tuple[int | None, ...]]] = {
         "foreign": (404, 404, 404, 404, 200, 200, 200, 401, 401, 401),
         "missing": (404, 404, 404, 404, 404, 404, 404, 401, 401, 401)},
     ("POST", "/v1/participants/{participant_id}/tokens"): {
-        # seller_ro/admin_ro ask for the role's default scopes, more than their token holds: no escalation.
+        # seller_ro/admin_ro are narrowed tokens: they manage no tokens (not even with scopes they hold).
         "own":     (201, 403, 201, 201, 201, 201, 403, 401, 401, 401),
         "peer":    (404, 404, 404, 404, 404, 201, 403, 401, 401, 401),
         "foreign": (404, 404, 404, 404, 404, 201, 403, 401, 401, 401),
@@ -67,7 +69,8 @@ MATRIX: dict[tuple[str, str], dict[str, tuple[int | None, ...]]] = {
         "foreign": (404, 404, 404, 404, 404, 200, 200, 401, 401, 401),
         "missing": (404, 404, 404, 404, 404, 404, 404, 401, 401, 401)},
     ("DELETE", "/v1/tokens/{token_id}"): {
-        "own":     (200, 200, 200, 200, 200, 200, 200, 401, 401, 401),
+        # own: another token of the caller's participant; a narrowed token may revoke only itself.
+        "own":     (200, 403, 200, 200, 200, 200, 403, 401, 401, 401),
         "peer":    (404, 404, 404, 404, 404, 200, 403, 401, 401, 401),
         "foreign": (404, 404, 404, 404, 404, 200, 403, 401, 401, 401),
         "missing": (404, 404, 404, 404, 404, 404, 404, 401, 401, 401)},
@@ -151,6 +154,8 @@ MATRIX: dict[tuple[str, str], dict[str, tuple[int | None, ...]]] = {
     ("GET", "/v1/audit/head"): {
         "-":       (403, 403, 403, 403, 200, 200, 403, 401, 401, 401)},
     ("GET", "/v1/audit/export"): {
+        "-":       (403, 403, 403, 403, 200, 200, 403, 401, 401, 401)},
+    ("GET", "/v1/audit/verify"): {
         "-":       (403, 403, 403, 403, 200, 200, 403, 401, 401, 401)},
 }
 
@@ -439,6 +444,7 @@ BUILDERS: dict[tuple[str, str], Callable[[World, str, str], Req]] = {
     ("GET", "/v1/audit"): b_plain("/v1/audit"),
     ("GET", "/v1/audit/head"): b_plain("/v1/audit/head"),
     ("GET", "/v1/audit/export"): b_plain("/v1/audit/export"),
+    ("GET", "/v1/audit/verify"): b_plain("/v1/audit/verify"),
 }
 
 CASES = [(op, case) for op, cases in MATRIX.items() for case in cases]
@@ -446,7 +452,8 @@ CASES = [(op, case) for op, cases in MATRIX.items() for case in cases]
 PG_SMOKE = [(("GET", "/v1/me"), "-"), (("POST", "/v1/participants"), "-"), (("POST", "/v1/orders"), "-"),
             (("GET", "/v1/orders/{order_id}"), "foreign"), (("DELETE", "/v1/orders/{order_id}"), "peer"),
             (("GET", "/v1/trades/{trade_id}"), "peer"), (("GET", "/v1/accounts/{owner}"), "peer_programme"),
-            (("PATCH", "/v1/programmes/{programme_id}"), "peer"), (("GET", "/v1/audit"), "-")]
+            (("PATCH", "/v1/programmes/{programme_id}"), "peer"), (("GET", "/v1/audit"), "-"),
+            (("DELETE", "/v1/tokens/{token_id}"), "own"), (("GET", "/v1/audit/verify"), "-")]
 
 
 def _run_row(w: World, op: tuple[str, str], case: str) -> None:
@@ -584,18 +591,42 @@ def test_narrowed_tokens_carry_their_scopes(world):
     assert (me["id"], me["role"], me["scopes"]) == ("lynas", "seller", ["read"])
     me = world.ok(world.send("admin_ro", "GET", "/v1/me"))
     assert (me["id"], me["role"], me["scopes"]) == ("admin", "admin", ["read"])
-    # a narrowed token may still mint tokens for its participant within its own scopes, never beyond
+    # a narrowed token mints no tokens for its participant, not even within its own scopes
     r = world.send("seller_ro", "POST", "/v1/participants/lynas/tokens", {"scopes": ["read"], "label": "ro2"})
-    assert r.status_code == 201 and r.json()["scopes"] == ["read"]
+    assert r.status_code == 403, r.text
     r = world.send("seller_ro", "POST", "/v1/participants/lynas/tokens", {"scopes": ["read", "trade"]})
-    assert r.status_code == 403 and r.json()["error"]["field"] == "scopes"
+    assert r.status_code == 403
     r = world.send("admin_ro", "POST", "/v1/participants/admin/tokens", {"scopes": ["admin"]})
     assert r.status_code == 403
+    # a full token still cannot grant beyond its role
+    r = world.send("seller", "POST", "/v1/participants/lynas/tokens", {"scopes": ["read", "audit"]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "scopes"
     # an empty scope list means no scope, not every scope
     r = world.send("seller", "POST", "/v1/participants/lynas/tokens", {"scopes": [], "label": "none"})
     assert r.status_code == 201 and r.json()["scopes"] == [], r.text
     h = {"Authorization": f"Bearer {r.json()['token']}"}
     assert world.m.client.get("/v1/orders", headers=h).status_code == 403
+
+
+def test_scopeless_token_manages_no_tokens(world):
+    """A token without scopes cannot revoke its participant's trading token nor issue new ones (403); it may revoke
+    itself. The same holds for a token narrowed to 'read'."""
+    w = world
+    trading = w.ok(w.m.post("admin", "/v1/participants/dla/tokens", {"label": "trading"}), 201)
+    for scopes in ([], ["read"]):
+        narrow = w.ok(w.m.post("admin", "/v1/participants/dla/tokens", {"scopes": scopes, "label": "narrow"}), 201)
+        h = {"Authorization": f"Bearer {narrow['token']}"}
+        r = w.m.client.delete(f"/v1/tokens/{trading['id']}", headers={**h, "Idempotency-Key": w.fresh("k-")})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (scopes, r.text)
+        for body in ({}, {"scopes": []}, {"scopes": scopes}):
+            r = w.m.client.post("/v1/participants/dla/tokens", json=body,
+                                headers={**h, "Idempotency-Key": w.fresh("k-")})
+            assert r.status_code == 403, (scopes, body, r.text)
+        # the trading token still works, and the narrowed token may revoke itself
+        assert w.m.client.get("/v1/me", headers={"Authorization": f"Bearer {trading['token']}"}).status_code == 200
+        r = w.m.client.delete(f"/v1/tokens/{narrow['id']}", headers={**h, "Idempotency-Key": w.fresh("k-")})
+        assert r.status_code == 200 and r.json()["revoked"] is True, r.text
+        assert w.m.client.get("/v1/me", headers=h).status_code == 401
 
 
 def test_regulator_never_changes_the_market():

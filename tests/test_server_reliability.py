@@ -165,6 +165,13 @@ def _check_database(engine: sa.Engine, acked: dict[tuple[str, str], L.Record], l
     assert sum(1 for p, _ in idem if p in load_ids) == len(mine)
     assert all(status == 201 for p, status in idem if p in load_ids)
     assert places == len(orders)
+    # and every row agrees with what the audit log implies (critmin audit verify --db)
+    from critmin.server.db import read_snapshot
+    from critmin.server.integrity import verify_database
+
+    with read_snapshot(engine) as c:
+        report = verify_database(c)
+    assert report.ok, [report.chain_error] + [f.text() for f in report.findings[:10]]
     return len(orders)
 
 

@@ -15,7 +15,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -89,12 +89,46 @@ class AuditLog:
         return json.loads(json.dumps(self._records))
 
 
-def verify(records: Sequence[Mapping[str, Any]], expected_head: str | None = None) -> tuple[bool, int | None, str]:
+class ChainCheck:
+    """Incremental hash-chain check: feed records in log order with :meth:`step` (one pass over a log too large to
+    hold, or checked while something else reads it); :func:`verify` is this over a sequence."""
+
+    def __init__(self) -> None:
+        self.prev = GENESIS
+        self.count = 0
+
+    def step(self, rec: Any) -> str | None:
+        """None when ``rec`` continues the chain, else why not (the chain is then broken at index ``count``)."""
+        i = self.count
+        if not isinstance(rec, Mapping) or set(rec) != set(_FIELDS):
+            return f"record must have exactly the fields {', '.join(_FIELDS)}"
+        if rec["seq"] != i or isinstance(rec["seq"], bool):
+            return f"seq is {rec['seq']!r}, expected {i} (record deleted, inserted or moved)"
+        if rec["prev_hash"] != self.prev:
+            return "prev_hash does not match the previous record's hash (chain broken)"
+        try:
+            h = record_hash(rec["seq"], rec["kind"], rec["payload"], rec["prev_hash"])
+        except (DataError, TypeError, ValueError) as exc:
+            return f"payload cannot be hashed canonically: {exc}"
+        if rec["hash"] != h:
+            return "hash does not match the record's content (record modified)"
+        self.prev = h
+        self.count += 1
+        return None
+
+    def finish(self, expected_head: str | None) -> str | None:
+        """None when the last hash is ``expected_head`` (or none is expected), else why not."""
+        if expected_head is not None and self.prev != expected_head:
+            return "last hash differs from the expected head (records truncated or appended)"
+        return None
+
+
+def verify(records: Iterable[Mapping[str, Any]], expected_head: str | None = None) -> tuple[bool, int | None, str]:
     """Check a hash chain.
 
     Parameters
     ----------
-    records : sequence of mapping
+    records : iterable of mapping
         Records in log order.
     expected_head : str, optional
         The hash the last record must carry (detects truncation and forged appends).
@@ -103,25 +137,16 @@ def verify(records: Sequence[Mapping[str, Any]], expected_head: str | None = Non
     -------
     (ok, first_bad_index, reason)
         ``(True, None, "ok")`` or ``(False, i, reason)`` with ``i`` the 0-based index of the first bad record
-        (``len(records)`` when only the head check fails).
+        (the number of records when only the head check fails).
     """
-    prev = GENESIS
-    for i, rec in enumerate(records):
-        if not isinstance(rec, Mapping) or set(rec) != set(_FIELDS):
-            return False, i, f"record must have exactly the fields {', '.join(_FIELDS)}"
-        if rec["seq"] != i or isinstance(rec["seq"], bool):
-            return False, i, f"seq is {rec['seq']!r}, expected {i} (record deleted, inserted or moved)"
-        if rec["prev_hash"] != prev:
-            return False, i, "prev_hash does not match the previous record's hash (chain broken)"
-        try:
-            h = record_hash(rec["seq"], rec["kind"], rec["payload"], rec["prev_hash"])
-        except (DataError, TypeError, ValueError) as exc:
-            return False, i, f"payload cannot be hashed canonically: {exc}"
-        if rec["hash"] != h:
-            return False, i, "hash does not match the record's content (record modified)"
-        prev = h
-    if expected_head is not None and prev != expected_head:
-        return False, len(records), "last hash differs from the expected head (records truncated or appended)"
+    check = ChainCheck()
+    for rec in records:
+        reason = check.step(rec)
+        if reason is not None:
+            return False, check.count, reason
+    reason = check.finish(expected_head)
+    if reason is not None:
+        return False, check.count, reason
     return True, None, "ok"
 
 

@@ -688,6 +688,21 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
                 out.update(valid=ok, first_bad=bad, reason=reason)
         return out
 
+    @app.get("/v1/audit/verify", response_model=S.AuditVerifyOut, tags=["audit"],
+             description="The hash chain, then every stored row (participants, tokens, programmes, policies, books, "
+                         "orders, trades, postings, ledger entries, account balances, stored answers) recomputed "
+                         "from the audit log and compared, in one snapshot: each row that disagrees, with its "
+                         "table, key, column, stored value and the value the log implies. Reads the whole "
+                         "database: the same check as `critmin audit verify --db`.")
+    def audit_verify(request: Request, who: Who, head: Annotated[str | None, Query(
+            pattern="^[0-9a-f]{64}$", description="Expected hash of the last record (detects truncation)")] = None,
+            ) -> dict:
+        need(who, "audit", *SEES_ALL)
+        from critmin.server.integrity import verify_database
+
+        with db.read_snapshot(request.app.state.sa_engine) as c:
+            return verify_database(c, head).as_dict()
+
     @app.get("/v1/audit/export", tags=["audit"], response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}},
                               "description": "JSON lines, one audit record per line (for `critmin audit verify`)"}})

@@ -10,7 +10,9 @@ Roles and scopes
 ----------------
 A token carries scopes, a subset of its participant's role scopes (:data:`ROLE_SCOPES`). An endpoint needs a scope
 and a role; objects of other participants are reported as absent (404), never as forbidden, so their existence
-does not leak. Regulators and admins see everything; only admins administer.
+does not leak. Regulators and admins see everything; only admins administer. Tokens are managed by an admin token
+with the ``admin`` scope (anyone's), or by a participant's *full* token (one holding every scope of its role: the
+participant's own); a narrowed token may only revoke itself.
 """
 
 from __future__ import annotations
@@ -77,6 +79,21 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
 }
 #: Roles that may read every participant's objects.
 SEES_ALL = frozenset({Role.REGULATOR, Role.ADMIN})
+
+
+def _administers(actor: Actor) -> bool:
+    """Admin powers need the admin role *and* a token with the ``admin`` scope (a narrowed admin token has none)."""
+    return actor.role is Role.ADMIN and "admin" in actor.scopes
+
+
+def _full_token(actor: Actor) -> bool:
+    """The token holds every scope of its participant's role: only such a token manages the participant's tokens
+    (a narrowed token, e.g. read-only or scopeless, can neither mint tokens nor revoke its siblings)."""
+    return ROLE_SCOPES[actor.role] <= actor.scopes
+
+
+_NARROWED = ("only a token holding every scope of its role (or an admin token with the 'admin' scope) may issue or "
+             "revoke this participant's tokens; a token may always revoke itself")
 
 
 def not_found(what: str, ident: str) -> ApiError:
@@ -428,13 +445,21 @@ class Engine:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, conn: sa.Connection, allies: Iterable[str] | None = None) -> Engine:
-        """Rebuild the state from storage (start-up, and after a failed commit)."""
+    def load(cls, conn: sa.Connection, allies: Iterable[str] | None = None, *, check: bool = False) -> Engine:
+        """Rebuild the state from storage (start-up, and after a failed commit).
+
+        Programmes' spending comes from the append-only journal, never from the trades table (resetting a trade's
+        ``support_paid`` does not give a budget back). ``check`` (start-up): refuse, with :class:`DataError`, a
+        database whose participant, token or programme rows differ from their audit records or whose trades'
+        support disagrees with the journal (see :func:`critmin.server.integrity.startup_check`; the full check is
+        ``critmin audit verify --db``)."""
         with money():
-            return cls._load(conn, allies)
+            return cls._load(conn, allies, check)
 
     @classmethod
-    def _load(cls, conn: sa.Connection, allies: Iterable[str] | None) -> Engine:
+    def _load(cls, conn: sa.Connection, allies: Iterable[str] | None, check: bool) -> Engine:
+        from critmin.server import integrity
+
         e = cls(allies)
         for r in conn.execute(sa.select(db.participants)).mappings():
             e.participants[r["id"]] = {"id": r["id"], "name": r["name"], "role": Role(r["role"]),
@@ -486,11 +511,18 @@ class Engine:
         e.next_trade_id = _next(conn, db.trades.c.id)
         e.next_posting = _next(conn, db.postings.c.seq)
         balances = db.entry_sums(conn)  # from the append-only journal, not the account table it keeps
-        spent: dict[str, Decimal] = {}
+        spent = integrity.programme_spending(conn, e.programmes)  # the journal too, not the trades table
+        if check:
+            wrong = integrity.startup_check(conn, spent)
+            if wrong:
+                more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+                raise DataError(f"the database disagrees with its audit log: {wrong[0]}{more}; it was changed "
+                                "outside the service: run critmin audit verify --db for every disagreement")
+        # per seller (the per-seller caps): from the trades, whose sum per programme the check above holds to the
+        # journal's
         seller_net: dict[tuple[str, str], Decimal] = {}
         for pid, seller, paid in conn.execute(sa.select(t.c.programme_id, t.c.seller_id, t.c.support_paid)
                                               .where(t.c.programme_id.is_not(None))):
-            spent[pid] = spent.get(pid, ZERO) + Decimal(paid)
             seller_net[(pid, seller)] = seller_net.get((pid, seller), ZERO) + Decimal(paid)
         e.ledger.restore(balances, spent, e.next_posting, seller_net)
         last = conn.execute(sa.select(db.audit_log.c.seq, db.audit_log.c.hash)
@@ -572,10 +604,11 @@ class Engine:
         actor = cmd.actor
         if pid not in self.participants or (pid != actor.participant_id and actor.role is not Role.ADMIN):
             raise not_found("participant", pid)
-        # Admin powers need the admin role *and* a token with the admin scope (a narrowed admin token has none).
-        administers = actor.role is Role.ADMIN and "admin" in actor.scopes
+        administers = _administers(actor)
         if pid != actor.participant_id and not administers:
             raise ApiError(403, "forbidden", "token lacks the 'admin' scope")
+        if not administers and not _full_token(actor):
+            raise ApiError(403, "forbidden", _NARROWED)
         role = self.participants[pid]["role"]
         asked = cmd.data.get("scopes")
         scopes = frozenset(ROLE_SCOPES[role] if asked is None else asked)  # [] means no scope, not every scope
@@ -594,7 +627,9 @@ class Engine:
         info = TokenInfo(tid, pid, scopes, label, False, 1)
         self.tokens[tid] = info
         self.token_hashes[th] = tid
-        self._audit(batch, "token.issue", actor, {"token_id": tid, "participant_id": pid, "scopes": sorted(scopes)})
+        # The token's SHA-256 (never the token) and label: the tokens row can be checked against the log.
+        self._audit(batch, "token.issue", actor, {"token_id": tid, "participant_id": pid, "scopes": sorted(scopes),
+                                                   "label": label, "token_hash": th})
         # The secret is returned once and stored nowhere: the idempotency record keeps the body without it
         # (see Sequencer), so a replay answers with "token": null.
         return Result(201, {**token_body(info), "token": secret})
@@ -605,8 +640,11 @@ class Engine:
         actor = cmd.actor
         if info is None or (info.participant_id != actor.participant_id and actor.role is not Role.ADMIN):
             raise not_found("token", tid)
-        if info.participant_id != actor.participant_id and "admin" not in actor.scopes:
+        administers = _administers(actor)
+        if info.participant_id != actor.participant_id and not administers:
             raise ApiError(403, "forbidden", "token lacks the 'admin' scope")
+        if tid != actor.token_id and not administers and not _full_token(actor):
+            raise ApiError(403, "forbidden", _NARROWED)  # revoking the calling token itself is always allowed
         if not info.revoked:
             info.revoked = True
             info.version += 1

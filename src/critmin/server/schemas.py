@@ -3,21 +3,50 @@
 Money, prices and quantities travel as decimal *strings* (``"12.5"``), never JSON numbers, so no client or server
 rounds them through binary floating point. Units: quantities kg, prices USD/kg, cash USD, carbon kg CO2e/kg.
 Unknown fields are refused (``extra="forbid"``), so a misspelt field is an error, not silently ignored.
+
+Input is strict: dates only as ISO ``YYYY-MM-DD`` strings (a JSON number is not a date), booleans only JSON
+``true``/``false`` (never ``"yes"`` or ``1``), integers only JSON integers (never ``"50"``), decimals only as the
+strings :data:`Dec` describes. Every string field is at most as long as the column that stores it (checked by
+``tests/test_server_input.py``), so a value the API accepts is always one the database can hold.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
-Dec = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,9})?$"),
-                Field(description="Non-negative decimal number as a string, e.g. \"12.5\"", examples=["12.5"])]
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$"),
+Dec = Annotated[str, StringConstraints(max_length=25, pattern=r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,9})?$"),
+                Field(description="Non-negative decimal number as a string, e.g. \"12.5\": at most 15 digits before "
+                                  "the point and 9 after", examples=["12.5"])]
+Slug = Annotated[str, StringConstraints(max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$"),
                  Field(description="Lower-case identifier: letters, digits, '-' and '_'")]
-ISO3 = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), Field(description="ISO 3166 alpha-3 country code")]
+ISO3 = Annotated[str, StringConstraints(max_length=3, pattern=r"^[A-Z]{3}$"),
+                 Field(description="ISO 3166 alpha-3 country code")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+#: The client's own order reference: the ``orders.client_order_id`` column holds 64 characters.
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
+
+
+def _iso_date_text(value: Any) -> Any:
+    """Only an ISO ``YYYY-MM-DD`` string is a date on the wire (pydantic's lax mode also takes a number of seconds
+    since 1970 and a datetime string with a zero time; strict mode, in the Python-object validation FastAPI runs,
+    takes no string at all)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be an ISO date string YYYY-MM-DD, got {_JSON_KIND.get(type(value), 'a value')}")
+    if not _ISO_DATE.fullmatch(value):
+        raise ValueError(f"must be an ISO date string YYYY-MM-DD, got {value[:40]!r}")
+    return value
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_JSON_KIND = {bool: "a boolean", int: "a number", float: "a number", list: "an array", dict: "an object",
+              type(None): "null"}
+Date = Annotated[dt.date, BeforeValidator(_iso_date_text), Field(description="ISO date, YYYY-MM-DD")]
 Scope = Literal["read", "trade", "programme", "audit", "admin"]
 RoleName = Literal["seller", "buyer", "programme", "regulator", "admin"]
 
@@ -74,19 +103,19 @@ class TokenOut(BaseModel):
 
 # ---------------------------------------------------------------------- orders and trades
 class AttestationsIn(In):
-    irma_level: int | None = Field(None, ge=0, le=100, description="IRMA achievement level (e.g. 50, 75, 100)")
-    oecd_ddg: bool = Field(False, description="Follows the OECD due-diligence guidance track")
+    irma_level: StrictInt | None = Field(None, ge=0, le=100, description="IRMA achievement level (e.g. 50, 75, 100)")
+    oecd_ddg: StrictBool = Field(False, description="Follows the OECD due-diligence guidance track")
     carbon_kg_per_kg: Dec | None = Field(None, description="kg CO2e per kg of product")
     chain_of_custody: Text | None = None
 
 
 class RequirementsIn(In):
     allowed_origins: list[ISO3] | None = Field(None, max_length=250)
-    allied_only: bool = Field(False, description="Only origins in the allied group (Minerals Security Partnership)")
-    min_irma: int | None = Field(None, ge=0, le=100)
-    require_oecd: bool = False
+    allied_only: StrictBool = Field(False, description="Only origins in the allied group (Minerals Security Partnership)")
+    min_irma: StrictInt | None = Field(None, ge=0, le=100)
+    require_oecd: StrictBool = False
     max_carbon: Dec | None = None
-    exclude_nonmarket: bool = False
+    exclude_nonmarket: StrictBool = False
 
 
 class OrderIn(In):
@@ -96,15 +125,15 @@ class OrderIn(In):
     grade: Slug
     quantity: Dec = Field(description="kg, > 0")
     limit_price: Dec = Field(description="USD/kg, > 0")
-    delivery_start: dt.date
-    delivery_end: dt.date
+    delivery_start: Date
+    delivery_end: Date
     location: Text
     origin: ISO3 | None = Field(None, description="Origin of the material; required on sell orders")
-    nonmarket: bool = Field(False, description="Seller declares the origin subject to non-market policies; origins "
+    nonmarket: StrictBool = Field(False, description="Seller declares the origin subject to non-market policies; origins "
                                                "listed in the commodity's policy are flagged regardless")
     attestations: AttestationsIn = AttestationsIn()
     requirements: RequirementsIn = RequirementsIn()
-    client_order_id: Text | None = None
+    client_order_id: ClientId | None = None
 
 
 class AttestationsOut(BaseModel):
@@ -267,8 +296,8 @@ class ProgrammeIn(In):
     cfd_strike: Dec | None = Field(None, description="Two-sided CfD strike, USD/kg")
     budget: Dec = Field(description="Most the programme pays out, USD")
     eligible_origins: list[ISO3] | None = Field(None, max_length=250)
-    allies_only: bool = False
-    exclude_nonmarket: bool = True
+    allies_only: StrictBool = False
+    exclude_nonmarket: StrictBool = True
     max_support_per_seller: Dec | None = Field(None, description="Most one seller receives, net, USD (default: no "
                                                                  "cap per seller)")
     max_payback_per_seller: Dec | None = Field(None, description="CfD only, required there: most one seller can be "
@@ -277,7 +306,7 @@ class ProgrammeIn(In):
 
 class ProgrammePatch(In):
     budget: Dec | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class ProgrammeOut(BaseModel):
@@ -357,7 +386,7 @@ class CostIn(In):
 class PolicyIn(In):
     cost_inputs: CostIn | None = None
     nonmarket_tariff_rate: Dec | None = Field(None, description="Ad-valorem adjustment on non-market lots (0.25)")
-    nonmarket_use_reference: bool = Field(False, description="Count non-market lots at least at the reference price")
+    nonmarket_use_reference: StrictBool = Field(False, description="Count non-market lots at least at the reference price")
     nonmarket_origins: list[ISO3] = Field(default_factory=list, max_length=250)
 
 
@@ -384,7 +413,7 @@ class PolicyOut(BaseModel):
 # ---------------------------------------------------------------------- ledger and audit
 class DepositIn(In):
     owner: Slug
-    asset: Annotated[str, StringConstraints(pattern=r"^(USD|[a-z0-9][a-z0-9_-]{0,63}/[a-z0-9][a-z0-9_-]{0,63})$")]
+    asset: Annotated[str, StringConstraints(max_length=129, pattern=r"^(USD|[a-z0-9][a-z0-9_-]{0,63}/[a-z0-9][a-z0-9_-]{0,63})$")]
     amount: Dec
 
 
@@ -432,6 +461,28 @@ class AuditHead(BaseModel):
     valid: bool | None = Field(None, description="Chain verified from the start (only with ?verify=true)")
     first_bad: int | None = None
     reason: str | None = None
+
+
+class AuditFinding(BaseModel):
+    table: str = Field(description="Table of the row (audit_log: a record the check could not apply)")
+    key: str = Field(description="The row's key (parts joined by '/')")
+    column: str | None = Field(description="The column that disagrees; null: the whole row (missing, or no record "
+                                           "behind it)")
+    stored: Any = Field(description="The value in the table")
+    implied: Any = Field(description="The value the audit log implies")
+    record: int | None = Field(description="The audit record that implies the value")
+    message: str
+
+
+class AuditVerifyOut(BaseModel):
+    ok: bool = Field(description="The chain is intact and every row agrees with the log")
+    records: int
+    head: str
+    chain_ok: bool
+    chain_error: str | None = Field(description="Where and why the chain is broken (rows are then not checked)")
+    disagreements: int = Field(description="Rows or columns that disagree, in all")
+    rows_checked: dict[str, int] = Field(description="Rows compared, per table")
+    findings: list[AuditFinding] = Field(description="The disagreements (the first 10,000)")
 
 
 class Health(BaseModel):

@@ -210,7 +210,7 @@ class Sequencer:
         self.max_batch = max(1, int(max_batch))
         self._key_col = sa_engine.dialect.identifier_preparer.quote("key")  # idempotency.key, quoted for raw SQL
         with sa_engine.connect() as conn:
-            self.engine = Engine.load(conn, self.allies)
+            self.engine = Engine.load(conn, self.allies, check=True)  # refuses a database changed behind its back
             cur = conn.connection.dbapi_connection.cursor()  # driver rows: a third faster than SQLAlchemy's
             try:
                 cur.execute(f"SELECT participant_id, {self._key_col} FROM idempotency")
