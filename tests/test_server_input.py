@@ -64,6 +64,13 @@ STORED: dict[tuple[str, str], tuple] = {
     ("DepositIn", "owner"): (le.owner, db.account_balances.c.owner),
     ("DepositIn", "asset"): (le.asset, db.account_balances.c.asset),
     ("DepositIn", "amount"): (le.amount,),
+    ("BookModeIn", "price_tick"): (db.books.c.price_tick,),
+    ("BookModeIn", "quantity_tick"): (db.books.c.quantity_tick,),
+    ("ProgrammeIn", "max_support_per_seller"): (p.max_support_per_seller,),
+    ("ProgrammeIn", "max_payback_per_seller"): (p.max_payback_per_seller,),
+    ("FixingIn", "method"): (db.fixings.c.method,),
+    ("FixingIn", "price"): (db.fixings.c.price, db.trades.c.reference_price),
+    ("FixingIn", "source"): (db.fixings.c.source,),
 }
 
 

@@ -20,7 +20,7 @@ from serverkit import BACKENDS, BUY, SELL, database_url, open_market
 from typer.testing import CliRunner
 
 from critmin.cli.main import app as cli
-from critmin.server import db
+from critmin.server import db, integrity
 
 
 def ok(r, status: int = 200) -> dict:
@@ -40,6 +40,15 @@ def build(m) -> dict:
     ok(m.post("admin", "/v1/deposits", {"owner": "dod-floor", "asset": "USD", "amount": "4000"}), 201)
     ok(m.post("admin", "/v1/deposits", {"owner": "toyota", "asset": "USD", "amount": "90000"}), 201)
     ok(m.put("dod", "/v1/policies/ndpr/oxide", {"nonmarket_tariff_rate": "0.25", "nonmarket_origins": ["CHN"]}))
+    # support needs an enrolled seller that holds the material, and a published reference price
+    ok(m.post("lynas", "/v1/programmes/dod-floor/enrolments", {}), 201)
+    ok(m.post("admin", "/v1/deposits", {"owner": "lynas", "asset": "ndpr/oxide", "amount": "1000"}), 201)
+    ok(m.post("admin", "/v1/fixings/ndpr/oxide", {"method": "benchmark", "price": "95", "source": "hand example"}),
+       201)
+    ok(m.post("dod", "/v1/programmes", {"id": "dod-floor-2", "commodity": "ndpr", "form": "oxide", "floor": "100",
+                                        "budget": "100"}), 201)
+    ok(m.post("mp", "/v1/programmes/dod-floor-2/enrolments", {}), 201)
+    ok(m.delete("mp", "/v1/programmes/dod-floor-2/enrolments/mp", **{"If-Match": '"1"'}))
     m.order("lynas", SELL, quantity="400")
     (t,) = m.order("toyota", BUY)["trades"]                      # 400 @ 95, floor 110: 6000 due, 5000 paid
     assert t["support_paid"] == "5000" and t["programme_id"] == "dod-floor"
@@ -85,7 +94,8 @@ def test_untouched_database_agrees(market):
     res = verify_cli(url)
     assert res.exit_code == 0, res.output
     last = res.output.strip().splitlines()[-1]
-    assert re.match(r"database: \d+ audit records, chain intact; \d+ rows in 11 tables agree with the log", last), last
+    assert re.match(rf"database: \d+ audit records, chain intact; \d+ rows in {len(integrity.TABLES) + 1} tables agree "
+                    r"with the log", last), last
     rep = ok(m.get("gao", "/v1/audit/verify"))
     assert (rep["ok"], rep["disagreements"], rep["findings"]) == (True, 0, [])
     assert rep["rows_checked"]["orders"] >= 10 and rep["rows_checked"]["ledger_entries"] >= 20
@@ -244,6 +254,9 @@ def test_startup_refuses_a_database_changed_behind_its_back(backend, tmp_path):
     with open_market(url, tmp_path, durable=False) as m:
         ok(m.post("dod", "/v1/programmes", {"id": "dod-floor", "commodity": "ndpr", "form": "oxide",
                                             "floor": "110", "budget": "5000"}), 201)
+        ok(m.post("lynas", "/v1/programmes/dod-floor/enrolments", {}), 201)
+        ok(m.post("admin", "/v1/deposits", {"owner": "lynas", "asset": "ndpr/oxide", "amount": "1000"}), 201)
+        ok(m.post("admin", "/v1/fixings/ndpr/oxide", {"method": "benchmark", "price": "95", "source": "hand"}), 201)
         m.order("lynas", SELL)
         (t,) = m.order("toyota", BUY)["trades"]
         assert t["support_paid"] == "5000"

@@ -23,6 +23,7 @@ from serverkit import BACKENDS, BUY, SELL, database_url
 from serverkit import open_market as _open_market
 
 from critmin.market.model import Role
+from critmin.market.money import MONEY
 from critmin.server.engine import Actor, Batch, Engine
 from critmin.server.wire import Command
 
@@ -440,3 +441,20 @@ def test_every_new_change_is_in_the_audit_log_with_its_row(url, tmp_path):
     assert set(stored) == set(last)
     for key, row in stored.items():
         assert last[key] == row, key
+
+
+# ---------------------------------------------------------------------- column widths
+def test_the_widest_trade_the_api_allows_is_stored(url, tmp_path):
+    """A trade at the API's largest price and quantity on a book with the finest ticks: its value (48 digits) and
+    the balances it makes are stored exactly. With 40-character columns PostgreSQL refused the commit."""
+    big = "999999999999999.999999999"
+    with open_market(url, tmp_path) as m:
+        ok(m.put("admin", "/v1/books/ndpr/oxide/std", {"price_tick": "0.000000001", "quantity_tick": "0.000000001"},
+                 **{"If-Match": '"0"'}))
+        m.order("lynas", SELL, limit_price=big, quantity=big)
+        (t,) = m.order("toyota", BUY, limit_price=big, quantity=big, requirements={})["trades"]
+        value = MONEY.multiply(D(big), D(big))
+        assert len(str(value)) == 49
+        assert usd(m, "lynas", "lynas") == value and usd(m, "toyota", "toyota") == MONEY.minus(value)
+        assert (D(t["price"]), D(t["quantity"])) == (D(big), D(big))
+        assert_trial_balance_zero(m)

@@ -26,6 +26,11 @@ from sqlalchemy import event
 
 from critmin.market.money import total
 
+#: Width of every decimal column (money and quantities, stored as exact decimal text): a trade value at the API's
+#: limits (15 + 9 digits times 15 + 9 digits) has 48 digits, a sum of them more; 80 characters hold any amount
+#: below 10^60 USD with 18 decimals. PostgreSQL enforces it (a longer value would fail the group commit).
+DECIMAL_CHARS = 80
+
 metadata = sa.MetaData()
 
 participants = sa.Table(
@@ -57,9 +62,9 @@ programmes = sa.Table(
     sa.Column("country", sa.String(3), nullable=False),
     sa.Column("commodity", sa.String(64), nullable=False),
     sa.Column("form", sa.String(64), nullable=False),
-    sa.Column("floor", sa.String(40)),
-    sa.Column("cfd_strike", sa.String(40)),
-    sa.Column("budget", sa.String(40), nullable=False),
+    sa.Column("floor", sa.String(DECIMAL_CHARS)),
+    sa.Column("cfd_strike", sa.String(DECIMAL_CHARS)),
+    sa.Column("budget", sa.String(DECIMAL_CHARS), nullable=False),
     sa.Column("eligible_origins", sa.JSON),
     sa.Column("allies_only", sa.Boolean, nullable=False),
     sa.Column("exclude_nonmarket", sa.Boolean, nullable=False),
@@ -67,8 +72,8 @@ programmes = sa.Table(
     sa.Column("created_seq", sa.BigInteger, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     # Migration 0003: the caps a seller accepts when it enrols (USD; the payback cap only on a CfD).
-    sa.Column("max_support_per_seller", sa.String(40)),
-    sa.Column("max_payback_per_seller", sa.String(40)),
+    sa.Column("max_support_per_seller", sa.String(DECIMAL_CHARS)),
+    sa.Column("max_payback_per_seller", sa.String(DECIMAL_CHARS)),
 )
 
 # A seller's enrolment in a programme (migration 0003): a programme supports only the trades of sellers enrolled in
@@ -93,14 +98,14 @@ fixings = sa.Table(
     sa.Column("commodity", sa.String(64), nullable=False),
     sa.Column("form", sa.String(64), nullable=False),
     sa.Column("method", sa.String(16), nullable=False),
-    sa.Column("price", sa.String(40), nullable=False),
+    sa.Column("price", sa.String(DECIMAL_CHARS), nullable=False),
     sa.Column("source", sa.String(300)),
     sa.Column("first_trade_id", sa.BigInteger),
     sa.Column("last_trade_id", sa.BigInteger),
     sa.Column("trades", sa.Integer, nullable=False),
     sa.Column("sellers", sa.Integer, nullable=False),
     sa.Column("buyers", sa.Integer, nullable=False),
-    sa.Column("volume", sa.String(40), nullable=False),
+    sa.Column("volume", sa.String(DECIMAL_CHARS), nullable=False),
     sa.Column("published_by", sa.String(64), nullable=False),
     sa.Column("created_seq", sa.BigInteger, nullable=False),
 )
@@ -111,7 +116,7 @@ policies = sa.Table(
     sa.Column("commodity", sa.String(64), primary_key=True),
     sa.Column("form", sa.String(64), primary_key=True),
     sa.Column("cost_inputs", sa.JSON),
-    sa.Column("nonmarket_tariff_rate", sa.String(40)),
+    sa.Column("nonmarket_tariff_rate", sa.String(DECIMAL_CHARS)),
     sa.Column("nonmarket_reference", sa.Boolean, nullable=False),
     sa.Column("nonmarket_origins", sa.JSON, nullable=False),
     sa.Column("set_by", sa.String(64), nullable=False),
@@ -126,8 +131,8 @@ books = sa.Table(
     sa.Column("mode", sa.String(16), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     # Migration 0003: the book's ticks (USD/kg, kg); NULL = the market's defaults.
-    sa.Column("price_tick", sa.String(40)),
-    sa.Column("quantity_tick", sa.String(40)),
+    sa.Column("price_tick", sa.String(DECIMAL_CHARS)),
+    sa.Column("quantity_tick", sa.String(DECIMAL_CHARS)),
 )
 
 orders = sa.Table(
@@ -140,9 +145,9 @@ orders = sa.Table(
     sa.Column("commodity", sa.String(64), nullable=False),
     sa.Column("form", sa.String(64), nullable=False),
     sa.Column("grade", sa.String(64), nullable=False),
-    sa.Column("quantity", sa.String(40), nullable=False),
-    sa.Column("limit_price", sa.String(40), nullable=False),
-    sa.Column("book_price", sa.String(40), nullable=False),
+    sa.Column("quantity", sa.String(DECIMAL_CHARS), nullable=False),
+    sa.Column("limit_price", sa.String(DECIMAL_CHARS), nullable=False),
+    sa.Column("book_price", sa.String(DECIMAL_CHARS), nullable=False),
     sa.Column("delivery_start", sa.Date, nullable=False),
     sa.Column("delivery_end", sa.Date, nullable=False),
     sa.Column("location", sa.String(200), nullable=False),
@@ -150,7 +155,7 @@ orders = sa.Table(
     sa.Column("nonmarket", sa.Boolean, nullable=False),
     sa.Column("attestations", sa.JSON, nullable=False),
     sa.Column("requirements", sa.JSON, nullable=False),
-    sa.Column("remaining", sa.String(40), nullable=False),
+    sa.Column("remaining", sa.String(DECIMAL_CHARS), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
 )
@@ -165,19 +170,19 @@ trades = sa.Table(
     sa.Column("commodity", sa.String(64), nullable=False),
     sa.Column("form", sa.String(64), nullable=False),
     sa.Column("grade", sa.String(64), nullable=False),
-    sa.Column("quantity", sa.String(40), nullable=False),
-    sa.Column("price", sa.String(40), nullable=False),
+    sa.Column("quantity", sa.String(DECIMAL_CHARS), nullable=False),
+    sa.Column("price", sa.String(DECIMAL_CHARS), nullable=False),
     sa.Column("origin", sa.String(3), nullable=False),
     sa.Column("nonmarket", sa.Boolean, nullable=False),
     sa.Column("mechanism", sa.String(16), nullable=False),
     sa.Column("programme_id", sa.String(64), index=True),
-    sa.Column("support_due", sa.String(40), nullable=False),
-    sa.Column("support_paid", sa.String(40), nullable=False),
+    sa.Column("support_due", sa.String(DECIMAL_CHARS), nullable=False),
+    sa.Column("support_paid", sa.String(DECIMAL_CHARS), nullable=False),
     sa.Column("support_reason", sa.String(200), nullable=False),
-    sa.Column("levy", sa.String(40), nullable=False),
+    sa.Column("levy", sa.String(DECIMAL_CHARS), nullable=False),
     sa.Column("posting_seq", sa.BigInteger, nullable=False),
     # Migration 0003: the reference price (and its fixing) the support was computed against.
-    sa.Column("reference_price", sa.String(40)),
+    sa.Column("reference_price", sa.String(DECIMAL_CHARS)),
     sa.Column("fixing_id", sa.BigInteger),
 )
 
@@ -193,7 +198,7 @@ ledger_entries = sa.Table(
     sa.Column("leg", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("owner", sa.String(64), nullable=False),
     sa.Column("asset", sa.String(130), nullable=False),
-    sa.Column("amount", sa.String(40), nullable=False),
+    sa.Column("amount", sa.String(DECIMAL_CHARS), nullable=False),
 )
 
 # The balance of every account, kept by the same transaction that appends its ledger entries (migration 0002):
@@ -203,7 +208,7 @@ account_balances = sa.Table(
     "account_balances", metadata,
     sa.Column("owner", sa.String(64), primary_key=True),
     sa.Column("asset", sa.String(130), primary_key=True),
-    sa.Column("amount", sa.String(40), nullable=False),
+    sa.Column("amount", sa.String(DECIMAL_CHARS), nullable=False),
     sa.Column("posting_seq", sa.BigInteger, nullable=False),  # the last posting that moved it
 )
 

@@ -222,6 +222,16 @@ def _programme(state: Implied, rec: dict[str, Any]) -> None:
     state.put("programmes", p["id"], p, rec["seq"])
 
 
+def _enrolment(state: Implied, rec: dict[str, Any]) -> None:
+    e = rec["payload"]["enrolment"]
+    state.put("enrolments", (e["programme_id"], e["seller_id"]), e, rec["seq"])
+
+
+def _fixing(state: Implied, rec: dict[str, Any]) -> None:
+    f = rec["payload"]["fixing"]
+    state.put("fixings", f["id"], f, rec["seq"])
+
+
 def _deposit(state: Implied, rec: dict[str, Any]) -> None:
     p = rec["payload"]
     amount = Decimal(p["amount"])
@@ -260,6 +270,9 @@ KINDS: dict[str, Callable[[Implied, dict[str, Any]], None]] = {
     "policy.set": _policy_set,
     "programme.create": _programme,
     "programme.update": _programme,
+    "enrolment.create": _enrolment,
+    "enrolment.withdraw": _enrolment,
+    "fixing.publish": _fixing,
     "ledger.deposit": _deposit,
     "order.place": _order_place,
     "order.cancel": _order_cancel,
@@ -282,11 +295,15 @@ class TableSpec:
 TABLES: tuple[TableSpec, ...] = (
     TableSpec(db.participants, ("id",)),
     TableSpec(db.tokens, ("id",)),
-    TableSpec(db.programmes, ("id",), frozenset({"floor", "cfd_strike", "budget"})),
+    TableSpec(db.programmes, ("id",), frozenset({"floor", "cfd_strike", "budget", "max_support_per_seller",
+                                                "max_payback_per_seller"})),
+    TableSpec(db.enrolments, ("programme_id", "seller_id")),
+    TableSpec(db.fixings, ("id",), frozenset({"price", "volume"})),
     TableSpec(db.policies, ("commodity", "form"), frozenset({"nonmarket_tariff_rate"})),
-    TableSpec(db.books, ("commodity", "form", "grade")),
+    TableSpec(db.books, ("commodity", "form", "grade"), frozenset({"price_tick", "quantity_tick"})),
     TableSpec(db.orders, ("id",), frozenset({"quantity", "limit_price", "book_price", "remaining"})),
-    TableSpec(db.trades, ("id",), frozenset({"quantity", "price", "support_due", "support_paid", "levy"})),
+    TableSpec(db.trades, ("id",), frozenset({"quantity", "price", "support_due", "support_paid", "levy",
+                                             "reference_price"})),
     TableSpec(db.postings, ("seq",)),
     TableSpec(db.ledger_entries, ("posting_seq", "leg"), frozenset({"amount"})),
     TableSpec(db.account_balances, ("owner", "asset"), frozenset({"amount"})),
@@ -488,8 +505,10 @@ def verify_database(conn: sa.Connection, expected_head: str | None = None) -> Re
 
 # ---------------------------------------------------------------------- at start-up
 #: The records a starting server replays: who may act (participants, tokens) and what programmes may pay.
-STARTUP_KINDS = ("participant.create", "token.issue", "token.revoke", "programme.create", "programme.update")
-_STARTUP_TABLES = tuple(s for s in TABLES if s.table.name in ("participants", "tokens", "programmes"))
+STARTUP_KINDS = ("participant.create", "token.issue", "token.revoke", "programme.create", "programme.update",
+                 "enrolment.create", "enrolment.withdraw", "fixing.publish")
+_STARTUP_TABLES = tuple(s for s in TABLES if s.table.name in ("participants", "tokens", "programmes", "enrolments",
+                                                               "fixings"))
 
 
 def programme_spending(conn: sa.Connection, programme_ids: Iterable[str]) -> dict[str, Decimal]:
