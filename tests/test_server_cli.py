@@ -23,7 +23,7 @@ def test_migration_matches_models(backend, tmp_path):
     assert migrate.current(engine) is None  # no schema yet
     migrate.upgrade(engine)
     migrate.upgrade(engine)  # idempotent
-    assert migrate.current(engine) == migrate.head() == migrate.file_head() == "0003"
+    assert migrate.current(engine) == migrate.head() == migrate.file_head() == "0004"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
     assert diff == []
