@@ -1,0 +1,7 @@
+"""Dashboard view: risk."""
+
+from __future__ import annotations
+
+import fastapi
+
+router = fastapi.APIRouter()
