@@ -1,0 +1,7 @@
+"""Dashboard view: data."""
+
+from __future__ import annotations
+
+import fastapi
+
+router = fastapi.APIRouter()

@@ -1,0 +1,7 @@
+"""Dashboard view: overview."""
+
+from __future__ import annotations
+
+import fastapi
+
+router = fastapi.APIRouter()
