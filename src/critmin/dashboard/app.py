@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import importlib
+import threading
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -44,7 +46,18 @@ def _error(request: Request, status: int, field: str | None, message: str) -> Re
     return JSONResponse({"field": field, "error": message}, status_code=status)
 
 
-def create_dashboard(data: str | Path | None = None, db: str | None = None) -> FastAPI:
+def _warm(app: FastAPI, modules: list) -> None:
+    """Each view's ``warm(app)`` (its default computation) in turn, in a background thread; a failure here is
+    left to the page that needs the result, which reports it."""
+    for module in modules:
+        try:
+            module.warm(app)
+        except Exception:  # the page that computes it again shows the error to the user
+            pass
+
+
+def create_dashboard(data: str | Path | None = None, db: str | None = None, *, monitor: str | Path | None = None,
+                     warm: bool = True) -> FastAPI:
     """The dashboard as an ASGI app.
 
     Parameters
@@ -52,10 +65,23 @@ def create_dashboard(data: str | Path | None = None, db: str | None = None) -> F
     data : folder of the user's own tables (as ``--data`` of every command), or ``None`` for the bundled dataset
     db : SQLAlchemy URL of the marketplace database, for the marketplace view (``None``: the view says how to
         start it with one)
+    monitor : folder of new data (as ``critmin monitor --data``) whose alerts the overview lists
+    warm : compute each view's default results in a background thread at start-up, so the first page a user
+        opens is served from the cache
     """
-    app = FastAPI(title="critmin dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    modules = [importlib.import_module(f"critmin.dashboard.views.{name}") for name in VIEWS]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: FastAPI):
+        if warm:
+            threading.Thread(target=_warm, args=(app_, [m for m in modules if hasattr(m, "warm")]),
+                             name="dashboard-warm", daemon=True).start()
+        yield
+
+    app = FastAPI(title="critmin dashboard", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.data = str(data) if data else None
     app.state.db = db
+    app.state.monitor = str(monitor) if monitor else None
     app.state.catalog = Catalog(data)
     app.add_middleware(GZipMiddleware, minimum_size=2048)
 
@@ -71,9 +97,19 @@ def create_dashboard(data: str | Path | None = None, db: str | None = None) -> F
     def _favicon() -> Response:
         return Response(status_code=204)
 
-    for name in VIEWS:
-        module = importlib.import_module(f"critmin.dashboard.views.{name}")
+    for module in modules:
         app.include_router(module.router)
+
+    @app.get("/geo/countries-110m.geojson", include_in_schema=False)
+    def _outlines() -> FileResponse:
+        from importlib import resources
+
+        from critmin.geo.outlines import OUTLINES_FILE
+
+        path = Path(str(resources.files("critmin.geo").joinpath("data", OUTLINES_FILE)))
+        return FileResponse(path, media_type="application/geo+json",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
 
     @app.exception_handler(BadInput)
     async def _bad_input(request: Request, exc: BadInput) -> Response:

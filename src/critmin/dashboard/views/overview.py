@@ -62,6 +62,20 @@ def priorities(request: Request, importer: str, day: dt.date):
                   lambda: api.priorities(importer, as_of=day, catalog=cat))
 
 
+def engine_importers(label: str) -> str:
+    """The importers to run the engine for when one importer's rows are wanted: the default set when it holds
+    ``label`` (each importer's rows do not depend on the others asked with it, so the overview's cached run
+    serves the mineral pages), else ``label`` alone."""
+    return DEFAULT_IMPORTERS if label in DEFAULT_IMPORTERS.split(",") else label
+
+
+def warm(app) -> None:
+    """Run the default overview's engine call once, so the first page a user opens is served from the cache."""
+    from types import SimpleNamespace
+
+    priorities(SimpleNamespace(app=app), DEFAULT_IMPORTERS, dt.date.today())
+
+
 def measures_table(res, day: dt.date) -> pd.DataFrame:
     """Measures in force, suspended or announced on ``day`` (from the priorities result), with days to the
     deadline (``until``), soonest deadline first."""
