@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,6 +24,8 @@ def register(app: typer.Typer) -> None:
         = "127.0.0.1",
         db: Annotated[str | None, typer.Option("--db", help="Marketplace database URL (sqlite:///path or "
                                                            "postgresql://…) for the marketplace view")] = None,
+        monitor: Annotated[Path | None, typer.Option("--monitor", help="Folder with new data whose alerts the "
+                                                                       "overview lists (see critmin monitor)")] = None,
     ) -> None:
         """Start the analyst dashboard on http://HOST:PORT (overview, mineral pages, scenario lab, risk,
         stockpile and finance, marketplace, data). Needs the dashboard extra: pip install "critmin[dashboard]"."""
@@ -37,6 +40,7 @@ def register(app: typer.Typer) -> None:
         if not _valid_host(host):
             raise ConfigError(f"--host {host!r}: expected an IP address (127.0.0.1, 0.0.0.0, ::) or a host name")
         check_folder(data, "--data")
+        check_folder(monitor, "--monitor")
         missing = [m for m in DASHBOARD_MODULES if importlib.util.find_spec(m) is None]
         if missing:
             raise ConfigError(f"the dashboard needs its extra: pip install 'critmin[dashboard]' (missing: "
@@ -48,7 +52,7 @@ def register(app: typer.Typer) -> None:
 
         from critmin.dashboard.app import create_dashboard
 
-        app_ = create_dashboard(data, db)
+        app_ = create_dashboard(data, db, monitor=monitor)
         _ = app_.state.catalog.manifest   # a missing or broken bundled dataset fails here, in one line
         typer.echo(f"critmin dashboard on http://{host}:{port}/ (Ctrl+C stops it)", err=True)
         uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)

@@ -9,11 +9,11 @@ its query string (a shareable URL), offers the tables it shows as CSV/XLSX (the 
 from __future__ import annotations
 
 
-def create_dashboard(data=None, db=None):
+def create_dashboard(data=None, db=None, **options):
     """The dashboard app (see :func:`critmin.dashboard.app.create_dashboard`)."""
     from critmin.dashboard.app import create_dashboard as create
 
-    return create(data, db)
+    return create(data, db, **options)
 
 
 __all__ = ["create_dashboard"]

@@ -32,7 +32,7 @@ def plotly_js() -> Path:
 
 
 def _wants_html(request: Request) -> bool:
-    return "text/html" in request.headers.get("accept", "") and request.query_params.get("format") is None
+    return "text/html" in request.headers.get("accept", "")
 
 
 def _error(request: Request, status: int, field: str | None, message: str) -> Response:

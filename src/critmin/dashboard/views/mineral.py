@@ -38,7 +38,8 @@ router = APIRouter()
 
 STAGES = ("mine", "refine", "metal", "component")
 STAGE_LABEL = {"mine": "mining", "refine": "refining", "metal": "metal", "component": "components"}
-TABLES = ("stages", "shares", "partners", "production", "prices", "events", "facilities", "methods")
+TABLES = ("stages", "shares", "partners", "usgs_partners", "production", "prices", "events", "facilities",
+          "methods")
 #: Suppliers drawn by name in the stage bars; the rest are summed as "others" (a display choice).
 TOP_SUPPLIERS = 6
 METHOD_COLUMNS = ["importer", "commodity", "priority", "rank", "composite", "methods_stage", "geopolrisk_score",
@@ -162,15 +163,23 @@ def facilities_table(request: Request, commodity: str) -> tuple[pd.DataFrame, li
     return frame[keep], list(m.meta.get("notes", []))
 
 
-def partners_table(request: Request, commodity: str, imp) -> pd.DataFrame:
+def partners_table(request: Request, commodity: str, imp) -> tuple[pd.DataFrame, str | None]:
     """The importer's suppliers by stage in the latest trade year (BACI rows summed over the importer's members;
-    trade among a bloc's own members left out)."""
+    trade among a bloc's own members left out), and a note when the commodity is traded only under an HS code
+    shared with other elements (its group's rows are used then, e.g. ``gallium-germanium-group``)."""
     trade = catalog(request).table("trade")
-    t = trade[(trade["commodity"] == commodity) & trade["importer"].isin(imp.members)
-              & ~trade["exporter"].isin(imp.members)]
+    names = trade["commodity"].astype(str)
+    code, note = commodity, None
+    if not (names == commodity).any():
+        groups = [g for g in names.unique() if g.endswith("-group") and commodity in g.split("-")]
+        if groups:
+            code = groups[0]
+            note = (f"{commodity} is traded under an HS code shared with other elements: these are the partners of "
+                    f"'{code}', an upper bound on {commodity}'s own trade.")
+    t = trade[(names == code) & trade["importer"].isin(imp.members) & ~trade["exporter"].isin(imp.members)]
     if not len(t):
-        return pd.DataFrame(columns=["importer", "stage", "year", "partner", "value_usd", "quantity", "unit", "share",
-                                     "source"])
+        return pd.DataFrame(columns=["importer", "stage", "year", "partner", "unit", "value_usd", "quantity", "share",
+                                     "source"]), note
     year = int(t["year"].max())
     t = t[t["year"] == year]
     g = (t.groupby(["stage", "exporter", "unit"], as_index=False)[["value_usd", "quantity"]].sum()
@@ -180,7 +189,15 @@ def partners_table(request: Request, commodity: str, imp) -> pd.DataFrame:
     g.insert(0, "importer", imp.label)
     g.insert(2, "year", year)
     g["source"] = ",".join(sorted(t["source"].astype(str).unique()))
-    return g.reset_index(drop=True)
+    return g.reset_index(drop=True), note
+
+
+def published_partners(request: Request, commodity: str, imp) -> pd.DataFrame:
+    """USGS MCS import sources of the United States (the ``import_sources`` table), when the importer is USA."""
+    if imp.label != "USA":
+        return pd.DataFrame()
+    src = catalog(request).table("import_sources")
+    return src[src["commodity"] == commodity].sort_values("share", ascending=False).reset_index(drop=True)
 
 
 def partners_figure(partners: pd.DataFrame, top: int = 8) -> go.Figure:
@@ -249,11 +266,13 @@ def page_data(request: Request, commodity: str, imp, day: dt.date) -> dict:
     methods = methods[[c for c in METHOD_COLUMNS if c in methods.columns]].reset_index(drop=True)
     facilities, map_notes = cached(("facilities", data_key(request), commodity),
                                    lambda: facilities_table(request, commodity))
-    partners = cached(("partners", data_key(request), commodity, imp.label),
-                      lambda: partners_table(request, commodity, imp))
+    partners, partners_note = cached(("partners", data_key(request), commodity, imp.label),
+                                     lambda: partners_table(request, commodity, imp))
     return {"res": res, "shares": shares, "stages": stages, "methods": methods, "facilities": facilities,
-            "map_notes": map_notes, "partners": partners, "production": production_rows(request, commodity),
-            "prices": price_rows(request, commodity), "events": events_table(res, commodity)}
+            "map_notes": map_notes, "partners": partners, "partners_note": partners_note,
+            "usgs_partners": published_partners(request, commodity, imp),
+            "production": production_rows(request, commodity), "prices": price_rows(request, commodity),
+            "events": events_table(res, commodity)}
 
 
 @router.get("/mineral", name="mineral_index")
@@ -318,13 +337,14 @@ def mineral(request: Request, commodity: str,
     }
     cat = catalog(request)
     partner_ids = [x for v in d["partners"]["source"].unique() for x in str(v).split(",")]
-    srcs = sources_for([d["shares"], d["prices"], prod, d["facilities"]], cat,
+    srcs = sources_for([d["shares"], d["prices"], prod, d["facilities"], d["usgs_partners"]], cat,
                        ids=[*d["res"].meta.get("sources", []), *partner_ids])
     shares_rows = d["shares"].sort_values(["stage", "share"], ascending=[True, False])
     return render(request, "mineral.html", commodity=c, importer=imp.label, as_of=day.isoformat(),
                   commodities=known_commodities(request), stages=d["stages"].to_dict("records"),
                   shares=shares_rows.to_dict("records"), methods=d["methods"].to_dict("records"),
                   partners=d["partners"].groupby("stage", sort=False).head(5).to_dict("records"),
+                  partners_note=d["partners_note"], usgs_partners=d["usgs_partners"].to_dict("records"),
                   events=d["events"].to_dict("records"), facilities=d["facilities"],
                   n_deposits=int((d["facilities"]["kind"] == "deposit").sum()) if len(d["facilities"]) else 0,
                   projects=d["facilities"][d["facilities"]["kind"] == "project"].to_dict("records")
