@@ -51,6 +51,8 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
+# Starlette does not run a mounted app's lifespan: create_dashboard's own lifespan has to enter this one around
+# its ``yield`` (``async with market.lifespan(app_): yield``); without that, --db mounts nothing.
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Mount the marketplace service at :data:`API_PREFIX` and run its lifespan while the dashboard runs

@@ -303,3 +303,16 @@ def risk_cancel(job_id: str) -> JSONResponse:
         if job.state == "queued":
             job.state, job.message = "cancelled", "cancelled before it started"
     return JSONResponse(_public(job))
+
+
+def warm(app) -> None:
+    """Compute the default view into the cache (the dashboard calls this in a background thread at start-up)."""
+    from types import SimpleNamespace
+
+    from starlette.datastructures import QueryParams
+
+    request = SimpleNamespace(app=app, query_params=QueryParams(""))
+    inp = inputs(request, {})
+    key = _key(request, inp)
+    if cached_result(key) is None:
+        _store(key, _compute(request, inp))

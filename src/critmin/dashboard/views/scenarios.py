@@ -274,3 +274,13 @@ def scenarios_events(request: Request, preset: str = DEFAULT_PRESET) -> Response
     """The event rows of a preset (the form's editor is refilled when another preset is picked)."""
     return common.templates.TemplateResponse(request, "scenarios_events.html",
                                              {"events": preset_events(preset), "fields": EVENT_FIELDS})
+
+
+def warm(app) -> None:
+    """Compute the default view into the cache (the dashboard calls this in a background thread at start-up)."""
+    from types import SimpleNamespace
+
+    from starlette.datastructures import QueryParams
+
+    request = SimpleNamespace(app=app, query_params=QueryParams(""))
+    results(request)

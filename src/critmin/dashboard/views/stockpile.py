@@ -312,3 +312,15 @@ def stockpile_section(request: Request, section: str) -> Response:
                                                  status_code=exc.status)
     return common.templates.TemplateResponse(request, f"stockpile_{section}.html",
                                              {"query": request.url.query, **ctx})
+
+
+def warm(app) -> None:
+    """Compute the default view into the cache (the dashboard calls this in a background thread at start-up)."""
+    from types import SimpleNamespace
+
+    from starlette.datastructures import QueryParams
+
+    request = SimpleNamespace(app=app, query_params=QueryParams(""))
+    inp = inputs(request)
+    for section in SECTIONS:
+        compute(request, section, inp)
