@@ -193,3 +193,20 @@ def test_cli_checks_its_options_in_one_line(tmp_path):
         assert r.exit_code == 2, args
         out = (r.stderr if hasattr(r, "stderr") else r.output).strip()
         assert word in out and "Traceback" not in out and len(out.splitlines()) == 1, out
+
+
+def test_monitor_folder_alerts_show_on_the_overview(tmp_path):
+    (tmp_path / "export_controls.csv").write_text(
+        "event_id,country_iso3,commodities,stage,measure,targets,announced,effective,ended,scope_note,source,"
+        "source_url\nTEST-2026-GRAPHITE,CHN,graphite,processed,ban,USA,2026-05-20,2026-06-01,,test fixture,"
+        "test,https://example.org\n", encoding="utf-8")
+    want = api.monitor(tmp_path).to_frame()
+    assert len(want)
+    c = TestClient(create_dashboard(monitor=tmp_path, warm=False))
+    alerts = pd.read_csv(io.StringIO(c.get("/?table=alerts&format=csv").text))
+    mon = alerts[alerts["kind"].str.startswith("monitor: ")]
+    assert list(mon["message"]) == list(want["message"])
+    import html
+
+    page = c.get("/").text
+    assert all(html.escape(m) in page for m in want["message"])

@@ -104,14 +104,17 @@ def alerts_table(request: Request, res, measures: pd.DataFrame, day: dt.date) ->
                      "message": f"{r.label} — {what}", "event_id": r.event_id})
     out = pd.DataFrame(rows, columns=["kind", "date", "days_left", "commodity", "country", "priority_mineral",
                                       "message", "event_id"])
-    folder = request.app.state.monitor if hasattr(request.app.state, "monitor") else None
+    folder = request.app.state.monitor
     if folder:
         mon = cached(("monitor", data_key(request), str(folder)),
                      lambda: api.monitor(folder, catalog=catalog(request)).to_frame())
         if len(mon):
-            extra = pd.DataFrame({"kind": "monitor: " + mon.get("rule", pd.Series("alert", index=mon.index)).astype(str),
-                                  "commodity": mon.get("commodity"), "message": mon.get("message", mon.iloc[:, -1])})
-            out = pd.concat([out, extra], ignore_index=True)
+            extra = pd.DataFrame({"kind": "monitor: " + mon["rule"].astype(str) + " (" + mon["severity"].astype(str)
+                                          + ")",
+                                  "date": mon["period"].astype(str), "commodity": mon["commodity"],
+                                  "country": mon["partner_or_country"],
+                                  "priority_mineral": mon["commodity"].isin(flagged), "message": mon["message"]})
+            out = pd.concat([extra, out], ignore_index=True)
     return out
 
 
@@ -142,4 +145,5 @@ def overview(request: Request,
     cat = catalog(request)
     return render(request, "overview.html", importer=spec, as_of=day.isoformat(), top=top, groups=groups,
                   measures=measures.to_dict("records"), alerts=alerts.to_dict("records"), meta=res.meta,
-                  horizon=ALERT_HORIZON_DAYS, sources=sources_for([], cat, ids=res.meta.get("sources", [])))
+                  horizon=ALERT_HORIZON_DAYS, monitor=request.app.state.monitor,
+                  sources=sources_for([], cat, ids=res.meta.get("sources", [])))
