@@ -8,7 +8,8 @@ participant sees (books, its own orders and trades, its accounts, the audit log 
 exactly what the service answers that token: one participant never sees another's orders.
 
 Starlette runs only the outer application's lifespan, so the service's own (database, sequencer, storage
-writer) is run by :func:`lifespan`, which the dashboard's lifespan enters. Without ``--db`` the page says how to
+writer) is run by :func:`lifespan`, the lifespan of this module's router, which FastAPI merges into the
+dashboard's when the router is included. Without ``--db`` the page says how to
 start the dashboard with a database.
 
 On an empty database the service creates the ``admin`` participant and writes its first token to
@@ -30,7 +31,6 @@ from fastapi.responses import HTMLResponse, Response
 
 from critmin.dashboard import common
 
-router = APIRouter()
 
 #: Where the service is mounted inside the dashboard.
 API_PREFIX = "/market/api"
@@ -51,8 +51,6 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
-# Starlette does not run a mounted app's lifespan: create_dashboard's own lifespan has to enter this one around
-# its ``yield`` (``async with market.lifespan(app_): yield``); without that, --db mounts nothing.
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Mount the marketplace service at :data:`API_PREFIX` and run its lifespan while the dashboard runs
@@ -74,6 +72,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         finally:
             app.state.market_ready = False
             app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != API_PREFIX]
+
+
+# Starlette does not run a mounted app's lifespan: this router's lifespan runs it, and FastAPI merges an included
+# router's lifespan into the application's (``app.include_router(router)`` in create_dashboard).
+router = APIRouter(lifespan=lifespan)
 
 
 def _slug(request: Request, name: str, default: str) -> str:
