@@ -31,7 +31,6 @@ from fastapi.responses import HTMLResponse, Response
 
 from critmin.dashboard import common
 
-
 #: Where the service is mounted inside the dashboard.
 API_PREFIX = "/market/api"
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
