@@ -24,6 +24,12 @@
     });
   }
 
+  // The page's "Link to this view" follows the state the script put in the address bar.
+  function shareLink() {
+    var a = $(".share a");
+    if (a) { a.href = location.pathname + location.search; a.textContent = location.pathname + location.search; }
+  }
+
   function formQuery(form) {
     var params = new URLSearchParams();
     var fd = new FormData(form);
@@ -55,7 +61,7 @@
         swap(target, res.text);
         target.setAttribute("aria-busy", "false");
         target.setAttribute("data-status", String(res.status));
-        if (res.ok) { history.pushState(null, "", form.getAttribute("action") + "?" + q); }
+        if (res.ok) { history.pushState(null, "", form.getAttribute("action") + "?" + q); shareLink(); }
       }).catch(function (err) {
         target.setAttribute("aria-busy", "false");
         note.className = "error";
@@ -136,6 +142,7 @@
           if (res.body.state === "done") { finish(q); } else { poll(res.body.id, q); }
         });
       history.replaceState(null, "", "/risk?" + q);
+      shareLink();
     };
     riskForm.addEventListener("submit", function (ev) { ev.preventDefault(); start(); });
     cancelBtn.addEventListener("click", function () {

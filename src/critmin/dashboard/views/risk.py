@@ -61,6 +61,7 @@ class Job:
     message: str = "waiting for the previous run to finish"
     cancel: threading.Event = field(default_factory=threading.Event)
     result: Any = None
+    future: Any = None
 
 
 _JOBS: dict[str, Job] = {}
@@ -259,20 +260,27 @@ async def risk_run(request: Request) -> JSONResponse:
     else:   # the page's form, URL-encoded (python-multipart is not needed for that)
         body = dict(urllib.parse.parse_qsl(raw, keep_blank_values=True))
     inp = inputs(request, body)
+    job, cached = start(request, inp)
+    return JSONResponse(_public(job, cached=cached), status_code=202 if job.state in ("queued", "running") else 200)
+
+
+def start(request: Request, inp: dict) -> tuple[Job, bool]:
+    """The job for these inputs: a finished one from the cache (``True``), the one already queued or running, or
+    a new one handed to the background thread."""
     key = _key(request, inp)
     with _LOCK:
         if key in _RESULTS:
             done = Job(id=uuid.uuid4().hex, key=key, inputs=inp, state="done", message="from the cache")
             _JOBS[done.id] = done
-            return JSONResponse(_public(done, cached=True))
+            return done, True
         for job in _JOBS.values():
             if job.key == key and job.state in ("queued", "running"):
-                return JSONResponse(_public(job))
+                return job, False
         job = Job(id=uuid.uuid4().hex, key=key, inputs=inp)
         _JOBS[job.id] = job
         _prune()
-    _POOL.submit(_work, request, job)
-    return JSONResponse(_public(job), status_code=202)
+    job.future = _POOL.submit(_work, request, job)
+    return job, False
 
 
 def _prune(keep: int = 200) -> None:
@@ -312,7 +320,6 @@ def warm(app) -> None:
     from starlette.datastructures import QueryParams
 
     request = SimpleNamespace(app=app, query_params=QueryParams(""))
-    inp = inputs(request, {})
-    key = _key(request, inp)
-    if cached_result(key) is None:
-        _store(key, _compute(request, inp))
+    job, _cached = start(request, inputs(request, {}))   # a page opened meanwhile follows this run's progress
+    if job.future is not None:
+        job.future.result()
