@@ -79,7 +79,8 @@ def check_importer(importer: str):
 def stage_figure(shares: pd.DataFrame, stages: pd.DataFrame) -> go.Figure:
     """Stepped bars: each stage's supplier shares stacked (largest suppliers named), the allied share marked."""
     order = [s for s in STAGES if s in set(shares["stage"])]
-    top = (shares.groupby("country")["share"].max().sort_values(ascending=False).head(TOP_SUPPLIERS).index.tolist())
+    best = shares.groupby("country")["share"].max().sort_values(ascending=False)
+    top = best[best > 0].head(TOP_SUPPLIERS).index.tolist()
     fig = go.Figure()
     for i, c in enumerate(top):
         sub = shares[shares["country"] == c].set_index("stage")["share"]
@@ -260,7 +261,10 @@ def page_data(request: Request, commodity: str, imp, day: dt.date) -> dict:
     shares = res.tables["shares"]
     shares = shares[shares["commodity"] == commodity].reset_index(drop=True)
     stages = res.tables["stages"]
-    stages = stages[stages["commodity"] == commodity].reset_index(drop=True)
+    stages = stages[stages["commodity"] == commodity]
+    if "importer" in stages.columns:   # the stage rows repeat per importer; the allied share does not depend on it
+        stages = stages[stages["importer"] == stages["importer"].iloc[0]] if len(stages) else stages
+    stages = stages.reset_index(drop=True)
     prio = res.tables["priorities"]
     methods = prio[(prio["commodity"] == commodity) & (prio["importer"] == imp.label)]
     methods = methods[[c for c in METHOD_COLUMNS if c in methods.columns]].reset_index(drop=True)
