@@ -86,18 +86,19 @@ def stage_figure(shares: pd.DataFrame, stages: pd.DataFrame) -> go.Figure:
         sub = shares[shares["country"] == c].set_index("stage")["share"]
         fig.add_bar(name=country_name(c) if c != "ROW" else "rest of world", x=[STAGE_LABEL[s] for s in order],
                     y=[float(sub.get(s, 0.0)) for s in order], marker_color=PALETTE[i % (len(PALETTE) - 1)],
-                    hovertemplate="%{x}: %{fullData.name} %{y:.1%}<extra></extra>")
+                    width=0.55, texttemplate="%{fullData.name} %{y:.0%}", textposition="inside",
+                    insidetextanchor="middle", hovertemplate="%{x}: %{fullData.name} %{y:.1%}<extra></extra>")
     rest = shares[~shares["country"].isin(top)].groupby("stage")["share"].sum()
     if rest.sum() > 0:
         fig.add_bar(name="others", x=[STAGE_LABEL[s] for s in order], y=[float(rest.get(s, 0.0)) for s in order],
-                    marker_color="#bdbdbd", hovertemplate="%{x}: others %{y:.1%}<extra></extra>")
+                    marker_color="#bdbdbd", width=0.55, hovertemplate="%{x}: others %{y:.1%}<extra></extra>")
     st = stages.drop_duplicates("stage").set_index("stage")
     fig.add_scatter(name="allied share (at least)", x=[STAGE_LABEL[s] for s in order],
                     y=[float(st["allied_share_low"].get(s, float("nan"))) for s in order], mode="lines+markers",
                     line=dict(color="#000000", dash="dot", shape="hv"), marker=dict(symbol="diamond", size=11),
                     hovertemplate="%{x}: allied %{y:.1%}<extra></extra>")
-    fig.update_layout(barmode="stack", height=420, yaxis=dict(title="share of world output", tickformat=".0%",
-                                                              range=[0, 1.02]),
+    fig.update_layout(barmode="stack", height=420, uniformtext=dict(minsize=10, mode="hide"),
+                      yaxis=dict(title="share of world output", tickformat=".0%", range=[0, 1.02]),
                       xaxis=dict(title="stage (mine → refine → metal → component)"),
                       legend=dict(orientation="h", y=-0.25), margin=dict(l=60, r=20, t=20, b=40))
     return fig
