@@ -210,3 +210,33 @@ def test_monitor_folder_alerts_show_on_the_overview(tmp_path):
 
     page = c.get("/").text
     assert all(html.escape(m) in page for m in want["message"])
+
+
+def test_cache_computes_once_per_key_and_keeps_no_error():
+    import threading
+
+    from critmin.dashboard.common import cached
+
+    calls = []
+
+    def slow():
+        calls.append(1)
+        threading.Event().wait(0.2)
+        return len(calls)
+
+    key = ("test-cache", object())
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(cached(key, slow))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == [1, 1, 1, 1] and len(calls) == 1
+
+    def fails():
+        raise ValueError("boom")
+
+    bad = ("test-cache-error", object())
+    with pytest.raises(ValueError):
+        cached(bad, fails)
+    assert cached(bad, lambda: "second try") == "second try"

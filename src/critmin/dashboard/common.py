@@ -77,7 +77,12 @@ def cached(key: Hashable, fn: Callable[[], Any]) -> Any:
         with _CACHE_LOCK:
             if key in _CACHE:
                 return _CACHE[key]
-        value = fn()
+        try:
+            value = fn()   # an error is not cached: the next caller tries again
+        except BaseException:
+            with _CACHE_LOCK:
+                _KEY_LOCKS.pop(key, None)
+            raise
         with _CACHE_LOCK:
             _CACHE[key] = value
             while len(_CACHE) > CACHE_SIZE:
