@@ -14,7 +14,17 @@ import pandas as pd
 from fastapi import APIRouter, Query, Request
 
 from critmin import api
-from critmin.dashboard.common import BadInput, cached, catalog, check_format, data_key, download, render, sources_for
+from critmin.dashboard.common import (
+    BadInput,
+    cached,
+    catalog,
+    check_format,
+    data_key,
+    download,
+    figure,
+    render,
+    sources_for,
+)
 from critmin.errors import CritminError
 
 router = APIRouter()
@@ -118,6 +128,27 @@ def alerts_table(request: Request, res, measures: pd.DataFrame, day: dt.date) ->
     return out
 
 
+def composite_figure(prio: pd.DataFrame, top: int):
+    """Composite score of the commodities in any importer's first ``top`` ranks, importer by importer (a heat map
+    in the colour-blind-safe cividis scale; priorities marked ●)."""
+    import plotly.graph_objects as go
+
+    ranked = prio[prio["rank"].notna()]
+    shown = ranked[ranked["rank"] <= top]["commodity"].drop_duplicates().tolist()
+    importers = prio["importer"].drop_duplicates().tolist()
+    grid = prio[prio["commodity"].isin(shown)].pivot_table(index="importer", columns="commodity", values="composite",
+                                                           aggfunc="first").reindex(index=importers, columns=shown)
+    flag = prio[prio["commodity"].isin(shown)].pivot_table(index="importer", columns="commodity", values="priority",
+                                                           aggfunc="first").reindex(index=importers, columns=shown)
+    text = [["●" if v is True or v == 1 else "" for v in row] for row in flag.to_numpy()]
+    fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=shown, y=importers, colorscale="Cividis", text=text,
+                               texttemplate="%{text}", colorbar=dict(title="composite"),
+                               hovertemplate="%{y} · %{x}: composite %{z:.3f}<extra></extra>"))
+    fig.update_layout(height=140 + 40 * len(importers), margin=dict(l=80, r=20, t=10, b=90),
+                      xaxis=dict(tickangle=-40), yaxis=dict(autorange="reversed"))
+    return fig
+
+
 @router.get("/", name="overview")
 def overview(request: Request,
              importer: str = Query(DEFAULT_IMPORTERS, description="importers, as --importer"),
@@ -143,7 +174,9 @@ def overview(request: Request,
         groups.append({"importer": imp, "rows": shown[[c for c in PRIORITY_COLUMNS if c in shown]].to_dict("records"),
                        "n_priority": int(rows["priority"].astype(bool).sum()), "n": len(rows)})
     cat = catalog(request)
-    return render(request, "overview.html", importer=spec, as_of=day.isoformat(), top=top, groups=groups,
+    fig = cached(("fig-composite", data_key(request), spec, day.isoformat(), top),
+                 lambda: figure(composite_figure(prio, top), "fig-composite"))
+    return render(request, "overview.html", fig=fig, importer=spec, as_of=day.isoformat(), top=top, groups=groups,
                   measures=measures.to_dict("records"), alerts=alerts.to_dict("records"), meta=res.meta,
                   horizon=ALERT_HORIZON_DAYS, monitor=request.app.state.monitor,
                   sources=sources_for([], cat, ids=res.meta.get("sources", [])))
