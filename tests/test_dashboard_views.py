@@ -171,6 +171,11 @@ def test_view_sources_link_to_the_data_page(client):
     page = client.get("/mineral/gallium").text
     block = page[page.index('id="sources-h"'):]
     assert 'href="/data#src-usgs-mcs-2026"' in block
+    # an export-control event links to its cited rows
+    link = re.search(r'href="(/data\?table=export_controls&amp;commodity=gallium#rows-h)"', page)
+    assert link
+    rows = client.get(link.group(1).replace("&amp;", "&").split("#")[0]).text
+    assert "<th scope=\"col\">citation</th>" in rows and "gallium" in rows
 
 
 def test_user_data_folder_is_used_and_listed(tmp_path):
