@@ -103,6 +103,31 @@ class Opened:
         assert self.errors == [], self.errors[:5]
 
 
+#: axe-core rule sets checked (WCAG 2.0 and 2.1, levels A and AA) and the impacts that fail the test.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def _accessible(page) -> None:
+    """axe-core (bundled with axe-playwright-python) finds no serious or critical violation in the page as it is
+    now (results, charts and tables drawn, not only the empty form)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    res = Axe().run(page, options={"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]})
+    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in res.response["violations"]
+           if v["impact"] in ("serious", "critical")]
+    assert bad == [], bad
+
+
+def _fits_a_phone(browser, base: str, path: str, ready: str) -> None:
+    o = Opened(browser, base, width=390)
+    page = o.goto(path)
+    page.wait_for_selector(ready, timeout=180_000)
+    over = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert over <= 1, f"{path} is {over}px wider than a 390px phone"
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-lab-phone{path.split('?')[0].replace('/', '-')}.png"))
+    o.close()
+
+
 def _traces(page, sel: str) -> list[str]:
     return page.evaluate(f"() => (document.querySelector('{sel}').data || []).map(t => t.name)")
 
@@ -142,6 +167,7 @@ def test_scenario_run_updates_its_chart_and_two_scenarios_compare(server, browse
     cells = page.eval_on_selector_all("#scenario-summary tbody tr td:first-child", "c => c.map(x => x.textContent)")
     assert {"china-ree-2010-quota", "drc-cobalt-2025"} <= set(cells)
     page.screenshot(path=str(ARTIFACTS / "dashboard-lab-compare.png"), full_page=True)
+    _accessible(page)
     # the shared URL reproduces the comparison
     shared = page.url
     o2 = Opened(browser, base)
@@ -162,6 +188,7 @@ def test_risk_shows_progress_then_figures(server, browser):
     assert page.eval_on_selector("#rk-progress", "p => p.value === p.max && p.max === 3")
     assert page.locator("#risk-table tbody tr").count() > 3
     page.screenshot(path=str(ARTIFACTS / "dashboard-lab-risk.png"), full_page=True)
+    _accessible(page)
     o.close()
 
 
@@ -179,7 +206,16 @@ def test_stockpile_plan_is_computed(server, browser):
     page.wait_for_selector("#floor-table tbody tr", timeout=60_000)
     page.wait_for_selector("#section-invest .section-body[aria-busy='false']", timeout=180_000)
     page.screenshot(path=str(ARTIFACTS / "dashboard-lab-stockpile.png"), full_page=True)
+    _accessible(page)
     o.close()
+
+
+@pytest.mark.parametrize(("path", "ready"), [
+    ("/scenarios", "#fig-scenario-shortfall .main-svg"), ("/risk?draws=5000", "#fig-risk .main-svg"),
+    ("/stockpile?commodity=gallium&draws=300&frontier=1,5&budgets=grant=50&projects=US-TALON-TAMARACK&paths=500",
+     "#fig-gantt .main-svg"), ("/market", "#mk-login")])
+def test_lab_views_fit_a_phone(server, browser, path, ready):
+    _fits_a_phone(browser, server[0], path, ready)
 
 
 def _admin(base: str, token: str, path: str, body: dict, key: str) -> dict:
@@ -256,5 +292,6 @@ def test_buyer_and_seller_trade_through_the_ui(server, browser):
     assert "chain intact" in ap.inner_text("#mk-audit-head")
     assert ap.locator("#mk-audit tbody tr").count() >= 5
     ap.screenshot(path=str(ARTIFACTS / "dashboard-lab-market-audit.png"), full_page=True)
+    _accessible(ap)
     for o in (seller, buyer, other, adm):
         o.close()

@@ -16,6 +16,7 @@
       s.text = old.text;
       old.parentNode.replaceChild(s, old);
     });
+    scrollers(target);
   }
 
   function fetchText(url, opts) {
@@ -23,6 +24,21 @@
       return r.text().then(function (t) { return {ok: r.ok, status: r.status, text: t}; });
     });
   }
+
+  // A table wider than its box scrolls sideways: make the box reachable from the keyboard and name it.
+  function scrollers(root) {
+    $all(".table-wrap", root).forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth + 1) {
+        if (!box.hasAttribute("tabindex")) { box.setAttribute("tabindex", "0"); }
+        box.setAttribute("role", "region");
+        var t = box.querySelector("table"), cap = t && t.querySelector("caption");
+        var sec = box.closest("section"), h = sec && sec.querySelector("h2, h3");
+        box.setAttribute("aria-label", (cap && cap.textContent.trim()) || (h && h.textContent.trim()) || "table");
+      }
+    });
+  }
+  scrollers(document);
+  window.addEventListener("resize", function () { scrollers(document); });
 
   // The page's "Link to this view" follows the state the script put in the address bar.
   function shareLink() {
@@ -216,6 +232,7 @@
         tr.appendChild(td);
         tbody.appendChild(tr);
       }
+      scrollers($("#" + id).closest("section"));
     };
     var bookPath = function () {
       return "/v1/books/" + encodeURIComponent($("#mk-commodity").value) + "/" +
