@@ -17,11 +17,13 @@ gives the same figures; the dashboard only adds the progress callback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import urllib.parse
 import uuid
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +36,17 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from critmin.dashboard import common
 from critmin.errors import ConfigError
 
-router = APIRouter()
+
+@contextlib.asynccontextmanager
+async def _lifespan(app) -> AsyncIterator[None]:
+    """On shutdown, cancel the runs still queued or running (the server does not wait for a long one)."""
+    yield
+    for job in list(_JOBS.values()):
+        if job.state in ("queued", "running"):
+            job.cancel.set()
+
+
+router = APIRouter(lifespan=_lifespan)
 
 DEFAULT_IMPORTER = "USA,JPN,USA+JPN"
 DEFAULT_DRAWS = 20_000
