@@ -2,11 +2,12 @@
 
 State in the query string: ``importer`` (one importer or bloc, for import partners and the methods' scores),
 ``stage`` and ``year`` (the concentration map), ``as_of`` (the date export controls are judged on). Downloads:
-``format=csv|xlsx`` with ``table=stages|shares|partners|production|prices|events|facilities|methods``.
+``format=csv|xlsx`` with ``table=`` one of :data:`TABLES`.
 
 Numbers: supplier shares, allied shares, the methods' scores and their reasons come from
-:func:`critmin.api.priorities`; deposits and projects from :func:`critmin.api.map`; production, trade and prices
-are rows of the dataset tables (``production``, ``trade``, ``prices``) summed or filtered, never modelled here.
+:func:`critmin.api.priorities`; deposits and projects from the layers :func:`critmin.api.map` draws
+(:mod:`critmin.geo.layers`); production, trade and prices are rows of the dataset tables (``production``,
+``trade``, ``prices``, ``import_sources``) summed or filtered, never modelled here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import pandas as pd
 import plotly.graph_objects as go
 from fastapi import APIRouter, Query, Request
 
-from critmin import api
 from critmin.dashboard.common import (
     PALETTE,
     BadInput,
@@ -152,17 +152,20 @@ def concentration_map(prod: pd.DataFrame, stage: str, year: int, facilities: pd.
 
 
 def facilities_table(request: Request, commodity: str) -> tuple[pd.DataFrame, list[str]]:
-    """Deposits and projects of ``commodity`` from :func:`critmin.api.map` (one table, ``kind`` says which)."""
-    try:
-        m = api.map(commodity, data=request.app.state.data)
-    except CritminError as exc:
-        return pd.DataFrame(columns=["kind", "name", "country", "lat", "lon", "status", "source"]), [str(exc)]
-    dep = m.tables["deposits"].assign(kind="deposit")
-    proj = m.tables["projects"].assign(kind="project")
+    """Deposits and projects of ``commodity`` (one table, ``kind`` says which): the layers of ``critmin map``
+    (:func:`critmin.geo.layers.deposit_layer` and :func:`~critmin.geo.layers.facility_layer`, the functions
+    :func:`critmin.api.map` draws), without building its figure."""
+    from critmin.geo.layers import deposit_layer, facility_layer
+
+    cat = catalog(request)
+    dep = deposit_layer(cat.table("deposits"), [commodity]).assign(kind="deposit")
+    proj = facility_layer(cat.table("projects"), [commodity]).assign(kind="project")
+    notes = [f"{dep.attrs.get('dropped_no_coords', 0)} deposits and {proj.attrs.get('dropped_no_coords', 0)} "
+             "projects have no coordinates and are not shown."]
     frame = pd.concat([proj, dep], ignore_index=True)
     keep = [c for c in ("kind", "id", "name", "country", "commodity", "stage", "status", "lat", "lon", "source",
                         "detail") if c in frame.columns]
-    return frame[keep], list(m.meta.get("notes", []))
+    return frame[keep], notes
 
 
 def partners_table(request: Request, commodity: str, imp) -> tuple[pd.DataFrame, str | None]:
