@@ -34,16 +34,20 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 
+#: The map layers of ``critmin map`` (``critmin.api.map`` without its figure), as the mineral page reads them.
+LAYERS = ("from critmin.geo.layers import deposit_layer, facility_layer; "
+          "deposit_layer(cat.table('deposits'), ['{c}']); facility_layer(cat.table('projects'), ['{c}'])")
+
 #: name → (URL, API code run for the "API direct" column, or None where the view's own module owns it)
 VIEWS: dict[str, tuple[str, str | None]] = {
     "overview": ("/", "api.priorities('USA,JPN,USA+JPN', as_of=TODAY, catalog=cat)"),
     "overview-deu": ("/?importer=DEU", "api.priorities('DEU', as_of=TODAY, catalog=cat)"),
     "mineral-gallium": ("/mineral/gallium",
-                        "api.priorities('USA,JPN,USA+JPN', as_of=TODAY, catalog=cat); api.map('gallium'); "
-                        "[cat.table(t) for t in ('trade', 'production', 'prices', 'import_sources')]"),
+                        "api.priorities('USA,JPN,USA+JPN', as_of=TODAY, catalog=cat); " + LAYERS.format(c="gallium")
+                        + "; [cat.table(t) for t in ('trade', 'production', 'prices', 'import_sources')]"),
     "mineral-lithium-bloc": ("/mineral/lithium?importer=USA%2BJPN",
-                             "api.priorities('USA,JPN,USA+JPN', as_of=TODAY, catalog=cat); api.map('lithium'); "
-                             "[cat.table(t) for t in ('trade', 'production', 'prices')]"),
+                             "api.priorities('USA,JPN,USA+JPN', as_of=TODAY, catalog=cat); " + LAYERS.format(c="lithium")
+                             + "; [cat.table(t) for t in ('trade', 'production', 'prices')]"),
     "data": ("/data", "cat.manifest"),
     "scenarios": ("/scenarios", None),
     "risk": ("/risk", None),
