@@ -121,6 +121,9 @@ def test_risk_run_status_result_and_cache(client):
     assert again.status_code == 200 and again.json()["cached"] and again.json()["state"] == "done"
     full = client.get("/risk?draws=3000&seed=7", headers=HTML)
     assert 'data-autostart="no"' in full.text and 'id="risk-table"' in full.text
+    # the sources of the run are listed, before a run too
+    for page in (full, client.get("/risk?draws=3001&seed=7", headers=HTML)):
+        assert "/data#src-curated-export_controls" in page.text and "/data#src-baci-hs17-2024" in page.text
     # the figures are critmin.risk's for the same draws and seed (and so critmin risk's)
     shown = _csv(client.get("/risk?draws=3000&seed=7&format=csv"))
     api = critmin.risk(draws=3000, seed=7).to_frame()

@@ -209,10 +209,10 @@ def _chart(frame: pd.DataFrame, consumer: str) -> str:
     fig = go.Figure()
     for col, label in STATS:
         fig.add_trace(go.Bar(x=labels, y=sub[col], name=label))
-    fig.update_layout(barmode="group", title=f"Unmet demand over the horizon · {consumer} (t of each stage's basis)",
-                      yaxis_title="t (log scale)", yaxis_type="log", margin=dict(l=60, r=10, t=50, b=110),
-                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
-    return common.figure(fig, div_id="fig-risk", height=460)
+    fig.update_layout(barmode="group", title=f"Unmet demand over the horizon · {consumer}",
+                      yaxis_title="t of each stage's basis (log scale)", yaxis_type="log",
+                      margin=dict(l=60, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.45))
+    return common.figure(fig, div_id="fig-risk", height=520)
 
 
 def _p_chart(frame: pd.DataFrame, consumer: str) -> str:
@@ -230,8 +230,15 @@ def view(request: Request, result, inp: dict) -> dict:
     shown = frame[frame["consumer"] == inp["consumer"]]
     return {"inp": inp, "records": shown.to_dict("records"), "charts": [_chart(frame, inp["consumer"]),
                                                                      _p_chart(frame, inp["consumer"])],
-            "settings": settings(result, inp), "notes": meta["notes"],
-            "sources": common.sources_for([], common.catalog(request), ids=meta["sources"])}
+            "settings": settings(result, inp), "notes": meta["notes"], "sources": page_sources(request)}
+
+
+#: The dataset tables the Monte Carlo reads (its hazards, network and demands); their sources are the run's.
+SOURCE_TABLES = ("export_controls", "production", "trade")
+
+
+def page_sources(request: Request) -> list[dict]:
+    return common.sources_for(SOURCE_TABLES, common.catalog(request))
 
 
 @router.get("/risk", response_class=HTMLResponse)
@@ -245,7 +252,7 @@ def risk_page(request: Request, format: str | None = None) -> Response:
             result = _compute(request, inp)
             _store(key, result)
         return common.download(result[1], fmt, f"risk-{inp['draws']}-draws-seed-{inp['seed']}")
-    ctx = view(request, result, inp) if result is not None else {"inp": inp, "sources": []}
+    ctx = view(request, result, inp) if result is not None else {"inp": inp, "sources": page_sources(request)}
     return common.render(request, "risk.html", cached=result is not None, modelled=_modelled(), **ctx)
 
 

@@ -188,9 +188,9 @@ def _comparison_chart(comp: pd.DataFrame) -> str:
     fig.add_trace(go.Bar(x=labels, y=comp["expected_unmet_cost_usd"] / 1e6, name="expected cost of unmet demand"))
     fig.add_trace(go.Bar(x=labels, y=comp["objective_usd"] / 1e6, name="objective (holding + unmet cost)"))
     fig.update_layout(barmode="group", title="Joint plan, each holder alone and the rules of thumb",
-                      yaxis_title="USD m", legend=dict(orientation="h", y=1.02, yanchor="bottom"),
-                      margin=dict(l=60, r=10, t=70, b=120))
-    return common.figure(fig, div_id="fig-comparison", height=440)
+                      yaxis_title="USD m", legend=dict(orientation="h", y=-0.6),
+                      margin=dict(l=60, r=10, t=50, b=40))
+    return common.figure(fig, div_id="fig-comparison", height=520)
 
 
 def _plan_chart(plan: pd.DataFrame) -> str:
