@@ -248,10 +248,14 @@ def _place(page, side: str, qty: str, price: str, origin: str = "", irma: str = 
 def test_buyer_and_seller_trade_through_the_ui(server, browser):
     base, admin = server
     tokens = {}
-    for pid, role, country in (("lynas", "seller", "AUS"), ("toyota", "buyer", "JPN"), ("dla", "buyer", "USA")):
+    for pid, role, country in (("lynas", "seller", "AUS"), ("toyota", "buyer", "JPN"), ("dla", "buyer", "USA"),
+                               ("dod", "programme", "USA")):
         _admin(base, admin, "/v1/participants", {"id": pid, "name": pid.upper(), "role": role, "country": country},
                f"ui-p-{pid}")
         tokens[pid] = _admin(base, admin, f"/v1/participants/{pid}/tokens", {}, f"ui-t-{pid}")["token"]
+    # a price floor of 110 USD/kg on NdPr oxide (as in the README's session): the programme pays the difference
+    _admin(base, tokens["dod"], "/v1/programmes", {"id": "ndpr-floor", "commodity": "ndpr", "form": "oxide",
+                                                   "floor": "110", "budget": "1000000", "allies_only": True}, "ui-floor")
 
     seller = Opened(browser, base)
     sp = _sign_in(seller, tokens["lynas"], "lynas")
@@ -266,14 +270,16 @@ def test_buyer_and_seller_trade_through_the_ui(server, browser):
     assert "1 trade at 400 kg × 95" in bp.inner_text("#mk-placed")
     trades = bp.eval_on_selector_all("#mk-trades tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
     assert len(trades) == 1 and trades[0][1:3] == ["toyota", "lynas"] and trades[0][4:6] == ["400", "95"]
+    assert trades[0][7:9] == ["ndpr-floor", "6000"]
     ledger = dict(bp.eval_on_selector_all("#mk-account tbody tr",
                                           "rs => rs.map(r => [r.cells[1].textContent, r.cells[2].textContent])"))
     assert ledger == {"USD": "-38000", "ndpr/oxide": "400"}
     bp.screenshot(path=str(ARTIFACTS / "dashboard-lab-market-buyer.png"), full_page=True)
 
     sp.click("#mk-refresh")
+    # the seller received 400 × 95 from the buyer and 400 × (110 − 95) from the floor programme
     sp.wait_for_function("() => [...document.querySelectorAll('#mk-account tbody tr')].some("
-                         "r => r.cells[1] && r.cells[1].textContent === 'USD' && r.cells[2].textContent === '38000')",
+                         "r => r.cells[1] && r.cells[1].textContent === 'USD' && r.cells[2].textContent === '44000')",
                          timeout=30_000)
     seller_orders = sp.eval_on_selector_all("#mk-orders tbody tr td:nth-child(2)", "c => c.map(x => x.textContent)")
     assert seller_orders == ["lynas"]
@@ -285,11 +291,19 @@ def test_buyer_and_seller_trade_through_the_ui(server, browser):
         assert op.eval_on_selector_all(f"{table} tbody tr td", "c => c.map(x => x.textContent)") == ["none"]
     op.screenshot(path=str(ARTIFACTS / "dashboard-lab-market-other.png"), full_page=True)
 
-    # the regulator's audit view needs the audit scope; the admin sees the chain
+    # the programme sees its programme's account: it paid the floor
+    prog = Opened(browser, base)
+    pp = _sign_in(prog, tokens["dod"], "dod")
+    rows = pp.eval_on_selector_all("#mk-account tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
+    assert ["ndpr-floor", "USD", "-6000"] in rows, rows
+    prog.close()
+
+    # the audit view needs the audit scope; the admin sees the chain and the trial balance
     adm = Opened(browser, base)
     ap = _sign_in(adm, admin, "admin")
     ap.wait_for_selector("#mk-audit-section:not([hidden])")
-    assert "chain intact" in ap.inner_text("#mk-audit-head")
+    head = ap.inner_text("#mk-audit-head")
+    assert "chain intact" in head and "trial balance balanced" in head and "accounts agree" in head
     assert ap.locator("#mk-audit tbody tr").count() >= 5
     ap.screenshot(path=str(ARTIFACTS / "dashboard-lab-market-audit.png"), full_page=True)
     _accessible(ap)

@@ -269,17 +269,27 @@
                     t.origin, t.programme_id || "", t.support_paid];
           }));
         }),
-        call("GET", "/v1/accounts/" + encodeURIComponent(me.id)).then(function (a) {
-          fill("mk-account", a.balances.map(function (b) { return [a.owner, b.asset, b.amount]; }));
+        // my account, and those of the programmes I run (their floor or CfD payments)
+        call("GET", "/v1/programmes").then(function (progs) {
+          var owners = [me.id].concat(progs.filter(function (p) { return p.participant_id === me.id; })
+                                           .map(function (p) { return p.id; }));
+          return Promise.all(owners.map(function (o) { return call("GET", "/v1/accounts/" + encodeURIComponent(o)); }));
+        }).then(function (accounts) {
+          var rows = [];
+          accounts.forEach(function (a) { a.balances.forEach(function (b) { rows.push([a.owner, b.asset, b.amount]); }); });
+          fill("mk-account", rows);
         })
       ];
       var auditor = me.scopes.indexOf("audit") >= 0 && (me.role === "regulator" || me.role === "admin");
       $("#mk-audit-section").hidden = !auditor;
       if (auditor) {
-        jobs.push(call("GET", "/v1/audit/head?verify=true").then(function (h) {
-          $("#mk-audit-head").textContent = h.count + " records; chain " + (h.valid ? "intact" : "BROKEN at " + h.first_bad) +
-            "; head " + h.head.slice(0, 16) + "…";
-        }));
+        jobs.push(Promise.all([call("GET", "/v1/audit/head?verify=true"), call("GET", "/v1/ledger/trial-balance")])
+          .then(function (r) {
+            var h = r[0], tb = r[1];
+            $("#mk-audit-head").textContent = h.count + " records; chain " + (h.valid ? "intact" : "BROKEN at " + h.first_bad) +
+              "; head " + h.head.slice(0, 16) + "…; trial balance " + (tb.balanced ? "balanced" : "NOT balanced") +
+              " over " + tb.postings + " postings, stored accounts " + (tb.accounts_agree ? "agree" : "DISAGREE") + ".";
+          }));
         jobs.push(call("GET", "/v1/audit?limit=200").then(function (p) {
           fill("mk-audit", p.items.map(function (r) {
             return [r.seq, r.kind, JSON.stringify(r.payload).slice(0, 160), r.hash.slice(0, 16) + "…"];
