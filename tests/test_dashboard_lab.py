@@ -220,3 +220,26 @@ def test_market_with_sqlite_mounts_the_service(tmp_path):
         assert c.get("/market/api/v1/orders", headers=h(tokens["buyer2"])).json()["items"] == []
         assert c.get(f"/market/api/v1/orders/{oid}", headers=h(tokens["buyer2"])).status_code == 404
         assert c.get("/market/api/v1/orders").status_code == 401
+
+
+def test_scenario_stockpile_response_and_kept_event_keys(client):
+    """A stockpile typed in the lab is the scenario file's ``responses: stockpile``: released holdings lower the
+    cumulative unmet demand by what they hold (the whole holding is used here); editing a preset's event keeps
+    the keys the form does not show (``targets``, ``ramp_months``)."""
+    from critmin.dashboard.views.scenarios import build_scenario, preset_events
+
+    def unmet(q: str) -> pd.Series:
+        f = _csv(client.get(f"/scenarios?preset=china-ree-2010-quota{q}&format=csv"))
+        return f[f.stage == "refine"].set_index("consumer")["cumulative_unmet_t"]
+
+    base, held = unmet(""), unmet("&stock_USA=500&stock_JPN=200&stock_stage=refine&stock_release=50")
+    assert base["USA"] - held["USA"] == pytest.approx(500, rel=1e-9)
+    assert base["JPN"] - held["JPN"] == pytest.approx(200, rel=1e-9)
+    r = client.get("/scenarios/run?preset=china-ree-2010-quota&stock_USA=5&stock_stage=core", headers=HTML)
+    assert r.status_code == 400 and 'data-field="stock_stage"' in r.text
+    r = client.get("/scenarios/run?preset=china-ree-2010-quota&stock_JPN=lots", headers=HTML)
+    assert r.status_code == 400 and 'data-field="stock_JPN"' in r.text
+    ban = build_scenario("china-us-ban-2024", preset_events("china-us-ban-2024")).events[0]
+    assert ban.targets == ["USA"] and ban.fraction == 1.0
+    ramped = build_scenario("china-ree-2025-04", preset_events("china-ree-2025-04")).events[0]
+    assert ramped.ramp_months == 2

@@ -59,6 +59,10 @@
       params.append(k, v);
     });
     if (form.id === "compare-form") { params.set("compare", picks.join(",")); }
+    if (form.id === "scenario-form") {   // no holding given: no stockpile fields in the URL
+      ["stock_USA", "stock_JPN", "stock_release"].forEach(function (k) { if (params.get(k) === "") { params.delete(k); } });
+      if (!params.has("stock_USA") && !params.has("stock_JPN")) { params.delete("stock_stage"); params.delete("stock_release"); }
+    }
     return params.toString();
   }
 

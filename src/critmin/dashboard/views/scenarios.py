@@ -8,8 +8,11 @@ State (the query string, so a link reproduces the view):
 - edited events, one value per event in each of ``type``, ``country``, ``commodities``, ``stage``, ``cut``
   (the share withheld, 0..1), ``start`` (YYYY-MM), ``duration`` (months; empty = to the end of the horizon),
   with ``edit=1``: they replace the preset's events, everything else of the preset (responses, horizon,
-  parameters) is kept. The edited scenario is checked by the same validator as a scenario file
+  parameters) is kept, and so are the keys of a preset's event the form does not show (``targets``,
+  ``ramp_months``). The edited scenario is checked by the same validator as a scenario file
   (:func:`critmin.supplychain.scenario.parse_scenario`); an error names the event and the field and answers 400;
+- a stockpile response: ``stock_USA``, ``stock_JPN`` (t held), ``stock_stage``, ``stock_release`` (t/month at
+  most), the scenario file's ``responses: stockpile`` (its days of cover are then drawn);
 - ``compare`` — two or more presets, comma separated: their summaries and paths side by side;
 - ``format=csv|xlsx`` — the summary table shown.
 
@@ -118,15 +121,37 @@ def _event_mapping(row: dict[str, str]) -> dict:
     return ev
 
 
-def build_scenario(preset: str, rows: list[dict[str, str]]):
-    """The preset with its events replaced by ``rows``, validated like a scenario file; a problem raises
+def _merged(original: dict | None, row: dict[str, str]) -> dict:
+    """An edited event: the form's fields over the preset's event of the same position, whose other keys
+    (``targets``, ``ramp_months``, ``note``) are kept; a field left empty is dropped (its default applies)."""
+    ev = {k: v for k, v in (original or {}).items() if k not in {key for key, _ in EVENT_FIELDS.values()} | {"ban"}}
+    ev.update(_event_mapping(row))
+    return ev
+
+
+def build_scenario(preset: str, rows: list[dict[str, str]] | None, stock: dict | None = None):
+    """The preset with its events replaced by ``rows`` (``None``: the preset's) and a stockpile response (``stock``:
+    holder → t, ``stage``, ``release``), validated like a scenario file; a problem raises
     :class:`~critmin.dashboard.common.BadInput` naming the event (1-based) and the form field."""
     from critmin.supplychain.scenario import parse_scenario
 
     doc = _preset_doc(preset)
     doc["name"] = f"{preset} (edited)"
+    if stock:
+        sp = {"stage": stock["stage"], **stock["holders"]}
+        if stock.get("release") is not None:
+            sp["release_max_per_month"] = stock["release"]
+        doc["responses"] = {**(doc.get("responses") or {}), "stockpile": sp}
+        try:   # the stockpile checked first, on the preset's events, so that its errors name its fields
+            parse_scenario(yaml.safe_dump(doc, sort_keys=False), file="edited scenario")
+        except DataError as exc:
+            col = {"release_max_per_month": "release", None: "USA"}.get(exc.column, exc.column)
+            raise common.BadInput(f"stock_{col}", f"stockpile, {exc.column or 'holding'}: {exc.reason}", 400) from None
+    if rows is None:
+        return parse_scenario(yaml.safe_dump(doc, sort_keys=False), file="edited scenario")
     base = {k: v for k, v in doc.items() if k != "events"}
-    events = [_event_mapping(r) for r in rows]
+    originals = doc["events"]
+    events = [_merged(originals[i] if i < len(originals) else None, r) for i, r in enumerate(rows)]
     for i, ev in enumerate(events):     # one event at a time, so the error can name it
         try:
             parse_scenario(yaml.safe_dump({**base, "events": [ev]}, sort_keys=False), file=f"event {i + 1}")
@@ -138,6 +163,32 @@ def build_scenario(preset: str, rows: list[dict[str, str]]):
         return parse_scenario(yaml.safe_dump({**doc, "events": events}, sort_keys=False), file="edited scenario")
     except DataError as exc:
         raise common.BadInput(exc.column or "scenario", exc.reason, 400) from None
+
+
+#: The stockpile response the form can add: holders (ISO3 consumers of the network) and their fields.
+STOCK_HOLDERS = ("USA", "JPN")
+
+
+def stock_inputs(request: Request) -> dict | None:
+    """The stockpile of the form (``stock_USA``, ``stock_JPN`` in t, ``stock_stage``, ``stock_release`` in
+    t/month), or ``None`` when no holding is given."""
+    q = request.query_params
+    holders = {}
+    for h in STOCK_HOLDERS:
+        text = (q.get(f"stock_{h}") or "").strip()
+        if text:
+            value = _number(text)
+            if not isinstance(value, int | float) or value < 0:
+                raise common.BadInput(f"stock_{h}", f"{text!r}: give the tonnes {h} holds (a number ≥ 0)")
+            holders[h] = value
+    if not holders:
+        return None
+    release = (q.get("stock_release") or "").strip()
+    rel = _number(release) if release else None
+    if rel is not None and (not isinstance(rel, int | float) or rel < 0):
+        raise common.BadInput("stock_release", f"{release!r}: give the most released per month, t (≥ 0)")
+    stage = q.get("stock_stage") or "refine"
+    return {"holders": holders, "stage": stage, "release": rel}
 
 
 def run(request: Request, spec, importer: str, key: tuple):
@@ -213,17 +264,19 @@ def _state(request: Request) -> dict:
 def results(request: Request) -> dict:
     """Everything the results part of the page shows, computed (or taken from the cache)."""
     st = _state(request)
-    rows = None
+    rows = stock = None
     if st["compare"]:
         runs = [(p, run(request, p, st["importer"], (p,))) for p in st["compare"]]
     else:
         _preset_doc(st["preset"])
         rows = edited_events(request)
-        if rows is None:
+        stock = stock_inputs(request)
+        if rows is None and stock is None:
             runs = [(st["preset"], run(request, st["preset"], st["importer"], (st["preset"],)))]
         else:
-            spec = build_scenario(st["preset"], rows)
-            runs = [(spec.name, run(request, spec, st["importer"], (st["preset"], _edited_key(rows))))]
+            spec = build_scenario(st["preset"], rows, stock)
+            key = (st["preset"], _edited_key(rows) if rows else None, repr(sorted((stock or {}).items())))
+            runs = [(spec.name, run(request, spec, st["importer"], key))]
     summary = pd.concat([r.to_frame() for _, r in runs], ignore_index=True)
     source_ids: set[str] = set()
     assumptions: list[str] = []
@@ -234,7 +287,7 @@ def results(request: Request) -> dict:
         assumptions += [a for a in ds.attrs.get("assumptions", []) if any(a.startswith(c) for c in comms)
                         and a not in assumptions]
     descriptions = [(label, r.to_xarray().attrs.get("description", "")) for label, r in runs]
-    return {**st, "rows": rows, "summary": summary, "records": _summary_rows(summary),
+    return {**st, "rows": rows, "stock": stock, "summary": summary, "records": _summary_rows(summary),
             "charts": _charts(runs, st["consumer"], bool(st["compare"])), "descriptions": descriptions,
             "assumptions": assumptions,
             "sources": common.sources_for([], common.catalog(request), ids=sorted(source_ids))}
