@@ -147,6 +147,18 @@ def test_scenario_run_updates_its_chart_and_two_scenarios_compare(server, browse
     page.wait_for_selector("#fig-scenario-shortfall .main-svg")
     page.screenshot(path=str(ARTIFACTS / "dashboard-lab-scenario.png"), full_page=True)
 
+    # a stockpile response: the days of cover of its holder rise above 0
+    assert page.evaluate("() => document.querySelector('#fig-scenario-days-of-cover')._fullData.every("
+                         "t => Math.max(...Array.from(t.y)) === 0)")
+    page.fill("#sc-stock-usa", "5000")
+    page.fill("#sc-consumer", "USA")
+    page.click("#sc-run")
+    page.wait_for_function("() => document.querySelector('#fig-scenario-days-of-cover')._fullData.some("
+                           "t => Math.max(...Array.from(t.y)) > 0)", timeout=60_000)
+    assert "stock_USA=5000" in page.url and "consumer=USA&" in page.url + "&"
+    page.fill("#sc-stock-usa", "")
+    page.fill("#sc-consumer", "USA+JPN")
+
     # an edited event with a bad cut is refused with the field named, and the chart stays away
     page.check("#sc-edit")
     page.fill("input[aria-label='event 1 cut (share withheld)']", "1.7")
