@@ -295,6 +295,19 @@ def test_buyer_and_seller_trade_through_the_ui(server, browser):
                          timeout=30_000)
     seller_orders = sp.eval_on_selector_all("#mk-orders tbody tr td:nth-child(2)", "c => c.map(x => x.textContent)")
     assert seller_orders == ["lynas"]
+    # the token survives a reload of the tab (session storage); the seller cancels the 600 kg left
+    sp.reload(wait_until="load")
+    sp.wait_for_selector("#market-app[data-participant='lynas'][data-loaded]", timeout=30_000)
+    before = sp.get_attribute("#market-app", "data-loaded")
+    sp.click("#mk-orders button:has-text('Cancel')")
+    try:
+        sp.wait_for_function(f"() => document.querySelector('#market-app').getAttribute('data-loaded') !== '{before}'",
+                             timeout=30_000)
+    except Exception:
+        raise AssertionError(sp.inner_text("#mk-error")) from None
+    status = sp.eval_on_selector_all("#mk-orders tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
+    assert status[0][5:8] == ["600", "95", "cancelled"], status
+    assert sp.eval_on_selector_all("#mk-asks tbody tr td", "c => c.map(x => x.textContent)") == ["none"]
 
     # a third participant sees neither order nor trade, and its own account is empty
     other = Opened(browser, base)

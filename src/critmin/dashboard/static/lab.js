@@ -198,9 +198,10 @@
       return (window.crypto && crypto.randomUUID) ? crypto.randomUUID()
         : String(Date.now()) + "-" + Math.random().toString(36).slice(2);
     };
-    var call = function (method, path, body) {
+    var call = function (method, path, body, extra) {
       var token = sessionStorage.getItem(KEY);
       var headers = {"Authorization": "Bearer " + token};
+      Object.keys(extra || {}).forEach(function (k) { headers[k] = extra[k]; });
       if (method !== "GET") { headers["Idempotency-Key"] = key(); }
       if (body !== undefined) { headers["Content-Type"] = "application/json"; }
       return fetch(API + path, {method: method, headers: headers,
@@ -260,7 +261,8 @@
               action.textContent = "Cancel";
               action.setAttribute("aria-label", "Cancel order " + o.id);
               action.addEventListener("click", function () {
-                call("DELETE", "/v1/orders/" + encodeURIComponent(o.id)).then(refresh).catch(function (e) { err(e.message); });
+                call("DELETE", "/v1/orders/" + encodeURIComponent(o.id), undefined, {"If-Match": '"' + o.version + '"'})
+                  .then(refresh).catch(function (e) { err("Cancel refused: " + e.message); });
               });
             }
             return [o.id, o.participant_id, o.side, o.commodity + "/" + o.form + "/" + o.grade, o.quantity,
