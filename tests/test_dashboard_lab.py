@@ -179,6 +179,11 @@ def test_stockpile_measures_and_permitting_sections(client):
     bad = client.get("/stockpile/section/permitting?projects=NOPE", headers=HTML)
     assert bad.status_code == 404 and "NOPE" in bad.text
     assert client.get("/stockpile?format=csv&table=nope").status_code == 400
+    for q, field in (("holders=DEU,JPN", "holders"), ("commodity=unobtainium", "commodity"), ("draws=5", "draws")):
+        r = client.get(f"/stockpile/section/plan?{q}", headers=HTML)
+        assert r.status_code == 400 and f'data-field="{field}"' in r.text, r.text
+    r = client.get("/stockpile/section/invest?budgets=cheese=5&draws=50", headers=HTML)
+    assert r.status_code == 400 and 'data-field="budgets"' in r.text and "cheese" in r.text
 
 
 def test_market_without_db_says_how_to_start(client):

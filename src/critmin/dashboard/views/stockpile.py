@@ -107,7 +107,9 @@ def _key(request: Request, section: str, inp: dict) -> tuple:
 
 
 def _bad(field: str, exc: Exception) -> common.BadInput:
-    return common.BadInput(field, str(exc))
+    """The API's error as a 400 on the form field it is about (the holders when it names them)."""
+    text = str(exc)
+    return common.BadInput("holders" if "holder" in text.lower() else field, text)
 
 
 def compute(request: Request, section: str, inp: dict) -> dict[str, Any]:
