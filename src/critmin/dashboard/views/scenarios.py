@@ -16,7 +16,9 @@ State (the query string, so a link reproduces the view):
 - ``compare`` — two or more presets, comma separated: their summaries and paths side by side;
 - ``format=csv|xlsx`` — the summary table shown.
 
-Every number is :func:`critmin.scenario`'s.
+Every number is :func:`critmin.scenario`'s: the view calls the function behind it,
+:func:`critmin.supplychain.run.run_scenario`, with the network built once per dataset (its ``network=``
+argument), and the tests check the figures against :func:`critmin.scenario`.
 """
 
 from __future__ import annotations
@@ -191,17 +193,29 @@ def stock_inputs(request: Request) -> dict | None:
     return {"holders": holders, "stage": stage, "release": rel}
 
 
+def network(request: Request):
+    """The supply-chain network of the app's dataset, built once (what every scenario run starts from)."""
+    from critmin.supplychain.network import build_network
+
+    cat = common.catalog(request)
+    return common.cached(("scenario-network", common.data_key(request)), lambda: build_network(cat))
+
+
 def run(request: Request, spec, importer: str, key: tuple):
-    """:func:`critmin.scenario` on the app's catalog, cached by the inputs."""
-    import critmin
+    """A scenario run, cached by its inputs: :func:`critmin.supplychain.run.run_scenario` — what
+    :func:`critmin.scenario` and ``critmin scenario run`` call — on the network built once per dataset (the
+    function's ``network=`` argument), so a new preset costs its simulation only."""
+    from critmin.results import Result
+    from critmin.supplychain.run import run_scenario
 
     cat = common.catalog(request)
 
     def go_():
         try:
-            return critmin.scenario(spec, importer=importer, catalog=cat)
+            ds, summary = run_scenario(spec, catalog=cat, importers=importer, network=network(request))
         except ConfigError as exc:
             raise common.BadInput("importer", str(exc)) from None
+        return Result("scenario", {"summary": summary}, "summary", data=ds)
 
     return common.cached(("scenario", common.data_key(request), importer, *key), go_)
 
