@@ -139,6 +139,7 @@ def test_view_loads_offline_without_console_error(server, browser, name):
     assert page.locator("main h1").count() == 1
     assert page.locator("nav a[aria-current=page]").count() == 1
     page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}-top.png"))   # what the window shows first
     o.close()
 
 
@@ -153,7 +154,8 @@ def test_gallium_page_shows_chinas_refining_share(server, browser):
     assert page.locator("#fig-map .geo").count() >= 1
     assert page.locator("#fig-map .choroplethlocation").count() > 100   # the outlines, loaded from this server
     assert page.locator("#fig-prices .scatterlayer .trace").count() >= 1
-    page.set_viewport_size({"width": 1280, "height": 1000})
+    page.set_viewport_size({"width": 1280, "height": 1750})   # the stage chart and the map (docs/dashboard.png)
+    page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "dashboard-gallium-top.png"))
     o.close()
 

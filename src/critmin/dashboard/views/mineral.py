@@ -84,9 +84,10 @@ def stage_figure(shares: pd.DataFrame, stages: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for i, c in enumerate(top):
         sub = shares[shares["country"] == c].set_index("stage")["share"]
-        fig.add_bar(name=country_name(c) if c != "ROW" else "rest of world", x=[STAGE_LABEL[s] for s in order],
+        label = country_name(c) if c != "ROW" else "rest of world"
+        fig.add_bar(name=label, x=[STAGE_LABEL[s] for s in order], text=[label] * len(order),
                     y=[float(sub.get(s, 0.0)) for s in order], marker_color=PALETTE[i % (len(PALETTE) - 1)],
-                    width=0.55, texttemplate="%{fullData.name} %{y:.0%}", textposition="inside",
+                    width=0.55, texttemplate="%{text} %{y:.0%}", textposition="inside",
                     insidetextanchor="middle", hovertemplate="%{x}: %{fullData.name} %{y:.1%}<extra></extra>")
     rest = shares[~shares["country"].isin(top)].groupby("stage")["share"].sum()
     if rest.sum() > 0:
