@@ -245,3 +245,25 @@ def test_cache_computes_once_per_key_and_keeps_no_error():
     with pytest.raises(ValueError):
         cached(bad, fails)
     assert cached(bad, lambda: "second try") == "second try"
+
+
+def test_cli_port_in_use_and_missing_extra_are_one_line(monkeypatch):
+    import importlib.util
+    import socket
+
+    from critmin.cli.main import app
+
+    runner = CliRunner()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        r = runner.invoke(app, ["dashboard", "--port", str(port)])
+    assert r.exit_code == 2
+    assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in r.output
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
+    r = runner.invoke(app, ["dashboard"])
+    assert r.exit_code == 2
+    assert "pip install 'critmin[dashboard]' (missing: uvicorn)" in r.output
