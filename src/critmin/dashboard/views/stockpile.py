@@ -176,7 +176,7 @@ def _frontier_chart(frontier: pd.DataFrame) -> str:
                              name="expected cost of unmet demand"))
     fig.add_trace(go.Scatter(x=x, y=frontier["cvar_unmet_cost_usd"] / 1e6, mode="lines+markers",
                              name="CVaR of the cost of unmet demand", yaxis="y2"))
-    fig.update_layout(title="Efficient frontier: joint budget against the cost of unmet demand",
+    fig.update_layout(title="Budget frontier: cost of unmet demand",
                       xaxis_title="joint budget, USD m", yaxis_title="expected, USD m",
                       yaxis2=dict(title="CVaR, USD m", overlaying="y", side="right"),
                       legend=dict(orientation="h", y=-0.3), margin=dict(l=60, r=60, t=50, b=40))
@@ -189,7 +189,7 @@ def _comparison_chart(comp: pd.DataFrame) -> str:
     fig.add_trace(go.Bar(x=labels, y=comp["spend_usd"] / 1e6, name="spend"))
     fig.add_trace(go.Bar(x=labels, y=comp["expected_unmet_cost_usd"] / 1e6, name="expected cost of unmet demand"))
     fig.add_trace(go.Bar(x=labels, y=comp["objective_usd"] / 1e6, name="objective (holding + unmet cost)"))
-    fig.update_layout(barmode="group", title="Joint plan, each holder alone and the rules of thumb",
+    fig.update_layout(barmode="group", title="Joint, alone, rules of thumb",
                       yaxis_title="USD m", legend=dict(orientation="h", y=-0.6),
                       margin=dict(l=60, r=10, t=50, b=40))
     return common.figure(fig, div_id="fig-comparison", height=520)
