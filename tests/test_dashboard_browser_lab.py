@@ -201,6 +201,14 @@ def test_risk_shows_progress_then_figures(server, browser):
     assert page.locator("#risk-table tbody tr").count() > 3
     page.screenshot(path=str(ARTIFACTS / "dashboard-lab-risk.png"), full_page=True)
     _accessible(page)
+    # a long run is cancelled from the page
+    page.fill("#rk-draws", "1000000")
+    page.click("#rk-run")
+    page.wait_for_selector("#rk-cancel:not([disabled])", timeout=30_000)
+    page.click("#rk-cancel")
+    page.wait_for_selector("#risk-job[data-state='cancelled']", timeout=60_000)
+    assert "cancelled" in page.inner_text("#rk-message")
+    assert "draws=1000000" in page.url
     o.close()
 
 

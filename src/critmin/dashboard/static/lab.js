@@ -134,6 +134,7 @@
       fetchText("/risk/result?" + q).then(function (res) {
         swap(results, res.text);
         results.setAttribute("aria-busy", "false");
+        results.classList.remove("stale");
       });
     };
     var poll = function (id, q) {
@@ -148,6 +149,10 @@
     var start = function () {
       var q = formQuery(riskForm);
       results.setAttribute("aria-busy", "true");
+      if (results.children.length) {   // the figures shown are the previous inputs' until this run is done
+        results.classList.add("stale");
+        results.setAttribute("title", "figures of the previous inputs (their settings are shown with them)");
+      }
       fetch("/risk/run", {method: "POST", body: new URLSearchParams(q)})
         .then(function (r) { return r.json().then(function (b) { return {ok: r.ok, body: b}; }); })
         .then(function (res) {
