@@ -267,3 +267,42 @@ def test_cli_port_in_use_and_missing_extra_are_one_line(monkeypatch):
     r = runner.invoke(app, ["dashboard"])
     assert r.exit_code == 2
     assert "pip install 'critmin[dashboard]' (missing: uvicorn)" in r.output
+
+
+def test_cli_serves_on_the_loopback_and_stops_on_ctrl_c(tmp_path):
+    """``critmin dashboard`` as a user starts it: a process listening on 127.0.0.1 that Ctrl+C (SIGINT) stops."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen([sys.executable, "-m", "critmin.cli.main", "dashboard", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end, status = time.monotonic() + 60, None
+        while time.monotonic() < end and status != 200:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/data", timeout=5).status_code
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert status == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/static/plotly.min.js", timeout=10).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert f"critmin dashboard on http://127.0.0.1:{port}/" in err and "Traceback" not in err

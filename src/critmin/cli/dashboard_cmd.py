@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -56,6 +58,12 @@ def register(app: typer.Typer) -> None:
         _ = app_.state.catalog.manifest   # a missing or broken bundled dataset fails here, in one line
         typer.echo(f"critmin dashboard on http://{host}:{port}/ (Ctrl+C stops it)", err=True)
         uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+        # The server and its lifespan (the marketplace service, when --db is given) have shut down. What may still
+        # run is background work whose only output is the in-memory cache (the start-up computation, a Monte Carlo
+        # run a page started): the interpreter would wait for it at exit, so Ctrl+C ends the process here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _check_port(host: str, port: int) -> None:
