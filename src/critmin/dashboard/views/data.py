@@ -72,6 +72,11 @@ def table_rows(request: Request, table: str, commodity: str | None, country: str
     return frame.reset_index(drop=True)
 
 
+def _shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """Missing values (NaN, NA, None) as ``None``, which the page leaves blank."""
+    return frame.astype(object).where(frame.notna(), None)
+
+
 @router.get("/data", name="data")
 def data(request: Request,
          table: str | None = Query(None, description="a dataset table to list (or sources|tables to download)"),
@@ -103,6 +108,7 @@ def data(request: Request,
         name = "-".join(str(x) for x in (table, commodity, country, year) if x)
         return download(rows, fmt, f"critmin-{name}")
     return render(request, "data.html", source_rows=sources.to_dict("records"), table_rows=tables.to_dict("records"),
-                  table=table if table in known else None, rows=None if rows is None else rows.head(MAX_ROWS),
+                  table=table if table in known else None,
+                  rows=None if rows is None else _shown(rows.head(MAX_ROWS)),
                   n_rows=0 if rows is None else len(rows), max_rows=MAX_ROWS, commodity=commodity or "",
                   country=country or "", year=year, known=known, data_dir=request.app.state.data)
