@@ -248,3 +248,19 @@ def test_scenario_stockpile_response_and_kept_event_keys(client):
     assert ban.targets == ["USA"] and ban.fraction == 1.0
     ramped = build_scenario("china-ree-2025-04", preset_events("china-ree-2025-04")).events[0]
     assert ramped.ramp_months == 2
+
+
+def test_market_database_held_by_another_server(tmp_path, capsys):
+    """A database another server holds: the dashboard starts without the marketplace, says why in one line and
+    on the page, and the other views work."""
+    url = f"sqlite:///{tmp_path / 'market.sqlite3'}"
+    with TestClient(create_dashboard(db=url, warm=False)) as first:
+        assert first.get("/market/api/health").status_code == 200
+        with TestClient(create_dashboard(db=url, warm=False)) as second:
+            page = second.get("/market", headers=HTML)
+            assert page.status_code == 200 and 'id="market-error"' in page.text
+            assert "another critmin server is running" in page.text and 'id="market-app"' not in page.text
+            assert second.get("/market/api/health").status_code == 404
+            assert second.get("/scenarios/events?preset=china-ree-2010-quota").status_code == 200
+    err = capsys.readouterr().err
+    assert "the marketplace view is off" in err and "Traceback" not in err

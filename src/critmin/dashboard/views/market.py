@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import os
 import re
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -52,19 +53,32 @@ def redact(url: str) -> str:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Mount the marketplace service at :data:`API_PREFIX` and run its lifespan while the dashboard runs
-    (nothing when the dashboard has no ``--db``). The dashboard's own lifespan enters this."""
+    """Run the marketplace service's lifespan and mount it at :data:`API_PREFIX` while the dashboard runs (nothing
+    when the dashboard has no ``--db``). When the service cannot start on the database (another critmin server
+    holds it, the file is not a database, the server cannot be reached), the dashboard runs without it: the reason
+    is printed in one line and the marketplace page shows it."""
     url = getattr(app.state, "db", None)
     if not url:
         yield
         return
+    import sqlalchemy as sa
+
+    from critmin.errors import CritminError
     from critmin.server.app import create_app
 
     token_file = admin_token_file(url)
     service = create_app(url, admin_token_file=token_file)
     app.state.market_token_file = token_file
-    app.mount(API_PREFIX, service, name="market-api")
-    async with service.router.lifespan_context(service):
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(service.router.lifespan_context(service))
+        except (CritminError, sa.exc.SQLAlchemyError, OSError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            app.state.market_error = f"the marketplace service cannot start on {redact(url)}: {reason}"
+            print(f"critmin dashboard: {app.state.market_error}; the marketplace view is off", file=sys.stderr)
+            yield
+            return
+        app.mount(API_PREFIX, service, name="market-api")
         app.state.market_ready = True
         try:
             yield
@@ -97,6 +111,7 @@ def market_page(request: Request, format: str | None = None) -> Response:
     today = dt.date.today()
     delivery = ((today + dt.timedelta(days=30)).isoformat(), (today + dt.timedelta(days=120)).isoformat())
     return common.render(request, "market.html", book=book, api=API_PREFIX,
-                         delivery=delivery, ready=bool(getattr(request.app.state, "market_ready", False)),
+                         delivery=delivery, error=getattr(request.app.state, "market_error", None),
+                         ready=bool(getattr(request.app.state, "market_ready", False)),
                          db_shown=redact(db) if db else None, token_file=str(token_file) if token_file else None,
                          sources=[])
