@@ -269,7 +269,7 @@ def test_buyer_and_seller_trade_through_the_ui(server, browser):
     base, admin = server
     tokens = {}
     for pid, role, country in (("lynas", "seller", "AUS"), ("toyota", "buyer", "JPN"), ("dla", "buyer", "USA"),
-                               ("dod", "programme", "USA")):
+                               ("dod", "programme", "USA"), ("gao", "regulator", "USA")):
         _admin(base, admin, "/v1/participants", {"id": pid, "name": pid.upper(), "role": role, "country": country},
                f"ui-p-{pid}")
         tokens[pid] = _admin(base, admin, f"/v1/participants/{pid}/tokens", {}, f"ui-t-{pid}")["token"]
@@ -330,6 +330,15 @@ def test_buyer_and_seller_trade_through_the_ui(server, browser):
     rows = pp.eval_on_selector_all("#mk-account tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
     assert ["ndpr-floor", "USD", "-6000"] in rows, rows
     prog.close()
+
+    # a regulator reads everything (both orders) and gets the audit view; it cannot place orders
+    reg = Opened(browser, base)
+    rp = _sign_in(reg, tokens["gao"], "gao")
+    owners = rp.eval_on_selector_all("#mk-orders tbody tr td:nth-child(2)", "c => c.map(x => x.textContent)")
+    assert sorted(owners) == ["lynas", "toyota"]
+    rp.wait_for_selector("#mk-audit-section:not([hidden])")
+    assert "chain intact" in rp.inner_text("#mk-audit-head")
+    reg.close()
 
     # the audit view needs the audit scope; the admin sees the chain and the trial balance
     adm = Opened(browser, base)
