@@ -72,6 +72,8 @@ def test_compare_two_presets(client):
     assert "china-ree-2010-quota · rare-earths" in r.text and "drc-cobalt-2025 · cobalt" in r.text
     shown = _csv(client.get("/scenarios?compare=china-ree-2010-quota,drc-cobalt-2025&format=csv"))
     assert set(shown["scenario"]) == {"china-ree-2010-quota", "drc-cobalt-2025"}
+    plain = client.get("/scenarios?compare-pick=china-ree-2010-quota&compare-pick=drc-cobalt-2025", headers=HTML)
+    assert plain.status_code == 200 and "drc-cobalt-2025 · cobalt" in plain.text   # the form without scripts
     bad = client.get("/scenarios/run?compare=china-ree-2010-quota", headers=HTML)
     assert bad.status_code == 400 and "compare" in bad.text
 

@@ -259,7 +259,8 @@ def _state(request: Request) -> dict:
     q = request.query_params
     preset = q.get("preset") or DEFAULT_PRESET
     importer = (q.get("importer") or DEFAULT_IMPORTER).strip()
-    compare = [c.strip() for c in (q.get("compare") or "").split(",") if c.strip()]
+    # ``compare=a,b`` (the page's script and shared links) or the form's checkboxes without the script
+    compare = [c.strip() for c in (q.get("compare") or ",".join(q.getlist("compare-pick"))).split(",") if c.strip()]
     if compare:
         if len(compare) < 2:
             raise common.BadInput("compare", "give two or more presets, comma separated")
