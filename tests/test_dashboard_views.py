@@ -306,3 +306,13 @@ def test_cli_serves_on_the_loopback_and_stops_on_ctrl_c(tmp_path):
             _, err = proc.communicate()
     assert proc.returncode == 0, err
     assert f"critmin dashboard on http://127.0.0.1:{port}/" in err and "Traceback" not in err
+
+
+def test_every_commodity_page_renders(client):
+    """Each commodity of the dataset has a page (stages, map, partners or prices: whatever its data hold)."""
+    from critmin.dashboard.views.mineral import known_commodities
+
+    names = known_commodities(type("R", (), {"app": client.app})())
+    assert {"gallium", "germanium", "rare-earths", "lithium", "cobalt", "graphite"} <= set(names)
+    failed = {n: r.status_code for n in names if (r := client.get(f"/mineral/{n}")).status_code != 200}
+    assert failed == {}
