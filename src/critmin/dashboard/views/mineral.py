@@ -241,12 +241,13 @@ def price_figure(prices: pd.DataFrame, events: pd.DataFrame) -> go.Figure:
         fig.add_scatter(x=rows["t"], y=rows["value"], name=f"{label} ({rows['unit'].iloc[0]})",
                         mode="lines+markers" if len(rows) < 30 else "lines",
                         line=dict(color=PALETTE[i % (len(PALETTE) - 1)]))
-    for i, e in enumerate(events.itertuples(index=False)):
+    marks = events.dropna(subset=["since"]).drop_duplicates(["country", "measure", "since"])
+    for i, e in enumerate(marks.itertuples(index=False)):   # one mark per measure and date (the table lists all)
         if not e.since:
             continue
         x = pd.Timestamp(e.since)
         fig.add_vline(x=x.timestamp() * 1000, line=dict(color="#7a1f00", width=1, dash="dash"))
-        fig.add_annotation(x=x, y=1.0 - 0.07 * (i % 4), yref="paper", text=f"{e.country} {e.measure}",
+        fig.add_annotation(x=x, y=1.0 - 0.07 * (i % 6), yref="paper", text=f"{e.country} {e.measure}",
                            showarrow=False, xanchor="left", font=dict(size=11, color="#7a1f00"),
                            bgcolor="rgba(255,255,255,0.8)", hovertext=e.label)
     fig.update_layout(height=420, yaxis=dict(title="price (unit per series)", type="log"),
