@@ -118,6 +118,7 @@ def test_risk_run_status_result_and_cache(client):
     assert st["state"] == "done" and st["done"] == st["total"] == 1 and not st["cached"]
     page = client.get("/risk/result?draws=3000&seed=7", headers=HTML)
     assert page.status_code == 200 and 'id="fig-risk"' in page.text and 'id="rk-set-draws">3,000' in page.text
+    assert 'id="fig-risk-contrib"' in page.text and 'id="fig-risk-p"' in page.text
     # the second identical request is served from the cache, at once
     again = client.post("/risk/run", data=form)
     assert again.status_code == 200 and again.json()["cached"] and again.json()["state"] == "done"

@@ -225,11 +225,35 @@ def _p_chart(frame: pd.DataFrame, consumer: str) -> str:
     return common.figure(fig, div_id="fig-risk-p", height=max(260, 28 * len(sub) + 100))
 
 
+def _contribution_chart(ds, frame: pd.DataFrame, consumer: str) -> str | None:
+    """Each supplier country's contribution to the expected shortfall (the Dataset's ``contribution``, which adds up
+    to the expected shortfall), stacked per commodity · stage."""
+    if "contribution" not in ds or consumer not in ds["consumer"].values:
+        return None
+    sub = frame[(frame["consumer"] == consumer) & (frame["expected_shortfall_t"] > 0)]
+    if sub.empty:
+        return None
+    sub = sub.sort_values("expected_shortfall_t")
+    labels = [f"{c} · {s}" for c, s in zip(sub["commodity"], sub["stage"], strict=True)]
+    con = ds["contribution"].sel(consumer=consumer)
+    fig = go.Figure()
+    for sup in con["supplier"].values:
+        x = [float(con.sel(supplier=sup, commodity=c, stage=s)) for c, s in zip(sub["commodity"], sub["stage"],
+                                                                                  strict=True)]
+        if any(v > 0 for v in x):
+            fig.add_trace(go.Bar(y=labels, x=x, orientation="h", name=str(sup)))
+    fig.update_layout(barmode="stack", title=f"Who drives the expected shortfall · {consumer}",
+                      xaxis_title="t of each stage's basis", legend=dict(orientation="h", y=-0.3),
+                      margin=dict(l=150, r=10, t=50, b=40))
+    return common.figure(fig, div_id="fig-risk-contrib", height=max(280, 30 * len(sub) + 140))
+
+
 def view(request: Request, result, inp: dict) -> dict:
-    _ds, frame, meta = result
+    ds, frame, meta = result
     shown = frame[frame["consumer"] == inp["consumer"]]
-    return {"inp": inp, "records": shown.to_dict("records"), "charts": [_chart(frame, inp["consumer"]),
-                                                                     _p_chart(frame, inp["consumer"])],
+    charts = [_chart(frame, inp["consumer"]), _p_chart(frame, inp["consumer"]),
+              _contribution_chart(ds, frame, inp["consumer"])]
+    return {"inp": inp, "records": shown.to_dict("records"), "charts": [c for c in charts if c],
             "settings": settings(result, inp), "notes": meta["notes"], "sources": page_sources(request)}
 
 
