@@ -26,6 +26,7 @@ RAW = REPO.parent / "shared" / "data"
 #: listed here with its time, and none does (the longest, the brief, takes about 40 s).
 SKIP = {
     "serve": "starts the marketplace service, which runs until it is stopped",
+    "dashboard": "starts the dashboard's web server, which runs until it is stopped",
     "service session": "talks to the service started by `critmin serve` in the same block",
 }
 #: Prefixes of arguments that are paths relative to the clone's root.
@@ -128,8 +129,8 @@ def examples(text: str | None = None) -> list[Example]:
                 elif step[0] == "critmin":
                     argv = [_absolute(w) for w in step[1:] if w != "&"]
                     ex = Example(n, line.strip(), argv, list(mkdirs), block=b)
-                    if argv[:1] == ["serve"]:
-                        ex.skip = SKIP["serve"]
+                    if argv[:1] in (["serve"], ["dashboard"]):
+                        ex.skip = SKIP[argv[0]]
                     elif session:
                         ex.skip = SKIP["service session"]
                     found.append(ex)

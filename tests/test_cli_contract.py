@@ -42,7 +42,9 @@ def _walk(node, path=()):
 
 COMMANDS = dict(_walk(ROOT))
 #: Commands not run with valid values, and why (their invalid values are still checked: they fail before starting).
-NOT_RUN = {("serve",): "starts the marketplace service, which runs until it is stopped (tests/test_server*.py run it)"}
+NOT_RUN = {("serve",): "starts the marketplace service, which runs until it is stopped (tests/test_server*.py run it)",
+           ("dashboard",): "starts the dashboard's web server, which runs until it is stopped "
+                           "(tests/test_dashboard_browser.py runs it)"}
 
 
 def key(param) -> str:

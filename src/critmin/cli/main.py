@@ -275,6 +275,7 @@ def data_show(
 def _register_extensions() -> None:
     from critmin.cli import (
         audit_cmd,
+        dashboard_cmd,
         map_cmd,
         monitor_cmd,
         optimize_cmd,
@@ -292,6 +293,7 @@ def _register_extensions() -> None:
     optimize_cmd.register(app)
     audit_cmd.register(app)
     serve_cmd.register(app)
+    dashboard_cmd.register(app)
 
 
 _register_extensions()
