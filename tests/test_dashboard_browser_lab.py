@@ -278,6 +278,12 @@ def test_buyer_and_seller_trade_through_the_ui(server, browser):
     # a price floor of 110 USD/kg on NdPr oxide (as in the README's session): the programme pays the difference
     _admin(base, tokens["dod"], "/v1/programmes", {"id": "ndpr-floor", "commodity": "ndpr", "form": "oxide",
                                                    "floor": "110", "budget": "1000000", "allies_only": True}, "ui-floor")
+    # under the settlement rules the seller enrols, holds the material (a warehouse receipt) and the operator
+    # publishes the reference price the floor settles against
+    _admin(base, tokens["lynas"], "/v1/programmes/ndpr-floor/enrolments", {}, "ui-enrol")
+    _admin(base, admin, "/v1/deposits", {"owner": "lynas", "asset": "ndpr/oxide", "amount": "1000"}, "ui-receipt")
+    _admin(base, admin, "/v1/fixings/ndpr/oxide", {"method": "benchmark", "price": "95",
+                                                   "source": "reference price of the README's session"}, "ui-fix")
 
     seller = Opened(browser, base)
     sp = _sign_in(seller, tokens["lynas"], "lynas")
