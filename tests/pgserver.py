@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from critmin.server.loadgen import free_port
+from loadkit import free_port
 
 _UNSET = object()
 _url: object = _UNSET
