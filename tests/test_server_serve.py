@@ -409,3 +409,38 @@ def test_server_modules_import_without_fcntl(monkeypatch):
             "r = CliRunner().invoke(app, ['serve', '--help'])\nassert r.exit_code == 0, r.output\nprint('ok')\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stderr
+
+
+@pytest.mark.parametrize("which", ["-shm", "-wal", ""])
+def test_an_unusable_sqlite_file_is_one_line_and_exit_2(tmp_path, which):
+    """The database, its WAL or its WAL index (the -shm, which SQLite memory-maps: cut short under the mapping it
+    kills the process with SIGBUS) in a state SQLite cannot write: refused at start, naming the file, one line."""
+    s = Serve(tmp_path)
+    s.wait_healthy()
+    os.kill(s.proc.pid, signal.SIGKILL)  # leaves the -wal and -shm behind
+    s.proc.wait()
+    path = tmp_path / f"market.sqlite3{which}"
+    assert path.exists()
+    if os.geteuid() == 0 or which == "":  # permissions do not stop root: a directory in the file's place does
+        saved = path.with_name(path.name + ".saved")
+        path.rename(saved)
+        path.mkdir()
+    else:
+        path.chmod(0o444)
+    out = _refused(_serve_cmd(tmp_path, free_port(HOST)))
+    assert str(path) in out, out
+
+
+def test_the_shm_made_unwritable_while_serving_changes_nothing(served):
+    """The server opens the -shm once (one mapping shared by all its connections): permissions taken away while
+    it runs do not reach it; new connections (a burst of concurrent reads and writes) keep working."""
+    import concurrent.futures
+
+    m = _market(served)
+    (served.data_dir / "market.sqlite3-shm").chmod(0o444)
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        placed = list(pool.map(lambda i: m.post("lynas", "/v1/orders", {**SELL, "quantity": str(100 + i)}).status_code,
+                               range(32)))
+        read = list(pool.map(lambda i: m.get("gao", "/v1/orders?limit=5").status_code, range(32)))
+    assert placed == [201] * 32 and read == [200] * 32
+    assert served.proc.poll() is None

@@ -278,6 +278,10 @@ def make_engine(url: str, *, durable: bool = True) -> sa.Engine:
             # Statement journals (a multi-row INSERT or UPDATE keeps one, to undo just that statement) in memory,
             # not in temporary files: the writer wrote and deleted one per statement, a third of its system calls.
             cur.execute("PRAGMA temp_store=MEMORY")
+            # The database file is read with read(), never memory-mapped (whatever the SQLite build's default): a
+            # file changed or cut short under the server is then an I/O error, not a SIGBUS that kills the process.
+            # (The WAL index, <database>-shm, is always mapped: see check_sqlite_file.)
+            cur.execute("PRAGMA mmap_size=0")
             cur.close()
 
         return engine
@@ -495,6 +499,16 @@ def check_sqlite_file(engine: sa.Engine) -> None:
     database = engine.url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return
+    # SQLite memory-maps the WAL index (<database>-shm) in every process that opens the database: a -shm it cannot
+    # write is an error on the first write (or, cut short under a mapping, a SIGBUS); said here, naming the file.
+    # While the server runs it keeps the -shm open (one mapping shared by all its connections), so a later change
+    # of its permissions does not reach it.
+    for suffix in ("", "-wal", "-shm"):
+        path = database + suffix
+        if os.path.lexists(path) and (not os.path.isfile(path) or not os.access(path, os.R_OK | os.W_OK)):
+            what = "is not a regular file" if not os.path.isfile(path) else "is not readable and writable by this user"
+            raise ConfigError(f"{path} {what}; SQLite needs to write it (fix its type or permissions, or stop the "
+                              f"program that holds it)")
     try:
         st = os.stat(database)
     except FileNotFoundError:
