@@ -23,9 +23,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-from critmin.server.loadgen import free_port
-
 HERE = Path(__file__).resolve().parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 SRC = HERE.parent / "src"
 
 

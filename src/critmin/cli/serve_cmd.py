@@ -69,16 +69,27 @@ def register(app: typer.Typer) -> None:
         from critmin.server.db import default_url
 
         url = db or default_url(data_dir)
-        sock = _bind(host, port)  # the port first: taken, it is said before the database is touched
-        try:
-            app_ = create_app(url, rate=rate, burst=2 * rate, admin_token_file=data_dir / "admin.token",
-                              admin_country=admin_country)
-            _open(app_.state.service, url)
-            code = _run(app_, sock, max_connections, keep_alive, host, port, url, data_dir)
-        finally:
-            sock.close()
+        app_ = create_app(url, rate=rate, burst=2 * rate, admin_token_file=data_dir / "admin.token",
+                          admin_country=admin_country)
+        banner = (f"critmin marketplace on http://{host}:{port} (OpenAPI /openapi.json); database {_redact(url)}; "
+                  f"first admin token (empty database only): {data_dir / 'admin.token'}")
+        code = serve_app(app_, host, port, max_connections=max_connections, keep_alive=keep_alive, banner=banner)
         if code:
             raise typer.Exit(code)
+
+
+def serve_app(app_, host: str, port: int, *, max_connections: int = 256, keep_alive: float = 15.0,
+              http: str | None = None, banner: str | None = None) -> int:
+    """What ``critmin serve`` runs, for an app from :func:`critmin.server.app.create_app`: bind ``host:port``, open
+    the service (lease, migrations, engine, bootstrap), then serve with uvicorn until SIGINT/SIGTERM. Returns the
+    exit code; start-up errors raise ConfigError (one line). ``http``: uvicorn's HTTP implementation
+    (default :data:`HTTP_IMPL`)."""
+    sock = _bind(host, port)  # the port first: taken, it is said before the database is touched
+    try:
+        _open(app_.state.service, str(app_.state.service.url))
+        return _run(app_, sock, max_connections, keep_alive, http or HTTP_IMPL, banner)
+    finally:
+        sock.close()
 
 
 def _check_data_dir(data_dir: Path) -> None:
@@ -130,14 +141,14 @@ def _open(service, url: str) -> None:
         raise ConfigError(f"cannot open the database {_redact(url)}: {type(exc).__name__}: {first}") from None
 
 
-def _run(app_, sock, max_connections: int, keep_alive: float, host: str, port: int, url: str, data_dir: Path) -> int:
+def _run(app_, sock, max_connections: int, keep_alive: float, http: str, banner: str | None) -> int:
     """Serve ``app_`` (its service open) on ``sock`` with uvicorn until SIGINT/SIGTERM; returns the exit code."""
     import uvicorn
 
     _Server = _server_class()
     config = uvicorn.Config(app_, lifespan="on", log_level="warning", access_log=False, server_header=False,
                             limit_concurrency=max_connections, timeout_keep_alive=keep_alive,
-                            h11_max_incomplete_event_size=MAX_HEAD_BYTES, http=HTTP_IMPL,
+                            h11_max_incomplete_event_size=MAX_HEAD_BYTES, http=http,
                             timeout_graceful_shutdown=30)
     server = _Server(config)
     lost: list[BaseException] = []
@@ -147,8 +158,8 @@ def _run(app_, sock, max_connections: int, keep_alive: float, host: str, port: i
         server.should_exit = True
 
     app_.state.service.on_lease_lost = lease_lost
-    typer.echo(f"critmin marketplace on http://{host}:{port} (OpenAPI /openapi.json); database {_redact(url)}; "
-               f"first admin token (empty database only): {data_dir / 'admin.token'}", err=True)
+    if banner:
+        typer.echo(banner, err=True)
     try:
         server.run(sockets=[sock])
     finally:
