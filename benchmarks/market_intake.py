@@ -28,8 +28,9 @@ Reads (--reads): the same clients in a closed loop on GET /v1/orders?limit=20 (e
 read from the database), to show what one process serves.
 
 PostgreSQL: --pg-url, else $CRITMIN_BENCH_PG_URL, else $CRITMIN_TEST_PG_URL, else the local server CI sets up
-(postgresql://critmin:critmin@127.0.0.1:5432/critmin_test); a fresh database per run, dropped afterwards; without
-a reachable server the PostgreSQL rows are skipped.
+(postgresql://critmin:critmin@127.0.0.1:5432/critmin_test), else a throwaway server from the local PostgreSQL
+binaries (tests/pgserver.py); a fresh database per run, dropped afterwards; without any the PostgreSQL rows are
+skipped.
 
     python benchmarks/market_intake.py                              # shipped, both backends, 3 rounds
     python benchmarks/market_intake.py --servers all --rounds 1     # every server variant, one round
@@ -101,7 +102,15 @@ def _pg_server_url(arg: str | None) -> str | None:
             except Exception as exc:  # unreachable: try the next one
                 if url is arg:
                     print(f"  cannot reach {arg}: {exc}")
-    return None
+    # A throwaway server from the local PostgreSQL binaries, as the tests start one (stopped at exit), but with
+    # PostgreSQL's durable defaults (fsync, synchronous_commit, full_page_writes on).
+    os.environ["CRITMIN_TEST_PG_DURABLE"] = "1"
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    try:
+        import pgserver
+    except ImportError:
+        return None
+    return pgserver.postgres_url()
 
 
 def _pg_connect(url: str, database: str | None):

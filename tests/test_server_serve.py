@@ -444,3 +444,33 @@ def test_the_shm_made_unwritable_while_serving_changes_nothing(served):
         read = list(pool.map(lambda i: m.get("gao", "/v1/orders?limit=5").status_code, range(32)))
     assert placed == [201] * 32 and read == [200] * 32
     assert served.proc.poll() is None
+
+
+def test_the_app_mounted_in_another_opens_from_the_outer_lifespan(tmp_path):
+    """A dashboard mounts the service: the outer app's lifespan opens and closes it (a mounted app's own lifespan
+    is not run by the server)."""
+    import contextlib
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from critmin.server.app import create_app
+
+    token = tmp_path / "admin.token"
+    inner = create_app(database_url("sqlite", tmp_path), admin_token_file=token)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        inner.state.service.open()
+        try:
+            yield
+        finally:
+            inner.state.service.close()
+
+    outer = FastAPI(lifespan=lifespan)
+    outer.mount("/market", inner)
+    with TestClient(outer) as c:
+        assert c.get("/market/health").json()["backend"] == "sqlite"
+        me = c.get("/market/v1/me", headers={"Authorization": f"Bearer {token.read_text().strip()}"})
+        assert me.status_code == 200 and me.json()["id"] == "admin"
+    assert not inner.state.service.is_open

@@ -257,6 +257,8 @@ class Service:
         #: Called (from a thread) if the lease is lost: another server took the database over. Every commit is
         #: refused from then on anyway; ``critmin serve`` sets it to stop.
         self.on_lease_lost: Any = None
+        #: The app state the routes read (``sa_engine``, ``seq``), set by :meth:`open` (create_app sets it).
+        self.state: Any = None
 
     @property
     def is_open(self) -> bool:
@@ -281,6 +283,8 @@ class Service:
             raise
         lock.start_heartbeat(self._lease_lost)
         self.sa_engine, self.lock, self.seq = sa_engine, lock, seq
+        if self.state is not None:
+            self.state.sa_engine, self.state.seq = sa_engine, seq
 
     def _lease_lost(self, exc: BaseException) -> None:
         import logging
@@ -382,7 +386,9 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
     max_body : int
         Largest request body read, bytes (:data:`MAX_BODY_BYTES`); larger ones get 413.
 
-    The app's ``state.service`` (:class:`Service`) is opened by its lifespan, unless opened before.
+    The app's ``state.service`` (:class:`Service`) is opened by its lifespan, unless opened before. Mounted inside
+    another ASGI app (whose server runs only the outer app's lifespan), open it from the outer lifespan:
+    ``inner.state.service.open()`` before serving, ``inner.state.service.close()`` after.
     """
     url = url or db.default_url()
     service = Service(url, durable=durable, admin_token_file=admin_token_file, admin_country=admin_country)
@@ -391,7 +397,6 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
     async def lifespan(app: FastAPI):
         if not service.is_open:
             service.open()
-        app.state.sa_engine, app.state.seq = service.sa_engine, service.seq
         try:
             yield
         finally:
@@ -402,6 +407,7 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
                   redoc_url=None, dependencies=[Depends(known_query)],
                   description=__doc__)
     app.state.service = service
+    service.state = app.state
     app.state.limiter = RateLimiter(rate, burst)
     app.state.query_names = {}  # (path, method) -> the query parameters the operation declares (known_query)
     app.add_middleware(OrderIntake, api=app)  # POST /v1/orders fast lane; everything else reaches the routes

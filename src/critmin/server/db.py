@@ -261,7 +261,7 @@ def make_engine(url: str, *, durable: bool = True) -> sa.Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
-        # cached_statements: the storage writer's multi-row INSERTs have one SQL text per table and row count (see
+        # cached_statements: the writer's multi-row INSERTs have one SQL text per table and row count (see
         # engine._DriverStatement), a few hundred in all; with the driver's default cache of 128 they were parsed
         # again and again (measured under load: the writer's CPU per order ~11 % lower with 1,024).
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30,
