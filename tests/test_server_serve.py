@@ -474,3 +474,34 @@ def test_the_app_mounted_in_another_opens_from_the_outer_lifespan(tmp_path):
         me = c.get("/market/v1/me", headers={"Authorization": f"Bearer {token.read_text().strip()}"})
         assert me.status_code == 200 and me.json()["id"] == "admin"
     assert not inner.state.service.is_open
+
+
+def test_a_server_whose_lease_was_taken_over_commits_nothing(tmp_path):
+    """Every commit checks the lease in its own transaction: once another owner holds it (here written straight into
+    the row, as a server on another host would after the lease expired), changes are refused with 503 and nothing
+    reaches the database; the heartbeat reports the loss."""
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from critmin.server.app import create_app
+
+    token = tmp_path / "admin.token"
+    app = create_app(database_url("sqlite", tmp_path), admin_token_file=token)
+    lost = []
+    with TestClient(app) as c:
+        service = app.state.service
+        service.on_lease_lost = lost.append
+        h = {"Authorization": f"Bearer {token.read_text().strip()}"}
+        body = {"id": "p1", "name": "P", "role": "buyer", "country": "JPN"}
+        assert c.post("/v1/participants", json=body, headers={**h, "Idempotency-Key": "a"}).status_code == 201
+        with service.sa_engine.begin() as conn:
+            conn.execute(sa.text("UPDATE server_lease SET owner = 'someone-else', host = 'elsewhere'"))
+        r = c.post("/v1/participants", json={**body, "id": "p2"}, headers={**h, "Idempotency-Key": "b"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "storage_unavailable"
+        service.lock.ttl = 0.3  # the next heartbeat comes within 0.1 s
+        service.lock.start_heartbeat(service._lease_lost)
+        time.sleep(0.5)
+        assert lost and "taken over" in str(lost[0])
+        with service.sa_engine.connect() as conn:
+            ids = [r[0] for r in conn.execute(sa.text("SELECT id FROM participants ORDER BY id"))]
+    assert ids == ["admin", "p1"]
