@@ -68,6 +68,8 @@ def register(app: typer.Typer) -> None:
         from critmin.server.app import create_app
         from critmin.server.db import default_url
 
+        _make_data_dir(data_dir)
+
         url = db or default_url(data_dir)
         app_ = create_app(url, rate=rate, burst=2 * rate, admin_token_file=data_dir / "admin.token",
                           admin_country=admin_country)
@@ -93,11 +95,22 @@ def serve_app(app_, host: str, port: int, *, max_connections: int = 256, keep_al
 
 
 def _check_data_dir(data_dir: Path) -> None:
-    """--data-dir must be a folder or creatable as one: one line naming it otherwise."""
+    """--data-dir must be a folder, or a path whose first existing part is one (created later): one line naming it
+    otherwise. Nothing is created here."""
     from critmin.errors import ConfigError
 
     if data_dir.exists() and not data_dir.is_dir():
         raise ConfigError(f"--data-dir {str(data_dir)!r} is a file; give a folder")
+    for parent in data_dir.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--data-dir {str(data_dir)!r}: {str(parent)!r} is a file, not a folder")
+            break
+
+
+def _make_data_dir(data_dir: Path) -> None:
+    from critmin.errors import ConfigError
+
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file on the way (NotADirectoryError), no permission, a read-only file system
