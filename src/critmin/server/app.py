@@ -56,9 +56,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (413, "Request body larger than the service's limit (MAX_BODY_BYTES)"),
         (503, "Not committed, or the service is at its connection limit; retry"))}
 
-#: Largest request body the service reads (bytes): 1 MiB, ~2,000 orders of a bulk request (POST /v1/orders/batch
-#: takes at most 500). A larger body is refused with 413 before it is read: when ``Content-Length`` says so, at
-#: once; a chunked body, as soon as what has arrived passes the limit.
+#: Largest request body the service reads (bytes): 1 MiB, room for ~2,000 typical orders (~500 bytes each) where
+#: the largest request, a bulk POST /v1/orders/batch, takes at most 100. A larger body is refused with 413 before
+#: it is read: when ``Content-Length`` says so, at once; a chunked body, as soon as what has arrived passes the limit.
 MAX_BODY_BYTES = 1024 * 1024
 
 bearer = HTTPBearer(auto_error=False, description="API token issued by POST /v1/participants/{id}/tokens")
