@@ -1,51 +1,52 @@
-"""Benchmark: sustained order intake of the marketplace service, group commit vs one commit per order.
+"""Benchmark: sustained order intake of ``critmin serve`` (one process: uvicorn serving the FastAPI app).
 
-32 concurrent clients (one participant and token each; critmin.server.loadgen: raw asyncio HTTP/1.1 keep-alive,
-one request in flight per client, crossing buy/sell orders over four books, mostly allied origins, some buyers
-with requirements) place orders for --warmup + --seconds against the real service on loopback, with matching on
-and a durable commit before every answer:
+32 concurrent clients (one participant and token each, one keep-alive connection each, one request in flight per
+client; crossing buy/sell orders over four books, mostly allied origins, some buyers with requirements; see
+intake_load.py) place orders for --warmup + --seconds against the service on loopback, with matching on and a
+durable commit before every answer:
 
   SQLite      WAL, synchronous=FULL (the service's default: a commit survives power loss)
   PostgreSQL  the server's own settings, printed (fsync and synchronous_commit should be on)
 
-Two servers per backend, the same code and configuration but for the sequencer's batch size:
+Servers (each `create_app(url, rate=0)` served by `critmin.cli.serve_cmd.serve_app`, exactly what `critmin serve`
+runs, in a subprocess started from the launcher below; rate limiting off):
 
-  group commit          the service as shipped (max_batch 512: every command queued meanwhile shares one
-                        transaction and one commit)
+  shipped               h11, the POST /v1/orders fast lane (plain ASGI middleware), group commit (max_batch 512)
+  plain route           the same without the fast lane: every order through FastAPI's route and dependencies
+  httptools             the same as shipped on uvicorn's httptools parser instead of h11
   one commit per order  max_batch 1: one transaction and one commit per order (the naive baseline)
 
-Each server is `create_app(url, rate=0)` run by `critmin.server.run.serve`, exactly what `critmin serve` runs
-(the core process with its HTTP front and storage writer processes), in a subprocess started from a launcher
-embedded below; rate limiting is off. Reported for the measuring window (requests answered after the warm-up):
-acknowledged orders/s (2xx received), latency p50/p95/p99 from the first byte sent to the answer, trades/s, and
-the CPU used by the server's three processes together and by this client process, and a CPU probe taken just
-before each server (ms for a fixed Python loop: the machine's speed at that moment). Each round's line also
-counts the pauses: moments with no answer at all for over 25 ms, which hold every client at once (a p99 made of
-a few of them comes from stalls, such as a slow disk sync, not from the steady state). Target from the issue:
->= 2,000 acknowledged orders/s and p99 <= 25 ms on SQLite. Printed, never asserted: the numbers depend on the
-machine and on whatever else runs on it (the load average is printed).
+Load drivers: aiohttp (default; intake_load.py, a minimal closed loop in this process) or locust (FastHttpUser,
+headless, in a process of its own: intake_locust.py). Both share the machine's cores with the server: the CPU
+each used is printed. Reported for the measuring window (answers after the warm-up): acknowledged orders/s,
+latency p50/p95/p99 from the first byte sent to the answer, trades/s, the server's CPU (cores, over the whole
+run) and the driver's, the load average (`uptime`) just before each run and a CPU probe (ms for a fixed Python
+loop: the machine's speed at that moment). Target: >= 1,000 acknowledged orders/s with p99 <= 50 ms at 32
+clients on SQLite. Printed, never asserted.
 
-PostgreSQL: --pg-url, else $CRITMIN_BENCH_PG_URL, else $CRITMIN_TEST_PG_URL (CI's server), else the local server
-CI sets up (postgresql://critmin:critmin@127.0.0.1:5432/critmin_test). A fresh database is created on that server
-for each run and dropped afterwards; without a reachable server the PostgreSQL rows are skipped.
+Reads (--reads): the same clients in a closed loop on GET /v1/orders?limit=20 (each participant's own orders,
+read from the database), to show what one process serves.
 
-Every server runs --rounds times (default 3), the rounds one after the other and each round through every backend
-and server, so that a slow minute of a shared machine falls on all of them alike; the table gives each column's
-median over the rounds, and every round is listed under it.
+PostgreSQL: --pg-url, else $CRITMIN_BENCH_PG_URL, else $CRITMIN_TEST_PG_URL, else the local server CI sets up
+(postgresql://critmin:critmin@127.0.0.1:5432/critmin_test), else a throwaway server from the local PostgreSQL
+binaries (tests/pgserver.py); a fresh database per run, dropped afterwards; without any the PostgreSQL rows are
+skipped.
 
-    python benchmarks/market_intake.py                 # both backends, 3 rounds of 2 s warm-up + 10 s (~5 min)
-    python benchmarks/market_intake.py --rounds 1      # one round (~1.5 min)
-    python benchmarks/market_intake.py --quick         # 1 + 3 s per server, one round
-    python benchmarks/market_intake.py --backend sqlite --clients 16 --seconds 20
+    python benchmarks/market_intake.py                              # shipped, both backends, 3 rounds
+    python benchmarks/market_intake.py --servers all --rounds 1     # every server variant, one round
+    python benchmarks/market_intake.py --driver locust --backend sqlite
+    python benchmarks/market_intake.py --reads --backend postgresql
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import secrets
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -54,7 +55,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from critmin.server import loadgen as L
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import intake_load as L
 
 HOST = "127.0.0.1"
 DEFAULT_PG = "postgresql+psycopg://critmin:critmin@127.0.0.1:5432/critmin_test"
@@ -63,29 +68,29 @@ LAUNCHER = r'''
 import functools, sys
 from pathlib import Path
 import critmin.server.app as service
-from critmin.server.run import serve
+from critmin.server import intake
 from critmin.server.sequencer import Sequencer
-url, port, data_dir, max_batch = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
-service.Sequencer = functools.partial(Sequencer, max_batch=max_batch)   # what create_app's lifespan builds
+from critmin.cli.serve_cmd import serve_app
+url, port, data_dir = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+max_batch, http, lane = int(sys.argv[4]), sys.argv[5], sys.argv[6]
+service.Sequencer = functools.partial(Sequencer, max_batch=max_batch)   # what the service builds
+if lane == "off":
+    async def passthrough(self, scope, receive, send):
+        await self.app(scope, receive, send)
+    intake.OrderIntake.__call__ = passthrough
 app = service.create_app(url, rate=0, burst=0, admin_token_file=data_dir / "admin.token")
-sys.exit(serve(app, "127.0.0.1", port))   # what `critmin serve` runs: this core and its HTTP front
+sys.exit(serve_app(app, "127.0.0.1", port, max_connections=1024, http=http))
 '''
 
-#: (label, sequencer batch size, orders per HTTP request)
-MODES = (("group commit", 512, 1), ("one commit per order", 1, 1))
+#: server label -> (max_batch, uvicorn http, fast lane)
+SERVERS = {"shipped": (512, "h11", "on"), "plain route": (512, "h11", "off"), "httptools": (512, "httptools", "on"),
+           "one commit per order": (1, "h11", "on")}
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process and its children (the service's core and its HTTP front)."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent pid
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
 
 
 def _pg_server_url(arg: str | None) -> str | None:
@@ -97,7 +102,15 @@ def _pg_server_url(arg: str | None) -> str | None:
             except Exception as exc:  # unreachable: try the next one
                 if url is arg:
                     print(f"  cannot reach {arg}: {exc}")
-    return None
+    # A throwaway server from the local PostgreSQL binaries, as the tests start one (stopped at exit), but with
+    # PostgreSQL's durable defaults (fsync, synchronous_commit, full_page_writes on).
+    os.environ["CRITMIN_TEST_PG_DURABLE"] = "1"
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    try:
+        import pgserver
+    except ImportError:
+        return None
+    return pgserver.postgres_url()
 
 
 def _pg_connect(url: str, database: str | None):
@@ -141,40 +154,99 @@ def _pg_settings(server_url: str) -> str:
     return f"PostgreSQL {version}, fsync={got['fsync']}, synchronous_commit={got['synchronous_commit']}"
 
 
-async def _measure(url: str, data_dir: Path, max_batch: int, clients: int, warmup: float, seconds: float,
-                   bulk: int = 1) -> dict:
-    port = L.free_port(HOST)
-    log = open(data_dir / "server.log", "wb")  # closed below
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, url, str(port), str(data_dir), str(max_batch)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+def _create_clients(base: str, admin: str, n: int) -> list[tuple[str, str, str]]:
+    out = []
+    with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {admin}"}) as c:
+        for i in range(n):
+            pid, role = f"bench-{i:03d}", ("seller" if i % 2 == 0 else "buyer")
+            r = c.post("/v1/participants", headers={"Idempotency-Key": f"p-{pid}"},
+                       json={"id": pid, "name": pid, "role": role, "country": L.ALLIED_ORIGINS[i % 8]})
+            assert r.status_code == 201, r.text
+            r = c.post(f"/v1/participants/{pid}/tokens", headers={"Idempotency-Key": f"t-{pid}"}, json={"label": "b"})
+            assert r.status_code == 201, r.text
+            out.append((pid, role, r.json()["token"]))
+    return out
+
+
+def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server ended with exit code {proc.returncode}")
+        try:
+            if httpx.get(base + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError("the server did not become healthy")
+
+
+def measure(url: str, data_dir: Path, server: str, clients: int, warmup: float, seconds: float, driver: str,
+            reads: bool = False) -> dict:
+    max_batch, http, lane = SERVERS[server]
+    port = free_port()
+    base = f"http://{HOST}:{port}"
+    with open(data_dir / "server.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, url, str(port), str(data_dir), str(max_batch), http,
+                                 lane], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        await L.wait_healthy(HOST, port, timeout=120)
-        admin = (data_dir / "admin.token").read_text().strip()
-        cast = await L.create_clients(HOST, port, admin, clients, prefix="bench")
-        marks: dict[str, float] = {}
-
-        async def sample_at_window_start() -> None:
-            await asyncio.sleep(warmup)
-            marks["cpu0"], marks["t0"], marks["self0"] = _cpu_seconds(proc.pid), time.perf_counter(), time.process_time()
-
-        sampler = asyncio.create_task(sample_at_window_start())
-        # Every request rendered before the clock starts (up to 5,000 orders/s), so that rendering them does not
-        # compete with the server for the machine's cores during the run.
-        ahead = int(5000 * (warmup + seconds) / clients) + 64
-        res = await L.run_load(HOST, port, cast, seed=1, key_prefix="b-", duration=warmup + seconds,
-                               retry_deadline=30, bulk=bulk, prerender=ahead)
-        await sampler
-        t_end = res.started + warmup + seconds
-        out = L.summarize(res, marks["t0"], t_end)
-        # CPU over the window: from its start to the end of the run (the tail after t_end is a few ms)
-        span = res.finished - marks["t0"]
-        out["server_cpu"] = (_cpu_seconds(proc.pid) - marks["cpu0"]) / span
-        out["client_cpu"] = (time.process_time() - marks["self0"]) / span
+        _wait_healthy(base, proc)
+        cast = _create_clients(base, (data_dir / "admin.token").read_text().strip(), clients)
+        if reads:  # something to read: each participant's own orders
+            asyncio.run(L.run_aiohttp(base, cast, 1.0))
+        load = os.getloadavg()[0]
+        probe = cpu_probe()
+        srv = psutil.Process(proc.pid)
+        cpu0 = sum(srv.cpu_times()[:2])
+        t_wall = time.perf_counter()
+        if driver == "locust":
+            cfg = data_dir / "locust.json"
+            cfg.write_text(json.dumps({"base": base, "clients": cast, "duration": warmup + seconds}))
+            child = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "intake_locust.py"),
+                                      str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            out, _ = child.communicate(timeout=warmup + seconds + 300)
+            got = json.loads(out)
+            records, t0 = got["records"], got["t0"]
+            driver_cpu = _child_cpu()
+        else:
+            self0 = time.process_time()
+            path = "/v1/orders?limit=20" if reads else "/v1/orders"
+            records, t0 = asyncio.run(L.run_aiohttp(base, cast, warmup + seconds, path=path, read=reads))
+            driver_cpu = time.process_time() - self0
+        wall = time.perf_counter() - t_wall
+        out = L.summarize(records, t0 + warmup, t0 + warmup + seconds)
+        out["server_cpu"] = (sum(srv.cpu_times()[:2]) - cpu0) / wall
+        out["driver_cpu"] = driver_cpu / wall
+        # The server's CPU per answer: on a machine shared with other work the rate says how much CPU the server
+        # was given, this says what each answer cost it (the whole run's CPU over the whole run's answers).
+        out["cpu_ms"] = 1000 * (sum(srv.cpu_times()[:2]) - cpu0) / max(1, sum(1 for r in records if 200 <= r[2] < 300))
+        out["load"], out["probe_ms"] = load, probe
         out["errors"] = {k: v for k, v in out["statuses"].items() if not 200 <= k < 300}
         return out
     finally:
-        L.stop_server(proc)
-        log.close()
+        if proc.poll() is None:
+            proc.send_signal(2)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+_child_cpu_seen = 0.0
+
+
+def _child_cpu() -> float:
+    """CPU seconds of the waited-for child processes since the last call (the locust driver's)."""
+    global _child_cpu_seen
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = ru.ru_utime + ru.ru_stime
+    used, _child_cpu_seen = total - _child_cpu_seen, total
+    return used
 
 
 def cpu_probe() -> float:
@@ -188,116 +260,76 @@ def cpu_probe() -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def median_run(rs: list[dict]) -> dict:
-    """Each figure's median over the rounds (a column's median, not the figures of one median round); the
-    statuses other than 2xx of every round added up."""
-    out = {k: statistics.median(r[k] for r in rs)
-           for k in ("rate", "p50_ms", "p95_ms", "p99_ms", "server_cpu", "client_cpu")}
-    out["trades_per_s"] = statistics.median(r["trades"] / r["seconds"] for r in rs)
-    errors: dict[int, int] = {}
-    for r in rs:
-        for k, v in r["errors"].items():
-            errors[k] = errors.get(k, 0) + v
-    out["errors"] = errors
-    return out
-
-
-def _row(label: str, mode: str, r: dict) -> str:
-    return (f"  {label:11} {mode:24} {r['rate']:9,.0f} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} {r['p99_ms']:7.1f} "
-            f"{r['trades_per_s']:9,.0f} {r['server_cpu']:6.2f} {r['client_cpu']:6.2f}"
-            + (f"  errors {r['errors']}" if r["errors"] else ""))
+def _row(backend: str, server: str, driver: str, r: dict) -> str:
+    return (f"  {backend:11} {server:21} {driver:8} {r['rate']:9,.0f} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} "
+            f"{r['p99_ms']:7.1f} {r['trades_per_s']:9,.0f} {r['server_cpu']:6.2f} {r['cpu_ms']:6.2f} "
+            f"{r['driver_cpu']:6.2f} {r['load']:5.2f}" + (f"  errors {r['errors']}" if r["errors"] else ""))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    ap.add_argument("--servers", default="shipped", help="comma-separated of: " + ", ".join(SERVERS) + "; or all")
+    ap.add_argument("--driver", default="aiohttp", help="aiohttp, locust, or both")
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=10.0, help="measuring window per server")
     ap.add_argument("--warmup", type=float, default=2.0)
-    ap.add_argument("--pg-url", help="a PostgreSQL server (a database is created on it and dropped)")
     ap.add_argument("--rounds", type=int, default=3, help="runs of every server, alternated (medians reported)")
-    ap.add_argument("--quick", action="store_true", help="1 s warm-up + 3 s per server, one round")
-    ap.add_argument("--bulk", type=int, default=0, help="add a row with this many orders per request (POST "
-                                                         "/v1/orders/batch); 0 = no such row")
+    ap.add_argument("--reads", action="store_true", help="GET /v1/orders?limit=20 instead of placing orders")
+    ap.add_argument("--pg-url", help="a PostgreSQL server (a database is created on it and dropped)")
     args = ap.parse_args()
-    modes = (*MODES, (f"group commit, bulk {args.bulk}", 512, args.bulk)) if args.bulk > 1 else MODES
-    if args.quick:
-        args.warmup, args.seconds, args.rounds = 1.0, 3.0, 1
-    if args.rounds < 1:
-        ap.error("--rounds must be at least 1")
-    load = os.getloadavg()
+    servers = list(SERVERS) if args.servers == "all" else [s.strip() for s in args.servers.split(",")]
+    drivers = ["aiohttp", "locust"] if args.driver == "both" else [args.driver]
+    for s in servers:
+        if s not in SERVERS:
+            ap.error(f"--servers: unknown {s!r}")
     print(f"market intake: {args.clients} clients, {args.rounds} round(s) of {args.warmup:g} s warm-up + "
-          f"{args.seconds:g} s measured per server; "
-          f"{os.cpu_count()} CPUs, load average {load[0]:.2f} at start; Python {platform.python_version()}, "
-          f"SQLite {sqlite3.sqlite_version}")
+          f"{args.seconds:g} s measured; {os.cpu_count()} CPUs; Python {platform.python_version()}, SQLite "
+          f"{sqlite3.sqlite_version}; {'reads' if args.reads else 'orders'}")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    runs: dict[tuple[str, str], list[dict]] = {}
     pg_server = _pg_server_url(args.pg_url) if "postgresql" in backends else None
     if "postgresql" in backends:
         print(f"  {_pg_settings(pg_server)}" if pg_server else "  PostgreSQL: no reachable server, skipped")
-    loop = L.new_event_loop()
-    try:
-        for rnd, backend in ((i, b) for i in range(1, args.rounds + 1) for b in backends):
+    runs: dict[tuple[str, str, str], list[dict]] = {}
+    for rnd in range(1, args.rounds + 1):
+        for backend in backends:
             if backend == "postgresql" and pg_server is None:
                 continue
-            for mode, max_batch, bulk in modes:
-                with tempfile.TemporaryDirectory(prefix="critmin-bench-") as tmp:
-                    data_dir = Path(tmp)
-                    if backend == "sqlite":
-                        url, name = f"sqlite:///{data_dir / 'market.sqlite3'}", None
-                    else:
-                        url, name = _pg_database(pg_server)
-                    try:
-                        probe = cpu_probe()
-                        r = loop.run_until_complete(_measure(url, data_dir, max_batch, args.clients, args.warmup,
-                                                             args.seconds, bulk))
-                        r["probe_ms"] = probe
-                    finally:
-                        if name:
-                            _pg_drop(pg_server, name)
-                runs.setdefault((backend, mode), []).append(r)
-                print(f"  round {rnd}, {backend}, {mode}: {r['rate']:,.0f} orders/s, p99 {r['p99_ms']:.1f} ms, "
-                      f"{r['pauses']} pause(s) over {L.PAUSE_MS:g} ms without an answer (longest "
-                      f"{r['longest_pause_ms']:.0f} ms) (CPU probe before it: {r['probe_ms']:.0f} ms)", flush=True)
-    finally:
-        loop.close()
+            for server in servers:
+                for driver in drivers:
+                    with tempfile.TemporaryDirectory(prefix="critmin-bench-") as tmp:
+                        data_dir = Path(tmp)
+                        if backend == "sqlite":
+                            url, name = f"sqlite:///{data_dir / 'market.sqlite3'}", None
+                        else:
+                            url, name = _pg_database(pg_server)
+                        try:
+                            r = measure(url, data_dir, server, args.clients, args.warmup, args.seconds, driver,
+                                        args.reads)
+                        finally:
+                            if name:
+                                _pg_drop(pg_server, name)
+                    runs.setdefault((backend, server, driver), []).append(r)
+                    print(f"  round {rnd}, {backend}, {server}, {driver}: {r['rate']:,.0f}/s, p99 {r['p99_ms']:.1f} ms, "
+                          f"{r['pauses']} pause(s) > {L.PAUSE_MS:g} ms (longest {r['longest_pause_ms']:.0f} ms); "
+                          f"server {r['server_cpu']:.2f} cores ({r['cpu_ms']:.2f} ms/answer), driver {r['driver_cpu']:.2f}; "
+                          f"load average "
+                          f"{r['load']:.2f}, CPU probe {r['probe_ms']:.0f} ms", flush=True)
     print()
-    print(f"  {'backend':11} {'server':24} {'orders/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'trades/s':>9} "
-          f"{'srv CPU':>6} {'cli CPU':>6}")
-    medians = {k: median_run(v) for k, v in runs.items()}
-    for backend in backends:
-        rows = {mode: r for (b, mode), r in medians.items() if b == backend}
-        if not rows:
-            continue
-        for mode, r in rows.items():
-            print(_row(backend, mode, r))
-        ours, base = rows.get(MODES[0][0]), rows.get(MODES[1][0])
-        if ours and base:
-            print(f"  {backend:11} {'ratio group/one-each':24} {ours['rate'] / base['rate']:8.1f}x "
-                  f"{base['p50_ms'] / ours['p50_ms']:6.1f}x {base['p95_ms'] / ours['p95_ms']:6.1f}x "
-                  f"{base['p99_ms'] / ours['p99_ms']:6.1f}x   (latency ratios: baseline / group commit)")
-        bulk_rows = [(m, r) for m, r in rows.items() if m.startswith("group commit, bulk")]
-        if bulk_rows and base:
-            m, r = bulk_rows[0]
-            print(f"  {backend:11} {'ratio bulk/one-each':24} {r['rate'] / base['rate']:8.1f}x "
-                  f"{base['p50_ms'] / r['p50_ms']:6.1f}x {base['p95_ms'] / r['p95_ms']:6.1f}x "
-                  f"{base['p99_ms'] / r['p99_ms']:6.1f}x")
-    print(f"  (each column: the median of {args.rounds} round(s); ratios of those medians)")
-    print()
-    if args.rounds > 1:
-        print("  every round (orders/s, p99 ms, CPU probe ms):")
-        for (b, m), rs in runs.items():
-            print(f"    {b:11} {m:24} " + "   ".join(f"{r['rate']:,.0f} / {r['p99_ms']:.1f} / {r['probe_ms']:.0f}"
-                                                     for r in rs))
-        print()
-    for (b, m), sq in medians.items():
-        if b == "sqlite" and m != MODES[1][0]:
-            met = sum(r["rate"] >= 2000 and r["p99_ms"] <= 25 for r in runs[(b, m)])
-            print(f"  target (SQLite): >= 2,000 orders/s and p99 <= 25 ms; {m}: {sq['rate']:,.0f} orders/s "
-                  f"({sq['rate'] / 2000:.2f}x the target), p99 {sq['p99_ms']:.1f} ms ({25 / sq['p99_ms']:.2f}x the "
-                  f"budget); both met in {met} of {len(runs[(b, m)])} round(s)")
-    print(f"  load average at the end {os.getloadavg()[0]:.2f} (CPU columns: cores used by the server's processes and "
-          "by this client process)")
+    what = "reads/s" if args.reads else "orders/s"
+    print(f"  {'backend':11} {'server':21} {'driver':8} {what:>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+          f"{'trades/s':>9} {'srv CPU':>6} {'ms/ans':>6} {'drv CPU':>6} {'load':>5}")
+    for (backend, server, driver), rs in runs.items():
+        med = {k: statistics.median(r[k] for r in rs)
+               for k in ("rate", "p50_ms", "p95_ms", "p99_ms", "trades_per_s", "server_cpu", "cpu_ms", "driver_cpu", "load")}
+        med["errors"] = {k: sum(r["errors"].get(k, 0) for r in rs) for r in rs for k in r["errors"]}
+        print(_row(backend, server, driver, med))
+        if backend == "sqlite" and not args.reads:
+            met = sum(r["rate"] >= 1000 and r["p99_ms"] <= 50 for r in rs)
+            print(f"  {'':11} target >= 1,000 orders/s and p99 <= 50 ms: {med['rate'] / 1000:.2f}x the rate, "
+                  f"{50 / med['p99_ms']:.2f}x the latency budget; both met in {met} of {len(rs)} round(s)")
+    print(f"  (medians of {args.rounds} round(s); CPU in cores over the run; ms/ans: the server's CPU ms per "
+          "acknowledged answer; load: the 1-minute load average just before each run)")
     return 0
 
 

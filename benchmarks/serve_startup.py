@@ -1,11 +1,11 @@
 """Start-up of the marketplace service: from launching ``critmin serve`` to its first healthy answer.
 
 Start-up is the time a restarted service (after a crash, a deploy) is not answering. Each run launches
-``python -m critmin.cli.main serve`` on a database that exists already (the common restart: its schema at head,
-some orders placed), polls ``GET /health`` every 20 ms and stops the service once it answers 200. With
-``--baseline DIR`` (the ``src`` folder of another critmin checkout, e.g. an earlier release from
-``git worktree add``), runs of that code alternate with this one's on the same database, and the table gives both
-medians side by side with their ratio. Timing is reported, never judged.
+``python -m critmin.cli.main serve`` on a database that exists already (the common restart: its schema at head),
+polls ``GET /health`` every 20 ms and stops the service once it answers 200. With ``--baseline DIR`` (the ``src``
+folder of another critmin checkout, e.g. an earlier release from ``git archive``), runs of that code alternate
+with this one's, each on a database of its own, and the table gives both medians side by side with their ratio.
+Timing is reported, never judged.
 
     python benchmarks/serve_startup.py                          # 9 starts of this code
     python benchmarks/serve_startup.py --baseline ../old/src    # 9 of each, alternately
@@ -23,9 +23,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-from critmin.server.loadgen import free_port
-
 HERE = Path(__file__).resolve().parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 SRC = HERE.parent / "src"
 
 
@@ -72,12 +78,16 @@ def main() -> int:
             raise SystemExit(f"{src} is not a critmin src folder with the marketplace service")
     times: dict[str, list[float]] = {name: [] for name, _ in codes}
     with tempfile.TemporaryDirectory(prefix="critmin-startup-") as tmp:
-        data_dir = Path(tmp)
+        # One database per code (each at its own schema head: an older release refuses a newer revision), each
+        # created by a first start that is not timed.
+        dirs = {name: Path(tmp) / str(i) for i, (name, _) in enumerate(codes)}
         port = free_port()
-        start_once(SRC, data_dir, port)  # creates the database (schema, admin); not timed
+        for name, src in codes:
+            dirs[name].mkdir()
+            start_once(src, dirs[name], port)
         for i in range(args.runs):
             for name, src in (codes if i % 2 == 0 else codes[::-1]):
-                times[name].append(start_once(src, data_dir, port))
+                times[name].append(start_once(src, dirs[name], port))
     print(f"critmin serve, launch to first healthy answer, {args.runs} starts each (seconds):")
     for name, ts in times.items():
         print(f"  {name:10s} median {statistics.median(ts):.2f}  min {min(ts):.2f}  max {max(ts):.2f}   "

@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from critmin.server.loadgen import free_port
+from loadkit import free_port
 
 _UNSET = object()
 _url: object = _UNSET
@@ -122,7 +122,9 @@ def _start_throwaway() -> str:
         raise _Unavailable(f"initdb failed: {(r.stderr or r.stdout).strip()[-500:]}")
     for _attempt in range(3):  # the free port can be taken between the check and the start
         port = free_port()
-        opts = f"-p {port} -h 127.0.0.1 -k {top} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        opts = f"-p {port} -h 127.0.0.1 -k {top}"
+        if os.environ.get("CRITMIN_TEST_PG_DURABLE") != "1":  # tests need no durability; benchmarks do (=1)
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         r = run(bindir / "pg_ctl", "-D", data, "-l", log, "-w", "-o", opts, "start")
         if r.returncode == 0:
             break

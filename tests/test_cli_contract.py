@@ -92,7 +92,7 @@ VALID = {
     "--project": "US-TALON-TAMARACK", "--horizon": "60", "--months-saved": "1,6", "--relief": "100",
     "NAME": "china-ga-ge-2023", "FILE": "{audit_log}", "--head": "{audit_head}", "--db": "{audit_db}",
     "--host": "127.0.0.1", "--port": "8000", "--data-dir": "market-data", "--admin-country": "JPN",
-    "--rate-limit": "100",
+    "--rate-limit": "100", "--max-connections": "64", "--keep-alive": "30",
 }
 
 INVALID = {
@@ -113,7 +113,7 @@ INVALID = {
     "--tariff-rate": "-0.1", "--nonmarket-volume": "-1", "--project": "NOPE", "--horizon": "0",
     "--months-saved": "a,b", "--relief": "-1", "NAME": "china-ga-ge-202", "FILE": "no-such.jsonl", "--db": "zz",
     "--head": "zz", "--host": "bad host!", "--port": "0", "--data-dir": "{file}", "--admin-country": "ZZZ",
-    "--rate-limit": "-1",
+    "--rate-limit": "-1", "--max-connections": "0", "--keep-alive": "0",
 }
 
 #: Added to every run of a command that has the option (small and fast).

@@ -23,7 +23,7 @@ def test_migration_matches_models(backend, tmp_path):
     assert migrate.current(engine) is None  # no schema yet
     migrate.upgrade(engine)
     migrate.upgrade(engine)  # idempotent
-    assert migrate.current(engine) == migrate.head() == migrate.file_head() == "0004"
+    assert migrate.current(engine) == migrate.head() == migrate.file_head() == "0005"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
     assert diff == []
@@ -138,7 +138,7 @@ def test_serve_refuses_a_busy_or_unreachable_database(tmp_path):
     url = f"sqlite:///{tmp_path / 'market.sqlite3'}"
     engine = make_engine(url)
     lock = ServerLock(engine)
-    lock.acquire()  # as a running server holds it
+    lock.acquire()  # as a running server holds it (this process is alive: its lease holds)
     try:
         r = runner.invoke(app, ["serve", "--db", url, "--data-dir", str(tmp_path)])
         assert r.exit_code == 2 and "another critmin server is running" in r.output
@@ -160,13 +160,21 @@ def test_serve_refuses_a_file_that_is_no_database_in_one_line(tmp_path):
 def test_serve_names_the_missing_server_modules_before_starting_anything(tmp_path, monkeypatch):
     import importlib.util
 
-    from critmin.server import children
-
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "httptools" else real(name, *a))
-    monkeypatch.setattr(children.Children, "__init__", lambda *a, **k: pytest.fail("a process was started"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
     r = runner.invoke(app, ["serve", "--data-dir", str(tmp_path), "--port", "8123"])
-    assert r.exit_code == 2 and "pip install 'critmin[server]'" in r.output and "missing: httptools" in r.output
+    assert r.exit_code == 2 and "pip install 'critmin[server]'" in r.output and "missing: uvicorn" in r.output
+    assert not (tmp_path / "market.sqlite3").exists()
+
+
+def test_serve_refuses_a_data_dir_that_is_a_file_in_one_line(tmp_path):
+    """--data-dir naming a regular file, or a folder under one: one line naming it, exit 2, no traceback."""
+    f = tmp_path / "plain-file"
+    f.write_text("x")
+    for where in (f, f / "sub"):
+        r = runner.invoke(app, ["serve", "--data-dir", str(where), "--port", "8123"])
+        assert r.exit_code == 2 and "--data-dir" in r.output, r.output
+        assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1, r.output
 
 
 def test_error_messages_keep_brackets(monkeypatch):

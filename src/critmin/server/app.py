@@ -31,7 +31,6 @@ from critmin.market.model import Role
 from critmin.market.money import MONEY
 from critmin.server import db
 from critmin.server import schemas as S
-from critmin.server.children import Children
 from critmin.server.engine import (
     SEES_ALL,
     Actor,
@@ -49,8 +48,7 @@ from critmin.server.engine import (
 from critmin.server.intake import OrderIntake, answer, answer_headers, etag
 from critmin.server.migrate import upgrade
 from critmin.server.sequencer import Sequencer
-from critmin.server.storage import WriterProcess
-from critmin.server.wire import ApiError, hash_token, request_hash
+from critmin.server.wire import ApiError, hash_token, render, request_hash
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": S.ErrorBody, "description": text} for code, text in (
@@ -58,10 +56,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "Not found (or not yours)"), (409, "Conflict: exists, not open, or idempotency key reused"),
         (412, "If-Match version is stale"), (422, "Invalid request; the message names the field"),
         (428, "If-Match required"), (429, "Rate limit; see Retry-After"),
-        (413, "Request body too large (the HTTP front's limit)"),
-        (431, "Request line and headers too large (the HTTP front's limit)"),
-        (502, "The service core did not answer the HTTP front; retry with the same Idempotency-Key"),
-        (503, "Not committed; retry"))}
+        (413, "Request body larger than the service's limit (MAX_BODY_BYTES)"),
+        (503, "Not committed, or the service is at its connection limit; retry"))}
+
+#: Largest request body the service reads (bytes): 1 MiB, room for ~2,000 typical orders (~500 bytes each) where
+#: the largest request, a bulk POST /v1/orders/batch, takes at most 100. A larger body is refused with 413 before
+#: it is read: when ``Content-Length`` says so, at once; a chunked body, as soon as what has arrived passes the limit.
+MAX_BODY_BYTES = 1024 * 1024
 
 bearer = HTTPBearer(auto_error=False, description="API token issued by POST /v1/participants/{id}/tokens")
 IdemKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
@@ -242,9 +243,133 @@ def conn(request: Request) -> Iterator[sa.Connection]:
         yield c
 
 
+class Service:
+    """What the app runs on: the database engine, the server's lease on it (:class:`critmin.server.db.ServerLock`)
+    and the sequencer. :meth:`open` takes the lease, brings the schema to head, loads the engine, creates the first
+    admin on an empty database and starts the sequencer's threads; :meth:`close` answers what is queued and gives
+    everything back. The app's lifespan opens it unless it is open already (``critmin serve`` opens it before it
+    listens, so that a start-up error is one line and exit code 2, not a server that never answers)."""
+
+    def __init__(self, url: str, durable: bool = True, admin_token_file: Path | None = None,
+                 admin_country: str = "USA") -> None:
+        self.url, self.durable = url, durable
+        self.admin_token_file, self.admin_country = admin_token_file, admin_country
+        self.sa_engine: sa.Engine | None = None
+        self.lock: db.ServerLock | None = None
+        self.seq: Sequencer | None = None
+        #: Called (from a thread) if the lease is lost: another server took the database over. Every commit is
+        #: refused from then on anyway; ``critmin serve`` sets it to stop.
+        self.on_lease_lost: Any = None
+        #: The app state the routes read (``sa_engine``, ``seq``), set by :meth:`open` (create_app sets it).
+        self.state: Any = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.seq is not None
+
+    def open(self) -> None:
+        sa_engine = db.make_engine(self.url, durable=self.durable)
+        lock = db.ServerLock(sa_engine)
+        try:
+            lock.acquire()
+            try:
+                upgrade(sa_engine)
+                seq = Sequencer(sa_engine, fence=lock.renew)
+                if self.admin_token_file is not None and not seq.engine.participants:
+                    _bootstrap(seq, Path(self.admin_token_file), self.admin_country)
+                seq.start()
+            except BaseException:
+                lock.release()
+                raise
+        except BaseException:
+            sa_engine.dispose()
+            raise
+        lock.start_heartbeat(self._lease_lost)
+        self.sa_engine, self.lock, self.seq = sa_engine, lock, seq
+        if self.state is not None:
+            self.state.sa_engine, self.state.seq = sa_engine, seq
+
+    def _lease_lost(self, exc: BaseException) -> None:
+        import logging
+
+        logging.getLogger(__name__).error("%s; nothing more is committed", exc)
+        if self.on_lease_lost is not None:
+            self.on_lease_lost(exc)
+
+    def close(self) -> None:
+        if self.seq is not None:
+            self.seq.stop()
+            self.seq = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        if self.sa_engine is not None:
+            self.sa_engine.dispose()
+            self.sa_engine = None
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a request body larger than ``limit`` bytes with 413 in the service's error form,
+    without reading it (a ``Content-Length`` over the limit is answered at once; a body without one is counted as
+    it arrives). The server (uvicorn) then closes the connection: the rest of the body is never read."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    too_large = int(value) > self.limit
+                except ValueError:
+                    too_large = False  # the server has refused a malformed length already
+                if too_large:
+                    await self._refuse(send)
+                    return
+                break
+        size = 0
+        state = {"started": False, "refused": False}
+
+        async def counted() -> dict:
+            nonlocal size
+            if state["refused"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > self.limit:
+                    # Answered here (unless the app has begun an answer), and the app is told the client is gone:
+                    # whatever it sends from now on is dropped.
+                    if not state["started"]:
+                        state["refused"] = True
+                        await self._refuse(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def watch(message: dict) -> None:
+            if state["refused"]:
+                return
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        await self.app(scope, counted, watch)
+
+    async def _refuse(self, send: Any) -> None:
+        body = render({"error": {"code": "too_large", "message": f"request body larger than {self.limit} bytes",
+                                 "field": "body"}}).encode("utf-8")
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
 def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 1000.0, durable: bool = True,
                admin_token_file: Path | None = None, admin_country: str = "USA",
-               children: Children | None = None) -> FastAPI:
+               max_body: int = MAX_BODY_BYTES) -> FastAPI:
     """Build the service.
 
     Parameters
@@ -257,47 +382,39 @@ def create_app(url: str | None = None, *, rate: float = 500.0, burst: float = 10
         SQLite only: ``synchronous=FULL`` (default) or ``NORMAL``.
     admin_token_file : Path, optional
         On a database without participants, create the ``admin`` participant and write its first token here
-        (mode 0600). Nothing happens when participants exist.
+        (mode 0600) before committing it; refused, with nothing committed, when the file exists. Nothing happens
+        when participants exist.
     admin_country : str
         ISO3 country of that admin.
-    children : critmin.server.children.Children, optional
-        The processes ``critmin serve`` started ahead: the storage writer's first process is its spare.
+    max_body : int
+        Largest request body read, bytes (:data:`MAX_BODY_BYTES`); larger ones get 413.
+
+    The app's ``state.service`` (:class:`Service`) is opened by its lifespan, unless opened before. Mounted inside
+    another ASGI app (whose server runs only the outer app's lifespan), open it from the outer lifespan:
+    ``inner.state.service.open()`` before serving, ``inner.state.service.close()`` after.
     """
     url = url or db.default_url()
+    service = Service(url, durable=durable, admin_token_file=admin_token_file, admin_country=admin_country)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        sa_engine = db.make_engine(url, durable=durable)
-        lock = db.ServerLock(sa_engine)
-        lock.acquire()
+        if not service.is_open:
+            service.open()
         try:
-            db.ServerLock(sa_engine, writer=True).wait_free()  # a previous server's writer is gone
-            upgrade(sa_engine)
-            writer = WriterProcess(url, durable=durable, spare=children.take_writer() if children else None)
-            try:
-                seq = Sequencer(sa_engine, storage=writer)
-                if admin_token_file is not None and not seq.engine.participants:
-                    _bootstrap(seq, admin_token_file, admin_country)
-                seq.start()
-            except BaseException:
-                writer.close()  # a spare process not started stops (seq.stop() closes it once started)
-                raise
-            app.state.sa_engine, app.state.seq = sa_engine, seq
-            try:
-                yield
-            finally:
-                seq.stop()
+            yield
         finally:
-            lock.release()
-            sa_engine.dispose()
+            service.close()
 
     # No /docs page: Swagger UI loads its JS from a CDN, and nothing here may leave the machine.
     app = FastAPI(title="critmin marketplace", version="1", lifespan=lifespan, responses=ERRORS, docs_url=None,
                   redoc_url=None, dependencies=[Depends(known_query)],
                   description=__doc__)
+    app.state.service = service
+    service.state = app.state
     app.state.limiter = RateLimiter(rate, burst)
     app.state.query_names = {}  # (path, method) -> the query parameters the operation declares (known_query)
     app.add_middleware(OrderIntake, api=app)  # POST /v1/orders fast lane; everything else reaches the routes
+    app.add_middleware(BodyLimit, limit=max_body)  # outermost: before anything reads a body
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -751,17 +868,52 @@ def _levels(orders) -> list[dict]:
 
 
 def _bootstrap(seq: Sequencer, token_file: Path, country: str) -> None:
-    """Create the first admin and write its token to ``token_file`` (0600), refusing to overwrite a file."""
+    """Create the first admin and its token on an empty database. The token file is written first (mode 0600,
+    complete on disk under its name, never over an existing file), and only then is the admin committed: a
+    failure at any step leaves either nothing committed, or the file and the admin both. An existing file is
+    refused before anything is applied (a marketplace whose admin token nobody holds could never be administered)."""
+    from critmin.errors import ConfigError
+
+    if token_file.exists() or token_file.is_symlink():
+        raise ConfigError(f"{token_file} exists but the database is empty: it holds the admin token of another "
+                          f"database; move it away (or point --data-dir elsewhere) and start again")
     system = Actor("system", Role.ADMIN, country, "bootstrap", frozenset({"admin", "read", "audit"}))
-    res = seq.submit_sync(Command("create_participant", system,
-                                  {"id": "admin", "name": "Marketplace administrator", "role": "admin",
-                                   "country": country}))
-    if res.status != 201:
-        raise ApiError(res.status, "bootstrap", f"cannot create the admin: {res.body}")
-    res = seq.submit_sync(Command("issue_token", system, {"participant_id": "admin", "scopes": None,
-                                                          "label": "bootstrap"}))
-    token_file = Path(token_file)
-    token_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(res.body["token"] + "\n")
+    cmds = [Command("create_participant", system, {"id": "admin", "name": "Marketplace administrator",
+                                                   "role": "admin", "country": country}),
+            Command("issue_token", system, {"participant_id": "admin", "scopes": None, "label": "bootstrap"})]
+
+    def write_file(results: list[Result]) -> None:
+        for res in results:
+            if res.status != 201:
+                raise ConfigError(f"cannot create the admin: {res.body}")
+        write_secret(token_file, results[1].body["token"] + "\n")
+
+    results = seq.apply_then_commit(cmds, write_file)
+    if any(res.status != 201 for res in results):  # the commit failed: no admin, so no file either
+        token_file.unlink(missing_ok=True)
+        raise ConfigError(f"cannot create the admin: the database refused the commit ({results[0].body})")
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write ``text`` to a new file ``path``, mode 0600, atomically: it appears under its name complete and synced,
+    or not at all; FileExistsError (as ConfigError) if ``path`` exists, which is never overwritten."""
+    from critmin.errors import ConfigError
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # atomic, and never over an existing file
+        except FileExistsError:
+            raise ConfigError(f"{path} exists; it is never overwritten") from None
+        except OSError:  # a file system without hard links: the name is checked, then taken
+            if path.exists():
+                raise ConfigError(f"{path} exists; it is never overwritten") from None
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -230,6 +230,18 @@ idempotency = sa.Table(
     sa.Column("body", sa.Text, nullable=False),
 )
 
+# Who runs the service on this database (one row, ``name = 'server'``): see :class:`ServerLock` (migration 0003).
+server_lease = sa.Table(
+    "server_lease", metadata,
+    sa.Column("name", sa.String(16), primary_key=True),
+    sa.Column("owner", sa.String(32), nullable=False),     # random id of the server process holding it
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.BigInteger, nullable=False),
+    sa.Column("acquired_ms", sa.BigInteger, nullable=False),   # Unix time, milliseconds
+    sa.Column("heartbeat_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=False),
+)
+
 #: Tables that may only grow (checked by triggers and by the tests).
 APPEND_ONLY = ("audit_log", "postings", "ledger_entries", "fixings")
 
@@ -300,7 +312,7 @@ def make_engine(url: str, *, durable: bool = True) -> sa.Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
-        # cached_statements: the storage writer's multi-row INSERTs have one SQL text per table and row count (see
+        # cached_statements: the writer's multi-row INSERTs have one SQL text per table and row count (see
         # engine._DriverStatement), a few hundred in all; with the driver's default cache of 128 they were parsed
         # again and again (measured under load: the writer's CPU per order ~11 % lower with 1,024).
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30,
@@ -317,6 +329,10 @@ def make_engine(url: str, *, durable: bool = True) -> sa.Engine:
             # Statement journals (a multi-row INSERT or UPDATE keeps one, to undo just that statement) in memory,
             # not in temporary files: the writer wrote and deleted one per statement, a third of its system calls.
             cur.execute("PRAGMA temp_store=MEMORY")
+            # The database file is read with read(), never memory-mapped (whatever the SQLite build's default): a
+            # file changed or cut short under the server is then an I/O error, not a SIGBUS that kills the process.
+            # (The WAL index, <database>-shm, is always mapped: see check_sqlite_file.)
+            cur.execute("PRAGMA mmap_size=0")
             cur.close()
 
         return engine
@@ -343,81 +359,212 @@ def is_sqlite(engine: sa.Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+class LeaseLost(Exception):
+    """This server's lease on the database is gone (another server took it over after it expired)."""
+
+
+#: Seconds a lease lasts without being renewed (see :class:`ServerLock`).
+LEASE_SECONDS = 15.0
+
+
 class ServerLock:
     """One marketplace server per database: the sequencer keeps the books in memory, so a second server writing the
-    same database would match against a stale book. SQLite: an exclusive ``flock`` on ``<database>.lock``;
-    PostgreSQL: a session advisory lock on a connection held open. Both vanish with the process, ``kill -9``
-    included, so a restart after a crash is never locked out.
+    same database would match against a stale book and number its orders from a stale counter.
+
+    The lock is inside the database, so every way of reaching it (another path, a symbolic link, another host on
+    shared storage) meets the same lock:
+
+    - a **lease row** (table ``server_lease``: owner id, host, pid, heartbeat and expiry), taken in a write
+      transaction and renewed by every commit of the sequencer and by a heartbeat while idle. Another server is
+      refused while the lease is live: its owner's process still runs (same host), or its expiry is ahead (another
+      host). A server killed with ``kill -9`` leaves its row behind: a restart on the same host sees that the
+      owner's process is gone and takes the lease at once; from another host, once it has expired
+      (:data:`LEASE_SECONDS`). Every commit checks, in its own transaction, that the lease is still this server's
+      (:meth:`renew`), so a server whose lease was taken over can commit nothing more.
+    - PostgreSQL also: a session **advisory lock** held on a connection of its own for the server's life (it goes
+      with the session, ``kill -9`` included, so the lease row is then taken over at once).
+    - SQLite also: a database file with more than one **hard link** is refused. SQLite keeps its write-ahead log and
+      its shared-memory index beside the *name* a database was opened by, so two names of one file are two logs
+      and two lock tables that know nothing of each other (SQLite's documentation calls this corruption); a
+      symbolic link is resolved to its target, so it meets the same log and the same lease.
     """
 
     _PG_KEY = 0x63726D6E  # "crmn"
 
-    def __init__(self, engine: sa.Engine, writer: bool = False) -> None:
+    def __init__(self, engine: sa.Engine, ttl: float = LEASE_SECONDS) -> None:
+        import secrets
+        import socket
+
         self.engine = engine
-        self.writer = writer  # the storage writer's lock (see wait_free) instead of the server's
-        self._fd: int | None = None
-        self._conn: sa.Connection | None = None
+        self.ttl = ttl
+        self.owner = secrets.token_hex(16)
+        self.host = socket.gethostname()[:255]
+        self.pid = os.getpid()
+        self._conn: sa.Connection | None = None  # PostgreSQL: the advisory lock's session
+        self._held = False
+        self._stop: Any = None
 
-    def acquire(self, wait: float = 0.0) -> None:
-        """Take the lock; when another process holds it, retry for ``wait`` seconds, then raise ConfigError."""
-        import time
-
+    # ------------------------------------------------------------------ taking and leaving
+    def acquire(self) -> None:
+        """Take the lock, or raise ConfigError naming the server that holds it."""
         from critmin.errors import ConfigError
 
-        deadline = time.monotonic() + wait
-        while not self._try():
-            if time.monotonic() >= deadline:
-                what = "storage writer of another critmin server" if self.writer else "another critmin server"
-                where = (f"{self.engine.url.database} (lock {self._path()})" if is_sqlite(self.engine)
-                         else f"the database {self.engine.url.database!r}")
-                raise ConfigError(f"{what} is running on {where}")
-            time.sleep(0.02)
-
-    def wait_free(self, timeout: float = 30.0) -> None:
-        """Return once nobody holds the lock. The server calls it on the storage writer's lock before it loads the
-        database: a writer left by a server killed a moment ago (it dies with it) has then finished or abandoned
-        its last commit, so nothing lands in the database after the load."""
-        self.acquire(wait=timeout)
-        self.release()
-
-    def _path(self) -> str:
-        return f"{self.engine.url.database}.{'writer.' if self.writer else ''}lock"
-
-    def _try(self) -> bool:
         if is_sqlite(self.engine):
-            import fcntl
+            check_sqlite_file(self.engine)
+        else:
+            conn = self.engine.connect()
+            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._PG_KEY}).scalar()
+            conn.commit()
+            if not got:
+                conn.close()
+                holder = self.holder()
+                raise ConfigError(f"another critmin server is running on the database {self.engine.url.database!r}"
+                                  + (f" ({_describe(holder)})" if holder else ""))
+            self._conn = conn
+        try:
+            with self.engine.begin() as conn:
+                if is_sqlite(self.engine):
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, before the lease is read
+                server_lease.create(conn, checkfirst=True)  # before the first migration has run
+                row = conn.execute(sa.select(server_lease).where(server_lease.c.name == "server")).mappings().first()
+                now = _now_ms()
+                if row is not None and is_sqlite(self.engine) and self._live(row, now):
+                    raise ConfigError(f"another critmin server is running on {self._where()} ({_describe(row)})")
+                values = {"owner": self.owner, "host": self.host, "pid": self.pid, "acquired_ms": now,
+                          "heartbeat_ms": now, "expires_ms": now + int(self.ttl * 1000)}
+                if row is None:
+                    conn.execute(server_lease.insert().values(name="server", **values))
+                else:
+                    conn.execute(server_lease.update().where(server_lease.c.name == "server").values(**values))
+        except BaseException:
+            self._release_pg()
+            raise
+        self._held = True
 
-            database = self.engine.url.database
-            if not database or database == ":memory:":
-                return True
-            fd = os.open(self._path(), os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                return False
-            self._fd = fd
-            return True
-        conn = self.engine.connect()
-        got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key()}).scalar()
-        conn.commit()
-        if not got:
-            conn.close()
-            return False
-        self._conn = conn
-        return True
+    def _live(self, row: Any, now: int) -> bool:
+        """Whether the lease in ``row`` still holds (on SQLite; PostgreSQL's advisory lock has decided already)."""
+        if row["host"] == self.host:
+            return _process_alive(int(row["pid"])) and row["expires_ms"] > now - int(self.ttl * 1000)
+        return row["expires_ms"] > now
 
-    def _key(self) -> int:
-        return self._PG_KEY + (1 if self.writer else 0)
+    def renew(self, conn: sa.Connection) -> None:
+        """In an open write transaction of ``conn``: extend the lease, or raise :class:`LeaseLost` when it is no
+        longer this server's (the transaction then rolls back: nothing more is committed)."""
+        now = _now_ms()
+        n = conn.execute(server_lease.update().where(server_lease.c.name == "server",
+                                                     server_lease.c.owner == self.owner)
+                         .values(heartbeat_ms=now, expires_ms=now + int(self.ttl * 1000))).rowcount
+        if n != 1:
+            raise LeaseLost(f"this server's lease on {self._where()} was taken over")
+
+    def start_heartbeat(self, on_lost: Any = None) -> None:
+        """Renew the lease every third of its life from a thread (commits renew it too); ``on_lost(exc)`` is called
+        once if it is lost."""
+        import threading
+
+        stop = self._stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.ttl / 3):
+                try:
+                    with self.engine.begin() as conn:
+                        self.renew(conn)
+                except LeaseLost as exc:
+                    if on_lost is not None:
+                        on_lost(exc)
+                    return
+                except Exception:  # the database is unreachable for now: the next beat tries again
+                    continue
+
+        threading.Thread(target=beat, name="critmin-lease", daemon=True).start()
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
+        """Give the lease up (the row is left with an expiry in the past) and the advisory lock."""
+        if self._stop is not None:
+            self._stop.set()
+            self._stop = None
+        if self._held:
+            self._held = False
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(server_lease.update().where(server_lease.c.name == "server",
+                                                             server_lease.c.owner == self.owner)
+                                 .values(expires_ms=0))
+            except Exception:  # the database is gone: the lease expires by itself
+                pass
+        self._release_pg()
+
+    def _release_pg(self) -> None:
         if self._conn is not None:
             try:
-                self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key()})
+                self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._PG_KEY})
                 self._conn.commit()
+            except Exception:  # the session is gone, and the lock with it
+                pass
             finally:
                 self._conn.close()
                 self._conn = None
+
+    def holder(self) -> dict | None:
+        """The lease row as stored (who holds or last held the database), or None."""
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(server_lease).where(server_lease.c.name == "server")).mappings().first()
+        except Exception:
+            return None
+        return dict(row) if row is not None else None
+
+    def _where(self) -> str:
+        return (f"the database {self.engine.url.database}" if is_sqlite(self.engine)
+                else f"the database {self.engine.url.database!r}")
+
+
+def _describe(row: Any) -> str:
+    return f"pid {row['pid']} on host {row['host']!r}"
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host. Where that cannot be asked (Windows), True: the lease then
+    waits for its expiry."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
+
+def check_sqlite_file(engine: sa.Engine) -> None:
+    """Refuse, with ConfigError, a SQLite database file that has more than one hard link (see :class:`ServerLock`)."""
+    from critmin.errors import ConfigError
+
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    # SQLite memory-maps the WAL index (<database>-shm) in every process that opens the database: a -shm it cannot
+    # write is an error on the first write (or, cut short under a mapping, a SIGBUS); said here, naming the file.
+    # While the server runs it keeps the -shm open (one mapping shared by all its connections), so a later change
+    # of its permissions does not reach it.
+    for suffix in ("", "-wal", "-shm"):
+        path = database + suffix
+        if os.path.lexists(path) and (not os.path.isfile(path) or not os.access(path, os.R_OK | os.W_OK)):
+            what = "is not a regular file" if not os.path.isfile(path) else "is not readable and writable by this user"
+            raise ConfigError(f"{path} {what}; SQLite needs to write it (fix its type or permissions, or stop the "
+                              f"program that holds it)")
+    try:
+        st = os.stat(database)
+    except FileNotFoundError:
+        return
+    if st.st_nlink > 1:
+        raise ConfigError(f"the database file {database} has {st.st_nlink} hard links: SQLite keeps its write-ahead "
+                          f"log beside the name a database is opened by, so two names of one file would be two logs; "
+                          f"remove the other links (a symbolic link is fine)")

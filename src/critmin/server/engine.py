@@ -313,8 +313,7 @@ class _DriverStatement:
 
 #: One write, as the DBAPI driver runs it: (SQL, many, parameters) = ``cursor.executemany(SQL, parameters)`` when
 #: ``many``, else ``cursor.execute(SQL, parameters)``. Parameters are plain data (str, int, float, bytes, None;
-#: tuples/lists/dicts of them), already through the column types' bind processors: a batch's steps can be sent to
-#: another process (critmin.server.storage) and run there.
+#: tuples/lists/dicts of them), already through the column types' bind processors.
 Step = tuple[str, bool, Any]
 
 

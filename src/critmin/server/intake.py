@@ -1,31 +1,21 @@
 """Order intake: the fast lane for ``POST /v1/orders``, the one endpoint that carries the load.
 
-A request is answered on the fast lane only when the FastAPI route would accept it: a bearer token of a live
-token, the ``trade`` scope and a seller or buyer role, one valid ``Idempotency-Key``, ``Content-Type:
-application/json``, a body that ``OrderIn`` validates, and no rate limit. Anything else is handed, unchanged, to
-the FastAPI app, so errors keep their exact form. The command submitted is the one the route builds (same data,
-same request hash), and the answer is the same status, body and headers.
+:class:`OrderIntake` is plain ASGI middleware in front of the FastAPI app (the HTTP is uvicorn's: this module sees
+only the ASGI scope, the header list and the body). A request is answered on the fast lane only when the FastAPI
+route would accept it: a bearer token of a live token, the ``trade`` scope and a seller or buyer role, one valid
+``Idempotency-Key``, ``Content-Type: application/json``, a body that ``OrderIn`` validates, and no rate limit.
+Anything else is handed, unchanged, to the FastAPI app, so errors keep their exact form. The command submitted is
+the one the route builds (same data, same request hash), and the answer is the same status, body and headers.
 
-The lane has two halves, so that it can run in one process or be split across two (see
-:mod:`critmin.server.front`):
-
-* :func:`prepare` — everything that needs only the request: headers, JSON parsing and validation, the canonical
-  request hash, the token's hash. CPU-heavy and stateless: in ``critmin serve`` it runs in the HTTP front process.
-* :func:`admit` — everything that needs the service's state: the token (revocation takes effect at once, since it
-  is looked up here, in sequence), scope, role and the rate limit. Cheap: it runs next to the sequencer.
-
-:class:`OrderIntake` runs both halves as ASGI middleware in front of the FastAPI app (one process: tests, embedded
-use). :class:`CoreIntake` is the sequencer's side of the split: a Unix-socket protocol that takes prepared orders
-from the front, admits them and answers each after its commit.
+It has two halves: :func:`prepare` (everything that needs only the request: headers, JSON parsing and validation,
+the canonical request hash, the token's hash) and :func:`admit` (everything that needs the service's state: the
+token, looked up at once so that a revocation takes effect for the next request, scope, role and the rate limit).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import marshal
 import re
-import struct
 from typing import Any
 
 # orjson parses valid JSON to the same value as the stdlib, ~4x faster; what it refuses goes to the route
@@ -196,105 +186,3 @@ def _replay_receive(chunks: list[bytes], receive: Any, last: dict | None, more: 
         return await receive()
 
     return replay
-
-
-# ---------------------------------------------------------------------- the split: frames between front and core
-#: A frame: 4-byte big-endian length, then a ``marshal``-encoded tuple of plain data (never code objects: the
-#: decoder refuses anything else). Front → core: (request id, token hash, key, data, request hash).
-#: Core → front: (request id, status, body bytes, replayed, version); status 0 = "let the route answer".
-FRAME = struct.Struct(">I")
-FALLBACK = 0
-
-
-def encode_frame(msg: tuple) -> bytes:
-    payload = marshal.dumps(msg)
-    return FRAME.pack(len(payload)) + payload
-
-
-def decode_frames(buf: bytearray) -> list[tuple]:
-    """Take every complete frame off the front of ``buf``."""
-    out = []
-    pos, n = 0, len(buf)
-    while n - pos >= 4:
-        (size,) = FRAME.unpack_from(buf, pos)
-        if n - pos - 4 < size:
-            break
-        msg = marshal.loads(bytes(buf[pos + 4:pos + 4 + size]))
-        if not isinstance(msg, tuple):
-            raise ValueError("intake frame is not a tuple")
-        out.append(msg)
-        pos += 4 + size
-    del buf[:pos]
-    return out
-
-
-class _Reply:
-    """Future-like handle the sequencer resolves after the commit (see Sequencer.enqueue): sends the answer."""
-
-    __slots__ = ("conn", "rid")
-
-    def __init__(self, conn: CoreIntake, rid: int) -> None:
-        self.conn, self.rid = conn, rid
-
-    def done(self) -> bool:
-        return False
-
-    def set_result(self, res: Result) -> None:
-        self.conn.reply((self.rid, *answer(res)))
-
-    def frame(self, res: Result) -> bytes:
-        """The answer as the front takes it, for the storage process to send after the commit (Sequencer._commit).
-        Only the front's intake connection's replies render their own answers: the answer channel leads there."""
-        return encode_frame((self.rid, *answer(res)))
-
-
-class CoreIntake(asyncio.Protocol):
-    """The sequencer process's end of the intake socket: admit each prepared order and answer after its commit.
-
-    Answers are written in one ``write`` per event-loop turn (a committed group resolves many at once)."""
-
-    def __init__(self, api: Any) -> None:
-        self.api = api
-        self.buf = bytearray()
-        self.out: list[bytes] = []
-        self.transport: asyncio.Transport | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        self.loop = asyncio.get_running_loop()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None  # answers still pending are dropped: their HTTP clients went with the front
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        try:
-            msgs = decode_frames(self.buf)
-        except Exception as exc:  # not our front: drop the connection
-            log.error("malformed intake frame, closing the connection: %s", exc)
-            if self.transport is not None:
-                self.transport.close()
-            return
-        state = self.api.state
-        items = []
-        for msg in msgs:
-            rid, prepared = msg[0], msg[1:]
-            cmd = admit(state, prepared)  # type: ignore[arg-type]
-            if cmd is None:
-                self.reply((rid, FALLBACK, b"", False, None))
-            else:
-                items.append((cmd, self.loop, _Reply(self, rid)))
-        state.seq.enqueue(items)
-
-    def reply(self, msg: tuple) -> None:
-        if self.transport is None:
-            return
-        if not self.out:
-            self.loop.call_soon(self._flush)
-        self.out.append(encode_frame(msg))
-
-    def _flush(self) -> None:
-        if self.transport is not None and self.out:
-            self.transport.write(b"".join(self.out))
-        self.out.clear()

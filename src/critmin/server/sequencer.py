@@ -3,10 +3,10 @@
 Clients' requests wait on a future; the applier drains everything queued (up to ``max_batch``) and applies each
 command to the engine in memory; the rows of what it applied are written in one transaction with everything else
 waiting to be written since the last commit (one fsync on SQLite, one pipelined round trip on PostgreSQL), and
-only then are the futures resolved. This *group commit* is what lets a durable store acknowledge thousands of
-orders per second: the cost of a commit is shared by every order in it, and the next commands are matched while
-the previous ones are being synced. In ``critmin serve`` the transactions are run by the storage writer process
-(:mod:`critmin.server.storage`), which gathers the groups itself; without one, by a writer thread here.
+only then are the futures resolved. This *group commit* is what lets a durable store acknowledge many orders per
+second: the cost of a commit is shared by every order in it, and the next commands are matched (applier thread)
+while the previous ones are being written and synced (writer thread; the database driver releases the GIL while
+it waits for the disk or the server).
 
 Idempotency: a state-changing request carries an ``Idempotency-Key``. Its (participant, key) with a hash of the
 request and the response is written in the same transaction as the change, so a retry after a crash or a lost
@@ -17,19 +17,13 @@ request is refused (409).
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
-import contextlib
-import gc
 import json
 import logging
-import os
 import queue
-import select
-import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +31,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from critmin.server import db
-from critmin.server.children import tune_gc
-from critmin.server.engine import Batch, Command, Engine, Result, batch_steps, write_batch
-from critmin.server.storage import StorageError, WriterProcess, encode_steps
+from critmin.server.engine import Batch, Command, Engine, Result, write_batch
 from critmin.server.wire import ApiError, dumps, render
 
 _STOP = object()
@@ -93,57 +85,6 @@ class KeyFilter:
         return found
 
 
-class _Inbox:
-    """The applier's queue: ``put`` from any thread; a blocking wait that also ends when a socket is readable. With a
-    storage process the applier takes its replies itself while it waits for commands (a thread of their own would
-    take the GIL from the applier for every reply). Items come out in the order they were put."""
-
-    def __init__(self) -> None:
-        self._items: collections.deque = collections.deque()
-        self._asleep = False
-        self._pipe: tuple[int, int] | None = None  # wake-up pipe, made by the first wait (the running applier)
-
-    def put(self, item: Any) -> None:
-        self._items.append(item)
-        if self._asleep and self._pipe is not None:
-            self._asleep = False
-            try:
-                os.write(self._pipe[1], b"\0")
-            except BlockingIOError:  # the pipe is full of wake-ups already
-                pass
-
-    def get_nowait(self) -> Any:
-        try:
-            return self._items.popleft()
-        except IndexError:
-            raise queue.Empty from None
-
-    def get(self) -> Any:
-        while not self._items:
-            self.wait()
-        return self._items.popleft()
-
-    def wait(self, sock: socket.socket | None = None) -> None:
-        """Return when an item is queued or ``sock`` is readable."""
-        if self._pipe is None:
-            self._pipe = os.pipe()
-            for fd in self._pipe:
-                os.set_blocking(fd, False)
-        self._asleep = True
-        if not self._items:  # put() appends, then looks at _asleep: one of the two sees the other
-            select.select([self._pipe[0]] if sock is None else [self._pipe[0], sock], [], [])
-        self._asleep = False
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._pipe[0], 4096):
-                pass
-
-    def close(self) -> None:
-        if self._pipe is not None:
-            for fd in self._pipe:
-                os.close(fd)
-            self._pipe = None
-
-
 @dataclass(eq=False)
 class _Applied:
     """Commands applied to the engine (in memory), on their way to the writer."""
@@ -154,35 +95,24 @@ class _Applied:
     batch: Batch
     keys: list[_Key]                        # idempotency keys first recorded here
     final: bool = False                     # results stand even if the batch is refused
-    payload: bytes | None = None            # its writes as the storage writer process takes them (encode_steps)
-    framed: bool = False                    # the storage process sends the answers of its replies with ``frame``
 
 
 class Sequencer:
-    """Single writer with group commit, as a two-stage pipeline.
+    """Single writer with group commit, as a two-stage pipeline of two threads.
 
     The *applier* thread takes queued commands in arrival order (up to ``max_batch`` at a time), applies them to
-    the in-memory engine and hands the rows over to be committed:
-
-    * with a storage process (``critmin serve``), it sends them to that process at once; the process commits
-      everything waiting on its socket in one transaction (at most ``max_batch`` commands) as soon as its previous
-      commit is done and answers the HTTP front's clients itself; the applier takes its replies, in order, whenever
-      it would wait for commands, and answers the other clients;
-    * without one, the *writer* thread commits everything it has been handed since its last commit in one
-      transaction (at most ``max_batch`` commands) on a connection of its own, and answers the clients.
-
-    So the next commands are matched while the previous ones are being written and synced (SQLite's fsync and
-    PostgreSQL's round trips release the GIL), and an answer still always follows its commit.
+    the in-memory engine and hands the rows over; the *writer* thread commits everything it has been handed since
+    its last commit in one transaction (at most ``max_batch`` commands) on a connection of its own, then answers
+    the clients. So the next commands are matched while the previous ones are being written and synced (SQLite's
+    fsync and PostgreSQL's round trips release the GIL), and an answer always follows its commit.
 
     Idempotency keys applied but not yet committed are kept in memory (``_pending``) until their batch is reported
     done, so a retry that arrives meanwhile is answered from there (after the first one's commit, since commits
     are in order), never applied twice.
 
     If a commit fails, its commands and every later one already applied (they built on the failed state) are
-    refused with 503 (the storage process refuses, unrun, every later batch of the same engine generation), and
-    the applier rebuilds the engine from the database before applying anything else, on a new generation. If the
-    storage process dies, everything sent to it and not answered is refused the same way, and the next batch
-    starts a new process.
+    refused with 503, and the applier rebuilds the engine from the database before applying anything else, on a
+    new *generation* (the writer refuses, unrun, every batch of a generation older than the rebuild).
 
     Parameters
     ----------
@@ -191,21 +121,19 @@ class Sequencer:
         Allied group for eligibility (default ``msp``).
     max_batch : int
         Most commands per transaction (1 = one transaction and commit per command, no group commit).
-    storage : WriterProcess, optional
-        While the pipeline runs, batches are committed by this process (see :mod:`critmin.server.storage`)
-        instead of a writer thread with a connection of its own. ``critmin serve`` uses one.
+    fence : callable, optional
+        Called with the writer's connection at the start of every transaction, before anything is written; raising
+        refuses the batch (the server's lease check, :meth:`critmin.server.db.ServerLock.renew`).
     handoff : int
-        When storage is idle (nothing handed over is unanswered), the applier hands over what it has applied as
-        soon as that is at least this many commands, instead of finishing the commands it took first (0: always
-        whole). An idle writer (storage) is lost capacity: measured on the intake benchmark, 4 gave ~8 % more
-        orders/s than 0 (alternate runs, see benchmarks/README), at about the same CPU per order. Answers still
-        follow their commit, and commits stay in arrival order.
+        When the writer is idle, the applier hands over what it has applied as soon as that is at least this many
+        commands, instead of finishing the commands it took first (0: always whole): an idle writer is lost
+        capacity. Answers still follow their commit, and commits stay in arrival order.
     """
 
     def __init__(self, sa_engine: sa.Engine, allies: Iterable[str] | None = None, max_batch: int = 512,
-                 storage: WriterProcess | None = None, handoff: int = 4) -> None:
+                 handoff: int = 4, fence: Callable[[sa.Connection], None] | None = None) -> None:
         self.sa_engine = sa_engine
-        self.storage = storage
+        self.fence = fence
         self.allies = None if allies is None else frozenset(allies)
         self.max_batch = max(1, int(max_batch))
         self._key_col = sa_engine.dialect.identifier_preparer.quote("key")  # idempotency.key, quoted for raw SQL
@@ -219,9 +147,9 @@ class Sequencer:
                 cur.close()
         dbapi = getattr(sa_engine.dialect, "loaded_dbapi", None)
         # The hot paths use DBAPI cursors directly: their errors are the driver's, not SQLAlchemy's.
-        self._db_errors: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError, StorageError) + (
+        self._db_errors: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError,) + (
             (dbapi.Error,) if dbapi is not None else ())
-        self._queue = _Inbox()                                     # clients → applier
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()      # clients → applier
         self._applied: queue.SimpleQueue = queue.SimpleQueue()    # applier → writer
         self._done: queue.SimpleQueue = queue.SimpleQueue()       # writer thread → applier: batches answered
         self._pending: dict[_Key, tuple[_Applied, str, Result]] = {}  # applier's only
@@ -232,26 +160,15 @@ class Sequencer:
         # One connection each, kept across batches (a checkout costs a ping round trip on PostgreSQL).
         self._read_conn: sa.Connection | None = None    # applier: idempotency look-ups, autocommit
         self._write_conn: sa.Connection | None = None   # writer: one transaction per group
-        self._gc_before: tuple[int, ...] | None = None
         self._writer_idle = False  # the writer thread waits for applied commands (set by it, cleared by both)
-        # With a storage process: batches sent to it and not yet answered, in order (the applier's only).
-        self._inflight: collections.deque[_Applied] = collections.deque()
-        if storage is not None:
-            storage.max_batch = self.max_batch
         self.handoff = max(0, int(handoff))
         self.batches = 0   # transactions committed
         self.commands = 0  # commands answered
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        if self.storage is not None:
-            # Started from this (long-lived) thread: PR_SET_PDEATHSIG fires when the *thread* that started the
-            # child ends. A restart after the process died happens in the applier thread, which lives as long.
-            self.storage.start()
-        else:
-            self._writer = threading.Thread(target=self._write_loop, name="critmin-writer", daemon=True)
-            self._writer.start()
-        self._gc_before = tune_gc()
+        self._writer = threading.Thread(target=self._write_loop, name="critmin-writer", daemon=True)
+        self._writer.start()
         self._applier = threading.Thread(target=self._apply_loop, name="critmin-sequencer", daemon=True)
         self._applier.start()
 
@@ -264,14 +181,8 @@ class Sequencer:
         if self._writer is not None:
             self._writer.join(timeout=30)
             self._writer = None
-        self._queue.close()
         self._drop("_read_conn", invalidate=False)
         self._drop("_write_conn", invalidate=False)
-        if self.storage is not None:
-            self.storage.close()
-        if self._gc_before is not None:
-            gc.set_threshold(*self._gc_before)
-            self._gc_before = None
 
     def _conn(self, attr: str) -> sa.Connection:
         conn = getattr(self, attr)
@@ -324,6 +235,25 @@ class Sequencer:
         self._queue.put((cmd, None, fut))
         return fut.result()
 
+    def apply_then_commit(self, cmds: list[Command], before_commit: Callable[[list[Result]], None]) -> list[Result]:
+        """Before the pipeline runs: apply ``cmds`` in memory, call ``before_commit(results)``, then commit them in
+        one transaction and return the results (503 each if the commit failed). If ``before_commit`` raises,
+        nothing is committed, memory is rebuilt from the database, and the error propagates (bootstrap: the admin
+        token's file is written before the admin is committed)."""
+        assert self._applier is None, "only before start()"
+        applied = self._apply([(c, None, None) for c in cmds])
+        try:
+            before_commit(applied.results)
+        except BaseException:
+            self._pending.clear()
+            self._reload()
+            raise
+        self._commit([applied])
+        self._settle_done()
+        if self._failed_gen >= self._gen:
+            self._recover()
+        return applied.results
+
     def _process(self, items: list[tuple[Command, Any, Any]]) -> list[Result]:
         """Apply and commit in the calling thread (only while the pipeline is not running)."""
         applied = self._apply(items)
@@ -336,9 +266,9 @@ class Sequencer:
     # ------------------------------------------------------------------ applier
     def _apply_loop(self) -> None:
         while True:
-            item = self._next()
+            item = self._queue.get()
             if item is _STOP:
-                self._end_pipeline()
+                self._applied.put(_STOP)
                 return
             items = list(item) if type(item) is list else [item]  # a list: several queued at once (enqueue)
             stop = False
@@ -361,10 +291,6 @@ class Sequencer:
             while rest:
                 try:
                     applied = self._apply(rest, self.handoff)
-                    if self.storage is not None and len(applied.batch):
-                        # Compiled here, while this thread holds the GIL anyway: the writer thread then needs it
-                        # only briefly, so it is not kept waiting for the applier between batches.
-                        applied.payload = encode_steps(batch_steps(self.sa_engine.dialect, applied.batch))
                 except Exception as exc:  # a bug in a command: memory may be half-changed, so rebuild it
                     log.exception("command failed; rebuilding the engine from the database")
                     self._failed_gen = self._gen
@@ -374,96 +300,17 @@ class Sequencer:
                 self._hand_over(applied)
                 rest = rest[len(applied.items):]
             if stop:
-                self._end_pipeline()
+                self._applied.put(_STOP)
                 return
-
-    def _next(self) -> Any:
-        """The next queued item. With a storage process, its replies are taken meanwhile (answering what it has
-        committed): while batches are in flight, the wait also ends when a reply arrives."""
-        if self.storage is None:
-            return self._queue.get()
-        while True:
-            self._take_replies()
-            try:
-                return self._queue.get_nowait()
-            except queue.Empty:
-                pass
-            self._queue.wait(self.storage.sock if self._inflight else None)
 
     def _idle(self) -> bool:
-        """Storage waits for work: nothing sent to the storage process was unanswered when the applier last took its
-        replies (before these commands), or the writer thread waits. (Taking them here, mid-batch, was measured to
-        hand over smaller groups: more commits for the same orders, the WAL 1.3 -> 2-3 MB in the checkpoint test.)"""
-        return not self._inflight if self.storage is not None else self._writer_idle
+        """The writer thread waits for applied commands."""
+        return self._writer_idle
 
     def _hand_over(self, applied: _Applied) -> None:
-        """Pass an applied batch on to be committed: to the writer thread, or straight to the storage process (which
-        commits it with whatever else is waiting there; its reply is taken later, see _take_replies)."""
-        if self.storage is None:
-            self._writer_idle = False
-            self._applied.put(applied)
-            return
-        storage = self.storage
-        if applied.gen <= self._failed_gen:  # built on a commit that failed
-            self._answer([applied], RuntimeError("an earlier commit failed"))
-            return
-        if not self._inflight and storage.alive and select.select([storage.sock], [], [], 0)[0]:
-            storage.close()  # readable with no reply due: it ended while idle (nothing was lost), a new one
-        if not storage.alive:  # it died (and the engine was rebuilt since, see _recover): a new one
-            try:
-                storage.start()
-            except StorageError as exc:
-                self._refuse([applied], exc)
-                return
-        answers = b""
-        if storage.channel is not None:
-            # Replies that can render their answer (the HTTP front's, intake._Reply) are answered by the storage
-            # process itself, right after the commit (see critmin.server.storage).
-            answers = b"".join([fut.frame(res) for (_, _, fut), res in zip(applied.items, applied.results, strict=True)
-                                if hasattr(fut, "frame")])
-            applied.framed = bool(answers)
-        self._inflight.append(applied)
-        try:
-            storage.send(applied.gen, len(applied.items), applied.payload, answers)
-        except StorageError as exc:
-            self._storage_lost(exc)
-
-    def _take_replies(self, block: bool = False) -> None:
-        """Answer the batches the storage process has replied about (all that have arrived; with ``block``, wait
-        until nothing is in flight)."""
-        storage = self.storage
-        while self._inflight:
-            try:
-                reply = storage.receive(block)
-            except StorageError as exc:
-                self._storage_lost(exc)
-                return
-            if reply is None:
-                return
-            group = [self._inflight.popleft() for _ in range(reply[1])]
-            if reply[0] == "ok":
-                if any(len(a.batch) for a in group):
-                    self.batches += 1
-                self._answer(group, None, sent=True)
-            else:
-                self._refuse(group, StorageError(reply[2]))
-
-    def _storage_lost(self, exc: BaseException) -> None:
-        """The storage process is gone: everything in flight is refused (503) and the applier rebuilds the engine
-        (a batch may have been committed just before: its clients' retries, same Idempotency-Key, then get the
-        stored answers); the next batch starts a new process."""
-        self.storage.close()
-        group = list(self._inflight)
-        self._inflight.clear()
-        if group:
-            self._refuse(group, exc)
-
-    def _end_pipeline(self) -> None:
-        """After the applier's last batch: the writer thread ends, or everything sent to storage is answered."""
-        if self.storage is None:
-            self._applied.put(_STOP)
-        else:
-            self._take_replies(block=True)
+        """Pass an applied batch on to the writer thread, to be committed."""
+        self._writer_idle = False
+        self._applied.put(applied)
 
     def _apply(self, items: list[tuple[Command, Any, Any]], handoff: int = 0) -> _Applied:
         """Apply ``items`` in order. With ``handoff``, stops after that many or more once the writer is idle, so
@@ -532,16 +379,7 @@ class Sequencer:
 
     def _recover(self) -> None:
         """After a failed commit: the writer refuses every batch of the failed generation, and has written
-        nothing of it since the failure, so the database holds exactly what was acknowledged; rebuild from it.
-
-        If the storage process died, first wait until its lock is free (its connection is gone): a commit it had
-        sent has then landed or been abandoned, and cannot land after the rebuild has read the database (on
-        PostgreSQL the server may notice a dead connection a moment later)."""
-        if self.storage is not None and not self.storage.alive:
-            try:
-                db.ServerLock(self.sa_engine, writer=True).wait_free()
-            except Exception as exc:  # still held after the timeout: rebuild anyway, as before this wait
-                log.warning("the last storage writer's lock is still held: %s", exc)
+        nothing of it since the failure, so the database holds exactly what was acknowledged; rebuild from it."""
         self._reload()
         self._pending.clear()  # their batches are refused; the keys are free again
         self._gen = self._failed_gen + 1
@@ -589,6 +427,8 @@ class Sequencer:
                 merged = group[0].batch if len(group) == 1 else _merge([a.batch for a in group])
                 conn = self._conn("_write_conn")
                 with conn.begin():
+                    if self.fence is not None:
+                        self.fence(conn)
                     write_batch(conn, merged)
             except Exception as exc:  # storage errors, and any other: the writer must go on answering
                 self._drop("_write_conn")
@@ -607,28 +447,24 @@ class Sequencer:
         self._failed_gen = max(self._failed_gen, max(a.gen for a in group))
         self._answer(group, exc)
 
-    def _answer(self, group: list[_Applied], failure: BaseException | None, sent: bool = False) -> None:
+    def _answer(self, group: list[_Applied], failure: BaseException | None) -> None:
         """Answer the commands of ``group``: their results, or 503 when ``failure`` (except a batch whose results
-        stand, ``final``). With ``sent``, the storage process has already answered the replies of framed batches."""
+        stand, ``final``)."""
         by_loop: dict[Any, list[tuple[Any, Result]]] = {}
         for applied in group:
             results = applied.results if failure is None or applied.final else [_unavailable(failure)] * len(
                 applied.items)
             if failure is not None:
                 applied.results = results
-            skip = sent and applied.framed
             for (_, loop, fut), res in zip(applied.items, results, strict=True):
-                if fut is None or (skip and hasattr(fut, "frame")):
+                if fut is None:
                     continue
                 if loop is None:  # submit_sync from another thread
                     fut.set_result(res)
                 else:
                     by_loop.setdefault(loop, []).append((fut, res))
             self.commands += len(applied.items)
-            if self.storage is not None:  # answered by the applier itself (or before the pipeline runs)
-                self._forget(applied)
-            else:  # by the writer thread: the applier forgets them (_settle_done)
-                self._done.put(applied)
+            self._done.put(applied)  # the applier forgets their pending keys (_settle_done)
         # One wake-up of each event loop per transaction, not one per command.
         for loop, done in by_loop.items():
             try:

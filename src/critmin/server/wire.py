@@ -1,9 +1,6 @@
-"""What the service's processes send each other and their clients: the commands the HTTP layers hand the engine
-and the results they get back; byte for byte, JSON text identical to the standard library encoder's (the audit
-chain hashes it), the request and token hashes, and the error form.
-
-Its own module so that the HTTP front, which parses, validates and hashes orders and relays answers, imports none of
-the engine, the database schema or SQLAlchemy (start-up: see :mod:`critmin.server.children`).
+"""What the HTTP layer and the engine exchange: the commands the routes hand the engine and the results they get
+back; JSON text byte for byte identical to the standard library encoder's (the audit chain hashes it), the request
+and token hashes, and the error form. It imports none of the engine, the database schema or SQLAlchemy.
 """
 
 from __future__ import annotations
