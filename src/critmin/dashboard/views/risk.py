@@ -10,9 +10,9 @@ A run goes to a background thread (one at a time): ``POST /risk/run`` answers a 
 being computed (the network build before the first chunk runs to its end). Finished results are kept by their
 inputs: the same inputs are answered from the cache without a new run.
 
-The numbers are :func:`critmin.supplychain.risk.assess_risk`'s — the function behind ``critmin risk`` and
-:func:`critmin.risk` — called with the same default chunk of 25,000 draws, so ``critmin risk --draws N --seed S``
-gives the same figures; the dashboard only adds the progress callback.
+The numbers are :func:`critmin.risk`'s — the function ``critmin risk`` calls — with the same default chunk of
+25,000 draws, so ``critmin risk --draws N --seed S`` gives the same figures; the dashboard only adds the progress
+callback.
 """
 
 from __future__ import annotations
@@ -132,11 +132,12 @@ def _key(request: Request, inp: dict) -> tuple:
 
 
 def _compute(request: Request, inp: dict, progress=None):
-    from critmin.supplychain.risk import assess_risk
+    from critmin import api
 
     try:
-        return assess_risk(inp["importer"], inp["commodities"], draws=inp["draws"], seed=inp["seed"],
-                           months=inp["months"], catalog=common.catalog(request), progress=progress)
+        res = api.risk(inp["importer"], inp["commodities"], draws=inp["draws"], seed=inp["seed"],
+                       months=inp["months"], catalog=common.catalog(request), progress=progress)
+        return res.data, res.tables["risk"], res.meta
     except ConfigError as exc:
         raise common.BadInput("importer", str(exc)) from None
 
