@@ -81,3 +81,15 @@ def need_browser() -> None:
         if os.environ.get("CRITMIN_REQUIRE_BROWSER") == "1":
             pytest.fail(f"browser test required but missing: {', '.join(missing)}")
         pytest.skip(f"missing {', '.join(missing)}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (which downloads nothing); one per test module."""
+    need_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        br = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield br
+        br.close()

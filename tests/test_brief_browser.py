@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, need_browser
+from conftest import need_browser
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 SECTIONS = ("summary", "criticality", "stages", "scenarios", "stockpile", "finance", "delivery", "map",
@@ -36,17 +36,6 @@ def brief(tmp_path_factory):
     out = write_brief(b, tmp_path_factory.mktemp("brief") / "brief")
     ARTIFACTS.mkdir(exist_ok=True)
     return b, out
-
-
-@pytest.fixture(scope="module")
-def browser():
-    need_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        br = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield br
-        br.close()
 
 
 class Opened:

@@ -12,15 +12,12 @@ unless ``CRITMIN_REQUIRE_BROWSER=1`` makes that a failure.
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-import httpx
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, need_browser
+from conftest import need_browser
+from dashkit import served
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -42,53 +39,17 @@ AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 FAILING_IMPACTS = {"serious", "critical"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The dashboard on 127.0.0.1 (its default results computed at start-up), with a marketplace database."""
     need_browser()
-    import uvicorn
-
     from critmin.dashboard.app import create_dashboard
 
     folder = tmp_path_factory.mktemp("dash")
     app = create_dashboard(db=f"sqlite:///{folder / 'market.sqlite3'}")
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        try:
-            if httpx.get(f"{base}/static/dashboard.css", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    else:
-        srv.should_exit = True
-        pytest.fail("the dashboard did not start")
-    ARTIFACTS.mkdir(exist_ok=True)
-    yield base
-    srv.should_exit = True
-    thread.join(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    need_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        br = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield br
-        br.close()
+    with served(app, "/static/dashboard.css") as base:
+        ARTIFACTS.mkdir(exist_ok=True)
+        yield base
 
 
 class Opened:

@@ -9,66 +9,28 @@ participant cannot see another's orders. No console error, no request leaving 12
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, need_browser
+from conftest import need_browser
+from dashkit import served
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A dashboard on 127.0.0.1 with a fresh marketplace database; yields (base URL, admin token)."""
+    """The dashboard on 127.0.0.1 with its marketplace service on a fresh SQLite database, and the admin token."""
     need_browser()
-    import uvicorn
-
     from critmin.dashboard.app import create_dashboard
 
     folder = tmp_path_factory.mktemp("market")
     app = create_dashboard(db=f"sqlite:///{folder / 'market.sqlite3'}", warm=False)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        try:
-            if httpx.get(f"{base}/market/api/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    else:
-        srv.should_exit = True
-        pytest.fail("the dashboard did not start with its marketplace service")
-    ARTIFACTS.mkdir(exist_ok=True)
-    yield base, (folder / "admin.token").read_text().strip()
-    srv.should_exit = True
-    thread.join(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    need_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        br = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield br
-        br.close()
+    with served(app, "/market/api/health", "the dashboard with its marketplace service") as base:
+        ARTIFACTS.mkdir(exist_ok=True)
+        yield base, (folder / "admin.token").read_text().strip()
 
 
 class Opened:
