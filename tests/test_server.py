@@ -432,7 +432,7 @@ def test_pagination(url, tmp_path):
 
 
 def test_rate_limit(sqlite_url, tmp_path):
-    with open_market(sqlite_url, tmp_path, cast={"toyota": ("buyer", "JPN")}, rate=5, burst=5) as m:
+    with open_market(sqlite_url, tmp_path, cast={"toyota": ("buyer", "JPN")}, rate=0.01, burst=5) as m:
         codes = [m.get("toyota", "/v1/me").status_code for _ in range(5)]
         assert codes == [200] * 5
         r = m.get("toyota", "/v1/me")
