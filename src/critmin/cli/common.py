@@ -184,6 +184,59 @@ def check_folder(path: Path | None, option: str) -> Path | None:
     return path
 
 
+def check_listen(host: str, port: int) -> None:
+    """``--host`` and ``--port`` of a command that serves: a port in 1..65535 and an IP address or a host name
+    (RFC 1123 labels; nothing is resolved here)."""
+    import ipaddress
+
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port must be 1..65535, got {port}")
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    if not (host and len(host) <= 253 and all(
+            re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", label) for label in labels)):
+        raise ConfigError(f"--host {host!r}: expected an IP address (127.0.0.1, 0.0.0.0, ::) or a host name")
+
+
+def require_extra(extra: str, modules, what: str) -> None:
+    """The modules of an optional extra are installed: one line saying how to get them otherwise (checked before
+    anything starts, so a missing module is never a traceback half-way)."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"{what} needs the {extra} extra: pip install 'critmin[{extra}]' (missing: "
+                          f"{', '.join(missing)})")
+
+
+def bind(host: str, port: int):
+    """The listening socket of a command that serves (a port in use is one line naming --port, exit code 2,
+    before anything else starts); hand it to uvicorn with ``Server.run(sockets=[sock])``."""
+    import os
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise ConfigError(f"--host {host!r}: cannot resolve it ({exc.strerror or exc})") from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name != "nt":  # Windows' SO_REUSEADDR would let a second server take the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def commodities_of_networks() -> list[str]:
     """Commodities the supply-chain network models (risk, stockpile, invest)."""
     from critmin.supplychain.network import CHAINS

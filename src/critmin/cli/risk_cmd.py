@@ -16,14 +16,9 @@ _ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:\[[0-9a-fA-F:.]+\]|[^\s/:\[
 
 def check_scale_extra(option: str) -> None:
     """``--workers`` / ``--scheduler`` need Dask's distributed scheduler: one line saying how to get it."""
-    import importlib.util
+    from critmin.cli.common import require_extra
 
-    from critmin.errors import ConfigError
-
-    missing = [m for m in ("dask", "distributed") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ConfigError(f"{option} needs the scale extra: pip install 'critmin[scale]' (missing: "
-                          f"{', '.join(missing)})")
+    require_extra("scale", ("dask", "distributed"), option)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +10,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add ``serve`` to ``app``."""
-    from critmin.cli.common import handled
+    from critmin.cli.common import check_listen, handled, require_extra
 
     @app.command("serve")
     @handled
@@ -38,16 +37,13 @@ def register(app: typer.Typer) -> None:
         """
         from critmin.errors import ConfigError
 
-        if not 0 < port < 65536:
-            raise ConfigError(f"--port must be 1..65535, got {port}")
+        check_listen(host, port)
         if rate < 0:
             raise ConfigError(f"--rate-limit must be ≥ 0, got {rate}")
         if max_connections < 1:
             raise ConfigError(f"--max-connections must be ≥ 1, got {max_connections}")
         if not 0 < keep_alive <= 3600:
             raise ConfigError(f"--keep-alive must be in (0, 3600] seconds, got {keep_alive:g}")
-        if not _valid_host(host):
-            raise ConfigError(f"--host {host!r}: expected an IP address (127.0.0.1, 0.0.0.0, ::) or a host name")
         _check_data_dir(data_dir)
         import pycountry
 
@@ -57,12 +53,7 @@ def register(app: typer.Typer) -> None:
             hint = suggest.did_you_mean(admin_country, [c.alpha_3 for c in pycountry.countries])
             raise ConfigError(f"--admin-country {admin_country!r}: not an ISO 3166 alpha-3 country code"
                               + (f"; {hint}" if hint else ""))
-        import importlib.util
-
-        missing = [m for m in _SERVER_MODULES if importlib.util.find_spec(m) is None]
-        if missing:
-            raise ConfigError(f"the marketplace service needs its extra: pip install 'critmin[server]' (missing: "
-                              f"{', '.join(missing)})")
+        require_extra("server", _SERVER_MODULES, "the marketplace service")
         if db is not None:
             _check_url(db)
         from critmin.server.app import create_app
@@ -86,7 +77,9 @@ def serve_app(app_, host: str, port: int, *, max_connections: int = 256, keep_al
     the service (lease, migrations, engine, bootstrap), then serve with uvicorn until SIGINT/SIGTERM. Returns the
     exit code; start-up errors raise ConfigError (one line). ``http``: uvicorn's HTTP implementation
     (default :data:`HTTP_IMPL`)."""
-    sock = _bind(host, port)  # the port first: taken, it is said before the database is touched
+    from critmin.cli.common import bind
+
+    sock = bind(host, port)  # the port first: taken, it is said before the database is touched
     try:
         _open(app_.state.service, str(app_.state.service.url))
         return _run(app_, sock, max_connections, keep_alive, http or HTTP_IMPL, banner)
@@ -115,30 +108,6 @@ def _make_data_dir(data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file on the way (NotADirectoryError), no permission, a read-only file system
         raise ConfigError(f"--data-dir {str(data_dir)!r}: cannot create the folder ({exc.strerror or exc})") from None
-
-
-def _bind(host: str, port: int):
-    """The listening socket (so that a port in use is one line, exit code 2, before anything else starts)."""
-    import socket
-
-    from critmin.errors import ConfigError
-
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        raise ConfigError(f"--host {host!r}: cannot resolve it ({exc.strerror or exc})") from None
-    family, _, _, _, addr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        if os.name != "nt":  # Windows' SO_REUSEADDR would let a second server take the port
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.set_inheritable(True)
-    return sock
 
 
 def _open(service, url: str) -> None:
@@ -212,21 +181,6 @@ HTTP_IMPL = "h11"
 
 #: Modules of the ``server`` extra that the service imports.
 _SERVER_MODULES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "orjson", "pydantic")
-
-
-def _valid_host(host: str) -> bool:
-    """An IP address or a host name (RFC 1123 labels); nothing is resolved here."""
-    import ipaddress
-    import re
-
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        pass
-    labels = host.rstrip(".").split(".")
-    return bool(host) and len(host) <= 253 and all(
-        re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", label) for label in labels)
 
 
 def _check_url(url: str) -> None:
