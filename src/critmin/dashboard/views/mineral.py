@@ -177,7 +177,9 @@ def partners_table(request: Request, commodity: str, imp) -> tuple[pd.DataFrame,
     names = trade["commodity"].astype(str)
     code, note = commodity, None
     if not (names == commodity).any():
-        groups = [g for g in names.unique() if g.endswith("-group") and commodity in g.split("-")]
+        from critmin.methods.reliance import GROUP_COMMODITIES  # the engine's mapping of shared codes
+
+        groups = [g for g, members in GROUP_COMMODITIES.items() if commodity in members and (names == g).any()]
         if groups:
             code = groups[0]
             note = (f"{commodity} is traded under an HS code shared with other elements: these are the partners of "
